@@ -1,0 +1,3 @@
+from apb2face.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""`apb2face` command line: one subcommand per module in this package, listed explicitly in COMMANDS.
+
+Each command module defines `add_arguments(parser)` and `run(args) -> int`; heavy imports happen inside `run` so
+that `apb2face --help` is instant. User errors (`UserError`) become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from apb2face import __version__
+from apb2face.errors import UserError
+
+# command name -> (module in apb2face.cli, one-line help). Explicit: no discovery by file name.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("synth", "render the built-in multi-person talking-face dataset"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apb2face", description="Real-time audio-driven multi-face reenactment.")
+    parser.add_argument("--version", action="version", version=f"apb2face {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"apb2face.cli.{module_name}")
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    _quiet_native_logs()
+    try:
+        return int(args._module.run(args) or 0)
+    except UserError as exc:
+        print(f"apb2face {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"apb2face {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_native_logs() -> None:
+    # mediapipe/TFLite and absl print INFO/WARNING lines to stderr that users cannot act on
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Audio: decode any common format to mono at one rate, MFCC features with true temporal deltas, per-frame windows.
+
+Constants and their derivations (all rates in Hz, all times in seconds)::
+
+    SAMPLE_RATE  = 16000          every input is resampled to this rate, mono
+    HOP          = 160 samples    10 ms between feature frames  -> FEATURE_RATE = 100 feature frames / s
+    WIN          = 400 samples    25 ms analysis window (Hamming), FFT 512, 40 mel bands
+    NUM_CEPS     = 20             MFCC (c0 replaced by log frame energy)
+    NUM_FEATURES = 60             MFCC + delta + delta-delta, deltas along TIME (upstream took them across coefficients)
+
+A video frame n at `fps` is centred at feature index round(n / fps * FEATURE_RATE). Its window holds
+`window` feature frames, `lookahead` of which lie after the centre (bounded look-ahead for streaming); windows are
+padded at both ends of the track by repeating the edge frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+from python_speech_features import base as psf
+
+from apb2face.errors import UserError
+
+SAMPLE_RATE = 16000
+HOP = 160
+WIN = 400
+NFFT = 512
+NUM_MELS = 40
+NUM_CEPS = 20
+NUM_FEATURES = 3 * NUM_CEPS
+FEATURE_RATE = SAMPLE_RATE // HOP  # 100 feature frames per second
+DELTA_N = 2
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio stream of any file FFmpeg reads (wav, mp3, m4a, flac, ogg, mp4, ...) to mono float32 in
+    [-1, 1] at `sample_rate`. Raises UserError naming the file when it has no audio or no samples."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("file not found", path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise UserError("no audio stream (not an audio file?)", path)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            chunks = []
+            for frame in container.decode(container.streams.audio[0]):
+                frame.pts = None  # let the resampler count samples itself (VFR/odd timestamps)
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    except UserError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise UserError(f"cannot decode audio ({str(exc).splitlines()[0][:160]})", path) from None
+    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if audio.size == 0:
+        raise UserError("audio has no samples", path)
+    return audio
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample mono float audio (soxr, high quality)."""
+    if rate_in == rate_out:
+        return audio.astype(np.float32)
+    import soxr
+
+    return soxr.resample(audio.astype(np.float32), rate_in, rate_out).astype(np.float32)
+
+
+def mfcc(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(T, NUM_CEPS) MFCC frames every HOP samples; T = len(audio) // HOP + 1 (frames centred on hop multiples)."""
+    if sample_rate != SAMPLE_RATE:
+        audio = resample(audio, sample_rate)
+    # centre frames on multiples of HOP (like librosa center=True) so feature t sits at t * 10 ms
+    padded = np.pad(audio.astype(np.float64), (WIN // 2, WIN // 2))
+    n_frames = len(audio) // HOP + 1
+    padded = np.pad(padded, (0, max(0, (n_frames - 1) * HOP + WIN - len(padded))))
+    feats = psf.mfcc(padded, samplerate=SAMPLE_RATE, winlen=WIN / SAMPLE_RATE, winstep=HOP / SAMPLE_RATE,
+                     numcep=NUM_CEPS, nfilt=NUM_MELS, nfft=NFFT, preemph=0.97, ceplifter=22, appendEnergy=True,
+                     winfunc=np.hamming)
+    return feats[:n_frames].astype(np.float32)
+
+
+def temporal_deltas(feats: np.ndarray, n: int = DELTA_N) -> np.ndarray:
+    """Regression deltas along time (axis 0) with edge padding: d_t = sum_k k (c_{t+k} - c_{t-k}) / (2 sum_k k^2)."""
+    padded = np.pad(feats, ((n, n), (0, 0)), mode="edge")
+    denom = 2 * sum(k * k for k in range(1, n + 1))
+    t = len(feats)
+    return sum(k * (padded[n + k: n + k + t] - padded[n - k: n - k + t]) for k in range(1, n + 1)) / denom
+
+
+def audio_features(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(T, 60) float32: MFCC, delta and delta-delta over time, one row per 10 ms."""
+    c = mfcc(audio, sample_rate)
+    d = temporal_deltas(c)
+    return np.concatenate([c, d, temporal_deltas(d)], axis=1).astype(np.float32)
+
+
+def frame_centre(frame_index: np.ndarray | int, fps: float) -> np.ndarray:
+    """Feature index at the time of video frame(s) `frame_index`."""
+    return np.rint(np.asarray(frame_index, dtype=np.float64) / fps * FEATURE_RATE).astype(np.int64)
+
+
+def frame_windows(features: np.ndarray, frame_indices: np.ndarray, fps: float, window: int = 64,
+                  lookahead: int = 32) -> np.ndarray:
+    """(len(frame_indices), window, NUM_FEATURES) windows; rows [c - (window - lookahead), c + lookahead)."""
+    centres = frame_centre(frame_indices, fps)
+    rows = centres[:, None] + np.arange(-(window - lookahead), lookahead)[None, :]
+    return features[np.clip(rows, 0, len(features) - 1)]
+
+
+def num_video_frames(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
+    """Frames needed to cover the audio: ceil(duration * fps) (video length = audio length within one frame)."""
+    return max(1, int(np.ceil(num_samples / sample_rate * fps - 1e-6)))
+
+
+def rms_per_frame(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """RMS energy of the audio inside each video frame's 1/fps slot (num_frames,)."""
+    edges = np.rint(np.arange(num_frames + 1) / fps * sample_rate).astype(np.int64)
+    out = np.zeros(num_frames, dtype=np.float32)
+    for i in range(num_frames):
+        seg = audio[edges[i]: edges[i + 1]]
+        out[i] = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if seg.size else 0.0
+    return out

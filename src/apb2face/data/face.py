@@ -1,0 +1,164 @@
+"""Face geometry shared by every part of apb2face: the landmark detector, head pose, eye/mouth openness, crops.
+
+One detector (mediapipe 0.10.21 face mesh, 478 points, models bundled in the wheel, fully offline) and one pose
+convention (`rotation_matrix` / `euler_from_rotation`) are used everywhere: the synthetic renderer, `prepare`,
+generation from a photo and evaluation, so their numbers agree by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import cv2
+import numpy as np
+
+# mediapipe face-mesh indices (468-point mesh + 10 iris points at 468..477)
+RIGHT_EYE_EAR = (33, 160, 158, 133, 153, 144)  # subject's right eye: corners 33/133, lids 160/158 over 144/153
+LEFT_EYE_EAR = (362, 385, 387, 263, 373, 380)  # subject's left eye
+MOUTH_INNER_TOP, MOUTH_INNER_BOTTOM = 13, 14
+MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER = 291, 61
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+NOSE_TIP, CHIN, FOREHEAD = 1, 152, 10
+
+
+def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Head rotation (degrees) as a 3x3 matrix acting on face-model points in camera axes (x right, y down, z away).
+
+    yaw > 0 moves the nose towards image right, pitch > 0 moves it down (chin down), roll > 0 turns the face
+    clockwise in the image. R = Rz(roll) @ Ry(yaw) @ Rx(pitch).
+    """
+    y, p, r = np.deg2rad([yaw, pitch, roll])
+    ry = np.array([[np.cos(y), 0, -np.sin(y)], [0, 1, 0], [np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def euler_from_rotation(rot: np.ndarray) -> tuple[float, float, float]:
+    """Inverse of `rotation_matrix`: (yaw, pitch, roll) in degrees."""
+    yaw = np.arcsin(np.clip(rot[2, 0], -1.0, 1.0))
+    pitch = np.arctan2(rot[2, 1], rot[2, 2])
+    roll = np.arctan2(rot[1, 0], rot[0, 0])
+    return tuple(float(v) for v in np.rad2deg([yaw, pitch, roll]))
+
+
+@lru_cache(maxsize=1)
+def canonical_face() -> np.ndarray:
+    """The canonical frontal 3D face (478, 3), camera axes, unit inter-ocular distance, centred on the nose tip.
+
+    Derived by `scripts/build_canonical_face.py` from mediapipe's own 3D output on public-domain portraits.
+    """
+    with resources.files("apb2face.assets").joinpath("canonical_face_478.npy").open("rb") as f:
+        return np.load(f)
+
+
+def eye_aspect_ratio(points: np.ndarray, indices: tuple[int, ...]) -> float:
+    """EAR = (|p2-p6| + |p3-p5|) / (2 |p1-p4|) for six eye points (about 0.25-0.35 open, < 0.1 closed)."""
+    p = points[list(indices), :2]
+    vertical = np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])
+    return float(vertical / (2.0 * np.linalg.norm(p[0] - p[3]) + 1e-9))
+
+
+def eye_aspect_ratios(points: np.ndarray) -> tuple[float, float]:
+    """(left, right) EAR of the subject's own eyes."""
+    return eye_aspect_ratio(points, LEFT_EYE_EAR), eye_aspect_ratio(points, RIGHT_EYE_EAR)
+
+
+def mouth_opening(points: np.ndarray) -> float:
+    """Inner-lip gap over mouth width (0 closed, about 0.3-0.6 wide open)."""
+    gap = np.linalg.norm(points[MOUTH_INNER_TOP, :2] - points[MOUTH_INNER_BOTTOM, :2])
+    width = np.linalg.norm(points[MOUTH_LEFT_CORNER, :2] - points[MOUTH_RIGHT_CORNER, :2])
+    return float(gap / (width + 1e-9))
+
+
+def inter_ocular(points: np.ndarray) -> float:
+    """Distance between the outer eye corners (the normaliser for landmark errors)."""
+    return float(np.linalg.norm(points[RIGHT_EYE_OUTER, :2] - points[LEFT_EYE_OUTER, :2]))
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square crop in source-image pixels: centre and side length."""
+
+    cx: float
+    cy: float
+    side: float
+
+    def affine(self, size: int) -> np.ndarray:
+        """2x3 matrix mapping source pixels to crop pixels of a `size` x `size` output."""
+        s = size / self.side
+        return np.array([[s, 0, size / 2 - s * self.cx], [0, s, size / 2 - s * self.cy]], dtype=np.float64)
+
+
+def crop_box_from_landmarks(points: np.ndarray, scale: float = 1.6) -> CropBox:
+    """Square box centred on the landmark bounding box, side = scale x its longer side (upstream used 1.4 on 106
+    points; the 478-point mesh stops at the hairline, so a little more context is kept)."""
+    lo, hi = points[:, :2].min(0), points[:, :2].max(0)
+    c = (lo + hi) / 2
+    return CropBox(float(c[0]), float(c[1] + 0.05 * (hi - lo)[1]), float(scale * (hi - lo).max()))
+
+
+def crop_image(image: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """Cut `box` out of an RGB image and resize to `size`; outside the image is padded by edge replication."""
+    return cv2.warpAffine(image, box.affine(size), (size, size), flags=cv2.INTER_AREA if box.side > size * 1.5
+                          else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def landmarks_to_crop(points: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """Map source-pixel landmarks (N, 2+) into normalised crop coordinates in [0, 1] (N, 2)."""
+    m = box.affine(size)
+    xy = points[:, :2] @ m[:, :2].T + m[:, 2]
+    return (xy / size).astype(np.float32)
+
+
+class FaceMesh:
+    """mediapipe face mesh (478 points incl. iris), offline. Use as a context manager; one instance per stream.
+
+    `video=True` tracks across consecutive frames (faster, steadier); `video=False` treats each image on its own.
+    """
+
+    def __init__(self, video: bool = False, min_confidence: float = 0.5) -> None:
+        import mediapipe as mp  # imported lazily: it is slow to import and only some commands need it
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=not video, max_num_faces=1,
+                                                     refine_landmarks=True, min_detection_confidence=min_confidence,
+                                                     min_tracking_confidence=min_confidence)
+
+    def __enter__(self) -> FaceMesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def detect(self, image: np.ndarray) -> np.ndarray | None:
+        """Landmarks of the most prominent face in an RGB uint8 image: (478, 3) with x, y in pixels and z in the same
+        scale as x (smaller = closer to the camera), or None when no face is found."""
+        h, w = image.shape[:2]
+        result = self._mesh.process(np.ascontiguousarray(image))
+        if not result.multi_face_landmarks:
+            return None
+        lm = result.multi_face_landmarks[0].landmark
+        return np.array([(p.x * w, p.y * h, p.z * w) for p in lm], dtype=np.float32)
+
+
+def estimate_pose(points: np.ndarray, image_size: tuple[int, int]) -> tuple[float, float, float]:
+    """Head pose (yaw, pitch, roll) in degrees from 2D landmarks (478, 2+) by PnP against the canonical face.
+
+    Focal length = image width (a normal lens); EPnP start refined by Levenberg-Marquardt.
+    """
+    h, w = image_size
+    model = canonical_face()[:468].astype(np.float64)
+    image_pts = points[:468, :2].astype(np.float64)
+    camera = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], dtype=np.float64)
+    ok, rvec, tvec = cv2.solvePnP(model, image_pts, camera, None, flags=cv2.SOLVEPNP_EPNP)
+    if not ok:
+        return (0.0, 0.0, 0.0)
+    _, rvec, tvec = cv2.solvePnP(model, image_pts, camera, None, rvec, tvec, useExtrinsicGuess=True,
+                                 flags=cv2.SOLVEPNP_ITERATIVE)
+    rot, _ = cv2.Rodrigues(rvec)
+    return euler_from_rotation(rot)

@@ -1,0 +1,135 @@
+"""Video and audio container I/O with PyAV (FFmpeg): H.264 + AAC MP4 out, any common container in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from apb2face.errors import UserError
+from apb2face.io import atomic_path
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float  # average frame rate reported by the container
+    num_frames: int  # as reported by the container (0 when unknown)
+    duration: float  # seconds
+    has_audio: bool
+    rotation: int  # degrees of the display matrix (portrait phone clips)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Facts about a video file; raises UserError naming the file if it cannot be read or has no video stream."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError("no video stream", path)
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or 25
+            duration = float(stream.duration * stream.time_base) if stream.duration else (
+                container.duration / 1e6 if container.duration else 0.0)
+            rotation = 0
+            try:
+                rotation = int(getattr(stream.codec_context, "rotation", 0) or 0)
+            except (AttributeError, TypeError, ValueError):
+                rotation = 0
+            return VideoInfo(stream.codec_context.width, stream.codec_context.height, float(rate), stream.frames or 0,
+                             duration, bool(container.streams.audio), rotation)
+    except UserError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise UserError(f"cannot read video ({_reason(exc)})", path) from None
+
+
+def iter_frames(path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
+    """Decode (timestamp in seconds, RGB uint8 frame) pairs; display rotation is applied (portrait clips)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError("no video stream", path)
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                t = float(frame.pts * stream.time_base) if frame.pts is not None else float(frame.time or 0.0)
+                yield t, _rotate(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0) or 0)
+    except UserError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise UserError(f"cannot decode video ({_reason(exc)})", path) from None
+
+
+def _rotate(image: np.ndarray, degrees: int) -> np.ndarray:
+    k = (-int(degrees) // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+def resample_timestamps(timestamps: list[float], fps: float) -> np.ndarray:
+    """For a constant output rate, the index of the source frame shown at each output tick (handles VFR input)."""
+    ts = np.asarray(timestamps, dtype=np.float64)
+    if len(ts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ts = ts - ts[0]
+    n_out = int(np.floor(ts[-1] * fps + 1e-6)) + 1
+    ticks = np.arange(n_out) / fps
+    idx = np.searchsorted(ts, ticks + 0.5 / fps) - 1  # last frame whose timestamp is before the tick's midpoint
+    return np.clip(idx, 0, len(ts) - 1)
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 25.0, audio: np.ndarray | None = None,
+                sample_rate: int = 16000, crf: int = 20, preset: str = "veryfast") -> int:
+    """Write RGB uint8 frames as H.264 (yuv420p) MP4, with optional mono float audio muxed as AAC.
+
+    Written atomically: a failure leaves no partial file. Returns the number of frames written.
+    """
+    n = 0
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            vstream = None
+            astream = None
+            if audio is not None:
+                astream = container.add_stream("aac", rate=48000)
+                astream.layout = "mono"
+            for frame in frames:
+                if vstream is None:
+                    h, w = frame.shape[:2]
+                    vstream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                    vstream.width, vstream.height = w - w % 2, h - h % 2
+                    vstream.pix_fmt = "yuv420p"
+                    vstream.options = {"crf": str(crf), "preset": preset}
+                    if astream is not None:
+                        _write_audio(container, astream, audio, sample_rate)
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: vstream.height, : vstream.width]),
+                                                format="rgb24")
+                for packet in vstream.encode(vf):
+                    container.mux(packet)
+                n += 1
+            if vstream is None:
+                raise ValueError("no frames to write")
+            for packet in vstream.encode():
+                container.mux(packet)
+    return n
+
+
+def _write_audio(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, audio: np.ndarray,
+                 sample_rate: int) -> None:
+    resampler = av.AudioResampler(format="fltp", layout="mono", rate=48000)
+    pcm = np.ascontiguousarray(audio.astype(np.float32).reshape(1, -1))
+    frame = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+    frame.sample_rate = sample_rate
+    for out in resampler.resample(frame) + resampler.resample(None):
+        for packet in stream.encode(out):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,48 @@
+"""Atomic file output: nothing already produced is lost, and no half-written file is ever left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    The temporary name keeps the target's suffix (or `suffix`) so that writers that pick a format from the extension
+    (PyAV, OpenCV, soundfile) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically, with sorted keys so that equal content gives equal bytes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    from apb2face.errors import UserError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError("file not found", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"not valid JSON ({exc})", path) from None
