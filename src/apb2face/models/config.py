@@ -1,0 +1,65 @@
+"""Model configuration and the geometry (landmark) subset the fuser predicts.
+
+`ModelConfig` is everything needed to rebuild a model's architecture; it is stored in every checkpoint's
+config.json. Training options live in `apb2face.training.config.RunConfig`, which embeds a ModelConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# The fuser's landmark head predicts a 106-point subset of the mediapipe-478 mesh, the same count as the 106-point
+# layout upstream regressed. Order: face oval (36, clockwise from the chin's left), outer lips (20), inner lips (20),
+# eyes (8 each: corners, upper lid, lower lid), brows (5 each), nose (4). Mouth points dominate on purpose: they
+# carry the audio-driven motion the geometry loss must teach the fuser.
+FACE_OVAL = (176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109, 10, 338, 297, 332, 284, 251,
+             389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148)
+LIPS_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+LIPS_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+RIGHT_EYE = (33, 160, 159, 158, 133, 153, 145, 144)
+LEFT_EYE = (362, 385, 386, 387, 263, 373, 374, 380)
+RIGHT_BROW = (70, 63, 105, 66, 107)
+LEFT_BROW = (336, 296, 334, 293, 300)
+NOSE = (6, 1, 98, 327)
+GEOMETRY_GROUPS: dict[str, tuple[int, ...]] = {
+    "face_oval": FACE_OVAL, "lips_outer": LIPS_OUTER, "lips_inner": LIPS_INNER, "right_eye": RIGHT_EYE,
+    "left_eye": LEFT_EYE, "right_brow": RIGHT_BROW, "left_brow": LEFT_BROW, "nose": NOSE,
+}
+GEOMETRY_POINTS: tuple[int, ...] = tuple(i for group in GEOMETRY_GROUPS.values() for i in group)
+GEOMETRY_SCHEME = "mediapipe-478"  # the landmark scheme GEOMETRY_POINTS index into
+
+# Control-signal scaling applied inside the fuser so its inputs are O(1): pose degrees / POSE_SCALE,
+# eye openness (0 closed .. 1 open) mapped to [-1, 1].
+POSE_SCALE_DEGREES = 30.0
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 128
+    latent_dim: int = 256
+    audio_window: int = 64  # feature frames (10 ms each) per video frame
+    # feature frames after the frame's centre: 32 = centred (paper); 12 = 120 ms look-ahead, streamable
+    audio_lookahead: int = 12
+    num_audio_features: int = 60
+    num_landmarks: int = len(GEOMETRY_POINTS)
+    generator: str = "paper"  # a key of apb2face.models.registry.GENERATORS
+    generator_width: float = 1.0  # channel multiplier of the generator (paper = 1.0)
+    discriminator_width: int = 64  # first-layer channels of the PatchGAN
+    adaconv_init: Literal["identity", "normal"] = "identity"
+
+    def __post_init__(self) -> None:
+        if self.image_size not in (64, 128, 256):
+            raise ValueError(f"image_size must be 64, 128 or 256, got {self.image_size}")
+        if self.audio_window < 16 or self.audio_window % 16:
+            raise ValueError(f"audio_window must be a positive multiple of 16, got {self.audio_window}")
+        if not 0 <= self.audio_lookahead <= self.audio_window:
+            raise ValueError(f"audio_lookahead must be in [0, audio_window], got {self.audio_lookahead}")
+        if self.num_audio_features != 60:
+            raise ValueError("num_audio_features must be 60 (apb2face.data.audio.NUM_FEATURES)")
+        if self.num_landmarks != len(GEOMETRY_POINTS):
+            raise ValueError(f"num_landmarks must be {len(GEOMETRY_POINTS)} (len(GEOMETRY_POINTS))")
+        if not 0.1 <= self.generator_width <= 4.0:
+            raise ValueError(f"generator_width must be in [0.1, 4], got {self.generator_width}")
+        if self.adaconv_init not in ("identity", "normal"):
+            raise ValueError(f"adaconv_init must be 'identity' or 'normal', got {self.adaconv_init!r}")

@@ -1,0 +1,23 @@
+"""Generator choice by name (`ModelConfig.generator`). Explicit table: add a line here to add a generator.
+
+Every generator is built as `cls(config: ModelConfig)` and provides `encode(reference) -> features`,
+`render(features, latent) -> image` and `forward(reference, latent) -> image` (see models/generator.py).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from apb2face.errors import UserError
+from apb2face.models.config import ModelConfig
+from apb2face.models.generator import PaperGenerator
+
+GENERATORS: dict[str, type[nn.Module]] = {
+    "paper": PaperGenerator,
+}
+
+
+def build_generator(config: ModelConfig) -> nn.Module:
+    if config.generator not in GENERATORS:
+        raise UserError(f"unknown generator {config.generator!r} (known: {', '.join(sorted(GENERATORS))})")
+    return GENERATORS[config.generator](config)

@@ -1,0 +1,57 @@
+"""Run configuration: a model section (ModelConfig) and a train section (TrainConfig), loaded from a preset
+(`paper`, `default`, `tiny`, ... in src/apb2face/configs/) or a YAML file, with `train.lr=1e-4`-style overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from apb2face.models.config import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 16  # global batch: split evenly over DDP processes
+    steps: int = 20000  # length of the schedule (the LR reaches 0 here)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    # constant LR for this fraction of `steps`, then linear decay to 0 (paper: 30 of 70 epochs constant)
+    lr_decay_start: float = 0.43
+    lambda_l1: float = 100.0
+    lambda_gan: float = 1.0
+    # landmark L1 in normalised crop coordinates: errors are ~0.01-0.05, so 100 puts it on the scale of the
+    # image L1 term and gives the fuser a direct mouth-shape signal
+    lambda_geometry: float = 100.0
+    seed: int = 0
+    workers: int = 2
+    log_interval: int = 10  # TensorBoard scalars (metrics.jsonl gets every step)
+    image_interval: int = 200  # image grids (PNG + TensorBoard)
+    ckpt_interval: int = 1000
+    keep_checkpoints: int = 2
+    amp: Literal["off", "bf16", "fp16"] = "bf16"  # CUDA only; CPU training is always fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "steps", "log_interval", "image_interval", "ckpt_interval", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if not 0.0 <= self.lr_decay_start <= 1.0:
+            raise ValueError(f"lr_decay_start must be in [0, 1], got {self.lr_decay_start}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def learning_rate(train: TrainConfig, step: int) -> float:
+    """LR for the update that takes the model from `step` to `step + 1` (a pure function of the step)."""
+    decay_start = int(round(train.lr_decay_start * train.steps))
+    if step < decay_start:
+        return train.lr
+    return train.lr * max(0.0, 1.0 - (step - decay_start) / max(1, train.steps - decay_start))
