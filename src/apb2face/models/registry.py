@@ -11,9 +11,11 @@ from torch import nn
 from apb2face.errors import UserError
 from apb2face.models.config import ModelConfig
 from apb2face.models.generator import PaperGenerator
+from apb2face.models.mobile_generator import MobileGenerator
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "paper": PaperGenerator,
+    "mobile": MobileGenerator,  # CPU-fast design (models/mobile_generator.py)
 }
 
 
