@@ -1,0 +1,92 @@
+"""Generate a talking-face video: a reference face (a bundled identity or any photo) driven by audio or text.
+
+Writes an H.264 MP4 with the driving audio muxed as AAC; the video is as long as the audio (within one frame). Head
+pose and blinks come from --pose/--blink files (CSV or .npy, one row per frame at 25 fps: yaw,pitch,roll degrees /
+left,right openness 0..1), from a --driving video, or from the natural-motion generator (blinks every 2-6 s,
+gentle head sway), in that order of precedence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from apb2face.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference", required=True, metavar="IMAGE|IDENTITY",
+                        help="a photo with a face (any size) or the name of an identity bundled in the checkpoint "
+                             "(see `apb2face identities`)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--audio", type=Path, metavar="FILE", help="driving audio: any format FFmpeg reads")
+    source.add_argument("--text", metavar="TEXT", help="speak this text with espeak-ng and drive the face with it")
+    parser.add_argument("--voice", default="en-us", help="espeak-ng voice for --text (default: en-us)")
+    parser.add_argument("--driving", type=Path, metavar="VIDEO", help="take head pose and blinks from this video")
+    parser.add_argument("--pose", type=Path, metavar="FILE", help="head pose per frame: yaw,pitch,roll degrees")
+    parser.add_argument("--blink", type=Path, metavar="FILE", help="eye openness per frame: left,right in [0, 1]")
+    add_checkpoint_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, metavar="OUT.mp4", help="output video")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the natural motion (default: 0)")
+    parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default: 25)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="resize output frames to SIZE x SIZE for viewing (default: the model's resolution)")
+    parser.add_argument("--batch-size", type=int, default=16, help="frames per model call (default: 16)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=required, metavar="CKPT",
+                        help="checkpoint directory" + ("" if required else " (default: the demo checkpoint)"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from apb2face.data.video import write_video
+    from apb2face.inference.pipeline import APB2FacePipeline
+
+    if args.out.suffix.lower() != ".mp4":
+        raise UserError("output must be an .mp4 file", args.out)
+    if args.size is not None and not 16 <= args.size <= 2048:
+        raise UserError(f"--size must be between 16 and 2048, got {args.size}")
+    pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device)
+    if args.text is not None:
+        from apb2face.data.speech import synthesize
+
+        speech = synthesize(args.text, voice=args.voice)
+        audio, sample_rate = speech.audio, speech.sample_rate
+    else:
+        audio, sample_rate = args.audio, None
+    driving_audio, _motion, batches = pipe.generate(args.reference, audio, sample_rate=sample_rate, pose=args.pose,
+                                                    eyes=args.blink, driving=args.driving, fps=args.fps,
+                                                    seed=args.seed, batch_size=args.batch_size)
+    n = driving_audio.num_frames
+    progress = tqdm(total=n, desc="generate", unit="frame")
+
+    def frames():
+        for batch, _landmarks in batches:
+            progress.update(len(batch))
+            yield from (resize(f, args.size) for f in batch) if args.size else batch
+
+    try:
+        written = write_video(args.out, frames(), fps=args.fps, audio=driving_audio.audio,
+                              sample_rate=driving_audio.sample_rate)
+    finally:
+        progress.close()
+    log.info("wrote %s: %d frames at %g fps (%.2f s), %dx%d, audio %.2f s", args.out, written, args.fps,
+             written / args.fps, args.size or pipe.image_size, args.size or pipe.image_size,
+             len(driving_audio.audio) / driving_audio.sample_rate)
+    return 0
+
+
+def resize(frame, size: int):
+    import cv2
+
+    if frame.shape[0] == size:
+        return frame
+    interp = cv2.INTER_CUBIC if size > frame.shape[0] else cv2.INTER_AREA
+    return cv2.resize(frame, (size, size), interpolation=interp)

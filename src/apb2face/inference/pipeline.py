@@ -1,0 +1,356 @@
+"""Generation: a reference face + audio (+ optional pose / blink) -> a talking-face video, as a Python API.
+
+    pipe = APB2FacePipeline.from_pretrained("checkpoints/demo")
+    out = pipe("woman1", "speech.wav")            # a bundled identity, or an image path, or an RGB array
+    write_video("out.mp4", out.frames, fps=out.fps, audio=out.audio, sample_rate=out.sample_rate)
+
+`__call__` runs the steps below in order; each is a method so that streaming can reuse them frame by frame:
+
+1. check inputs          `prepare_reference`, `prepare_audio`, `prepare_motion`
+2. audio features        `audio_windows`       (N, W, 60) windows around each video frame
+3. motion                `prepare_motion`      pose (N, 3) + eyes (N, 2): given, from a driving video, or natural
+4. fuse                  `fuse`                audio window + pose + eyes -> latent, landmarks
+5. render                `render`              cached reference features + latent -> image
+6. postprocess           `postprocess`         [-1, 1] tensors -> uint8 RGB frames
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from apb2face.data import audio as A
+from apb2face.errors import UserError
+from apb2face.inference.motion import Motion, NaturalMotion, fit_length, load_blink, load_pose, motion_from_video
+
+log = logging.getLogger(__name__)
+
+Reference = Union[str, Path, np.ndarray]
+AudioInput = Union[str, Path, np.ndarray]
+OUTPUT_SAMPLE_RATE = 48000  # decoded file audio is kept at this rate for the muxed AAC track
+MAX_CENTRE_POSE_DEG = 10.0  # natural sway is centred on the reference's own pose, within this range
+MIN_DETECT_SIDE = 256  # small images are upscaled before face detection (the detector misses tiny faces)
+REFERENCE_CACHE_SIZE = 8
+
+
+@dataclass
+class APB2FaceOutput:
+    frames: np.ndarray  # (N, S, S, 3) uint8 RGB
+    fps: float
+    audio: np.ndarray  # (samples,) float32 mono: the driving audio, for muxing
+    sample_rate: int
+    landmarks: np.ndarray  # (N, K, 2) float32 in [0, 1] of the frame (the fuser's geometry prediction)
+    pose: np.ndarray  # (N, 3) degrees yaw, pitch, roll that drove each frame
+    eyes: np.ndarray  # (N, 2) eye openness that drove each frame
+
+
+@dataclass(frozen=True)
+class ReferenceState:
+    """A reference face ready for rendering: its crop, its head pose (None if not measurable) and the encoder's
+    features (computed once, reused for every frame)."""
+
+    name: str
+    crop: np.ndarray  # (S, S, 3) uint8
+    pose: tuple[float, float, float] | None
+    features: torch.Tensor
+
+
+@dataclass(frozen=True)
+class DrivingAudio:
+    """Audio checked and converted: `audio`/`sample_rate` for output, `features` (T, 60) at 100/s for the model."""
+
+    audio: np.ndarray
+    sample_rate: int
+    features: np.ndarray
+    num_frames: int
+
+
+def default_checkpoint() -> Path | None:
+    """The demo checkpoint committed with the source tree (<repo>/checkpoints/demo), when it is there."""
+    import apb2face
+
+    candidate = Path(apb2face.__file__).resolve().parents[2] / "checkpoints" / "demo"
+    return candidate if (candidate / "config.json").is_file() else None
+
+
+class APB2FacePipeline:
+    def __init__(self, model: torch.nn.Module, config: Any, references: dict[str, np.ndarray],
+                 meta: dict | None = None, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.references = dict(references)
+        self.meta = dict(meta or {})
+        self.crop_scale = float(self.meta.get("crop_scale", 1.6))
+        self._cache: OrderedDict[tuple, ReferenceState] = OrderedDict()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu"
+                        ) -> APB2FacePipeline:
+        """Load a checkpoint directory (config.json, model.safetensors, identities/); None = the demo checkpoint."""
+        if path is None:
+            path = default_checkpoint()
+            if path is None:
+                raise UserError("no checkpoint given and the demo checkpoint (checkpoints/demo) is not installed; "
+                                "pass --checkpoint DIR")
+        from apb2face.models.modeling import load_pretrained
+
+        pre = load_pretrained(path, device=device)
+        return cls(pre.model, pre.config, pre.references, pre.meta, device)
+
+    @property
+    def identities(self) -> list[str]:
+        return sorted(self.references)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
+    # ------------------------------------------------------------------------------------------------ 1. inputs
+
+    def prepare_reference(self, reference: Reference) -> ReferenceState:
+        """An identity name, an image path or an RGB array -> cropped, encoded reference (cached)."""
+        key, name, load = self._reference_source(reference)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        crop, pose = load()
+        state = ReferenceState(name=name, crop=crop, pose=pose, features=self.encode_reference(crop))
+        self._cache[key] = state
+        while len(self._cache) > REFERENCE_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return state
+
+    def _reference_source(self, reference: Reference) -> tuple[tuple, str, Any]:
+        size = self.image_size
+        if isinstance(reference, np.ndarray):
+            image = _as_rgb_uint8(reference)
+            digest = hashlib.sha1(image.tobytes()).hexdigest() + str(image.shape)
+            return ("array", digest), "array", lambda: align_face(image, size, self.crop_scale)
+        text = str(reference)
+        path = Path(text)
+        if path.is_file():
+            stat = path.stat()
+            key = ("file", str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+            return key, path.stem, lambda: align_face(read_image(path), size, self.crop_scale, path)
+        if text in self.references:
+            return ("identity", text), text, lambda: self._identity_crop(text)
+        known = ", ".join(self.identities) or "none"
+        raise UserError(f"not an image file nor an identity of this checkpoint (identities: {known})", text)
+
+    def _identity_crop(self, name: str) -> tuple[np.ndarray, tuple[float, float, float] | None]:
+        # bundled references are already dataset crops: no re-cropping, only a resize if the sizes differ
+        import cv2
+
+        crop = _as_rgb_uint8(self.references[name])
+        if crop.shape[:2] != (self.image_size, self.image_size):
+            crop = cv2.resize(crop, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
+        return crop, measure_pose(crop)
+
+    def prepare_audio(self, audio: AudioInput, sample_rate: int | None, fps: float) -> DrivingAudio:
+        """A file path (any format FFmpeg decodes) or a float array (+ its sample rate) -> checked audio + features."""
+        if isinstance(audio, (str, Path)):
+            out = A.load_audio(audio, OUTPUT_SAMPLE_RATE)
+            rate = OUTPUT_SAMPLE_RATE
+        else:
+            if sample_rate is None:
+                raise UserError("sample_rate is required when audio is an array")
+            out = np.asarray(audio, dtype=np.float32)
+            if out.ndim == 2:  # (samples, channels) -> mono
+                out = out.mean(axis=1) if out.shape[1] <= 8 else out.mean(axis=0)
+            if out.ndim != 1 or out.size == 0:
+                raise UserError(f"audio array must be non-empty mono or (samples, channels), got shape {out.shape}")
+            if not np.isfinite(out).all():
+                raise UserError("audio array contains NaN or infinite values")
+            rate = int(sample_rate)
+        if len(out) < rate / fps:
+            log.warning("audio is shorter than one video frame (%d samples)", len(out))
+        return DrivingAudio(audio=out, sample_rate=rate, features=A.audio_features(A.resample(out, rate, A.SAMPLE_RATE)),
+                            num_frames=A.num_video_frames(len(out), fps, rate))
+
+    def prepare_motion(self, num_frames: int, fps: float, *, pose: Any = None, eyes: Any = None,
+                       driving: str | Path | None = None, seed: int | None = None,
+                       reference: ReferenceState | None = None) -> Motion:
+        """Pose and blink for each frame. Each of pose / eyes is, in order of precedence: given (array or file),
+        taken from the driving video, or generated (natural motion centred on the reference's own pose)."""
+        from_video = motion_from_video(driving, num_frames, fps) if driving is not None else None
+        natural = NaturalMotion(fps, seed, centre=self._sway_centre(reference)).take(num_frames)
+        return Motion(
+            pose=_signal(pose, 3, num_frames, fps, load_pose) if pose is not None else
+            (from_video.pose if from_video is not None else natural.pose),
+            eyes=_signal(eyes, 2, num_frames, fps, load_blink) if eyes is not None else
+            (from_video.eyes if from_video is not None else natural.eyes))
+
+    def _sway_centre(self, reference: ReferenceState | None) -> tuple[float, float, float]:
+        if reference is None or reference.pose is None:
+            return (0.0, 0.0, 0.0)
+        return tuple(float(np.clip(v, -MAX_CENTRE_POSE_DEG, MAX_CENTRE_POSE_DEG)) for v in reference.pose)
+
+    # ------------------------------------------------------------------------------------------- 2. audio features
+
+    def audio_windows(self, features: np.ndarray, frame_indices: np.ndarray, fps: float) -> np.ndarray:
+        """(n, W, 60) audio feature windows for the given video frames."""
+        return A.frame_windows(features, np.asarray(frame_indices), fps, window=self.config.audio_window,
+                               lookahead=self.config.audio_lookahead)
+
+    # ------------------------------------------------------------------------------------------ 4-6. model steps
+
+    @torch.inference_mode()
+    def encode_reference(self, crop: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(crop)).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
+        return self.model.encode_reference(x)
+
+    @torch.inference_mode()
+    def fuse(self, windows: np.ndarray, pose: np.ndarray, eyes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        audio = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)[:, None]
+        return self.model.fuse(audio, torch.from_numpy(np.asarray(pose, np.float32)).to(self.device),
+                               torch.from_numpy(np.asarray(eyes, np.float32)).to(self.device))
+
+    @torch.inference_mode()
+    def render(self, features: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return self.model.render(features, latent)
+
+    @staticmethod
+    def postprocess(images: torch.Tensor) -> np.ndarray:
+        """(B, 3, S, S) in [-1, 1] -> (B, S, S, 3) uint8."""
+        x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return x.permute(0, 2, 3, 1).cpu().numpy()
+
+    def step(self, reference: ReferenceState, windows: np.ndarray, pose: np.ndarray,
+             eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 4-6 for a batch of frames -> (frames uint8 (B, S, S, 3), landmarks (B, K, 2))."""
+        latent, landmarks = self.fuse(windows, pose, eyes)
+        frames = self.postprocess(self.render(reference.features, latent))
+        return frames, landmarks.float().cpu().numpy()
+
+    # ------------------------------------------------------------------------------------------------ the whole
+
+    def generate(self, reference: Reference, audio: AudioInput, *, sample_rate: int | None = None, pose: Any = None,
+                 eyes: Any = None, driving: str | Path | None = None, fps: float = 25.0, seed: int | None = None,
+                 batch_size: int = 16) -> tuple[DrivingAudio, Motion, Iterator[tuple[np.ndarray, np.ndarray]]]:
+        """Checks every input first, then returns (audio, motion, an iterator of (frames, landmarks) batches).
+
+        The CLI writes batches as they come (bounded memory, a progress bar); `__call__` collects them.
+        """
+        if not (fps > 0 and math.isfinite(fps)):
+            raise UserError(f"fps must be a positive number, got {fps}")
+        if batch_size < 1:
+            raise UserError(f"batch_size must be at least 1, got {batch_size}")
+        # 1. check inputs (everything that can fail on user input fails here, before any output exists)
+        ref = self.prepare_reference(reference)
+        driving_audio = self.prepare_audio(audio, sample_rate, fps)
+        n = driving_audio.num_frames
+        # 3. motion
+        motion = self.prepare_motion(n, fps, pose=pose, eyes=eyes, driving=driving, seed=seed, reference=ref)
+
+        def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for start in range(0, n, batch_size):
+                idx = np.arange(start, min(n, start + batch_size))
+                # 2. audio features around these frames; 4-6. fuse, render, postprocess
+                windows = self.audio_windows(driving_audio.features, idx, fps)
+                yield self.step(ref, windows, motion.pose[idx], motion.eyes[idx])
+
+        return driving_audio, motion, batches()
+
+    def __call__(self, reference: Reference, audio: AudioInput, *, sample_rate: int | None = None, pose: Any = None,
+                 eyes: Any = None, driving: str | Path | None = None, fps: float = 25.0, seed: int | None = None,
+                 batch_size: int = 16) -> APB2FaceOutput:
+        driving_audio, motion, batches = self.generate(reference, audio, sample_rate=sample_rate, pose=pose,
+                                                       eyes=eyes, driving=driving, fps=fps, seed=seed,
+                                                       batch_size=batch_size)
+        frames, landmarks = zip(*batches)
+        return APB2FaceOutput(frames=np.concatenate(frames), fps=float(fps), audio=driving_audio.audio,
+                              sample_rate=driving_audio.sample_rate, landmarks=np.concatenate(landmarks),
+                              pose=motion.pose, eyes=motion.eyes)
+
+
+# ---------------------------------------------------------------------------------------------- reference faces
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Any image OpenCV decodes -> RGB uint8 (EXIF orientation applied); UserError naming the file otherwise."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("file not found", path)
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise UserError("cannot read image (not an image, or corrupt)", path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def align_face(image: np.ndarray, size: int, crop_scale: float = 1.6, path: str | Path | None = None
+               ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Detect the face in a photo of any size and crop it exactly as the dataset crops frames (face mesh in static
+    mode -> `crop_box_from_landmarks` -> `crop_image`). Returns the (size, size, 3) crop and the head pose."""
+    import cv2
+
+    from apb2face.data.face import FaceMesh, crop_box_from_landmarks, crop_image, estimate_pose
+
+    image = _as_rgb_uint8(image)
+    h, w = image.shape[:2]
+    factor = max(1.0, MIN_DETECT_SIDE / min(h, w))
+    probe = cv2.resize(image, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC) \
+        if factor > 1 else image
+    with FaceMesh(video=False) as mesh:
+        points = mesh.detect(probe)
+    if points is None:
+        raise UserError("no face found in the image", path or "reference image")
+    points = points / factor
+    box = crop_box_from_landmarks(points, crop_scale)
+    if box.side < size / 4:
+        log.warning("%s: the face is only %.0f px wide; the %d px crop will be blurry", path or "reference",
+                    box.side / crop_scale, size)
+    return crop_image(image, box, size), estimate_pose(points, (h, w))
+
+
+def measure_pose(crop: np.ndarray) -> tuple[float, float, float] | None:
+    """Head pose of a face crop, or None when the detector finds no face in it."""
+    import cv2
+
+    from apb2face.data.face import FaceMesh, estimate_pose
+
+    h, w = crop.shape[:2]
+    factor = max(1.0, MIN_DETECT_SIDE / min(h, w))
+    probe = cv2.resize(crop, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC) \
+        if factor > 1 else crop
+    with FaceMesh(video=False) as mesh:
+        points = mesh.detect(probe)
+    return None if points is None else estimate_pose(points / factor, (h, w))
+
+
+def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 8:
+        raise UserError(f"reference image must be an RGB array (H, W, 3), got shape {image.shape}")
+    image = image[..., :3]
+    if image.dtype != np.uint8:
+        if image.dtype.kind == "f" and image.max(initial=0) <= 1.0:
+            image = image * 255.0
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+def _signal(value: Any, columns: int, num_frames: int, fps: float, loader: Any) -> np.ndarray:
+    """A pose/eyes argument: a file path (loaded at 25 fps rows) or an array with one row per output frame."""
+    if isinstance(value, (str, Path)):
+        return loader(value, num_frames, fps)
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 1 and arr.shape[0] == columns:
+        arr = np.repeat(arr[None], num_frames, axis=0)  # one constant value for every frame
+    if arr.ndim != 2 or arr.shape[1] != columns or len(arr) == 0 or not np.isfinite(arr).all():
+        raise UserError(f"expected a finite array of shape (frames, {columns}), got {arr.shape}")
+    return fit_length(arr, num_frames, fps, fps)

@@ -1,0 +1,50 @@
+"""Shared builders for generation tests: a tiny random checkpoint, a real photo, real speech."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+
+@lru_cache(maxsize=1)
+def astronaut() -> np.ndarray:
+    """A real portrait photo (scikit-image's public-domain astronaut, 512x512 RGB)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@lru_cache(maxsize=1)
+def speech() -> tuple[np.ndarray, int]:
+    """A short real English sentence from espeak-ng (16 kHz mono float32)."""
+    from apb2face.data.speech import synthesize
+
+    s = synthesize("Hello, this is a short test.")
+    return s.audio, s.sample_rate
+
+
+def make_checkpoint(directory: Path, seed: int = 0) -> Path:
+    """A randomly initialised `tiny` model saved as a release checkpoint with two bundled identities."""
+    import torch
+
+    from apb2face.config import load
+    from apb2face.inference.pipeline import align_face
+    from apb2face.models.apb2face import APB2Face
+    from apb2face.models.modeling import save_pretrained
+    from apb2face.training.config import RunConfig
+
+    torch.manual_seed(seed)
+    config = load(RunConfig, "tiny").model
+    crop, _pose = align_face(astronaut(), config.image_size)
+    save_pretrained(APB2Face(config), directory,
+                    references={"astronaut": crop, "mirrored": np.ascontiguousarray(crop[:, ::-1])})
+    return directory
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    import soundfile as sf
+
+    sf.write(path, audio, sample_rate, subtype="PCM_16")
+    return path

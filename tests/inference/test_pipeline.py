@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from apb2face.data.audio import num_video_frames
+from apb2face.data.face import FaceMesh
+from apb2face.errors import UserError
+from apb2face.inference.motion import blink_events
+from apb2face.inference.pipeline import APB2FacePipeline, align_face, default_checkpoint
+from tests.inference.helpers import astronaut, speech, write_wav
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_checkpoint):
+    return APB2FacePipeline.from_pretrained(tiny_checkpoint)
+
+
+def test_identities_and_size(pipe):
+    assert pipe.identities == ["astronaut", "mirrored"]
+    assert pipe.image_size == 64
+
+
+def test_identity_with_speech_array(pipe):
+    audio, sr = speech()
+    out = pipe("astronaut", audio, sample_rate=sr, seed=0, batch_size=7)
+    n = num_video_frames(len(audio), 25, sr)
+    assert abs(n - len(audio) / sr * 25) <= 1
+    assert out.frames.shape == (n, 64, 64, 3) and out.frames.dtype == np.uint8
+    assert out.landmarks.shape == (n, pipe.config.num_landmarks, 2)
+    assert out.pose.shape == (n, 3) and out.eyes.shape == (n, 2)
+    assert out.fps == 25 and out.sample_rate == sr and len(out.audio) == len(audio)
+    assert out.frames.std() > 1  # a real image, not a constant
+    # the same seed gives the same video; batch size does not change the result
+    again = pipe("astronaut", audio, sample_rate=sr, seed=0, batch_size=16)
+    np.testing.assert_array_equal(out.frames, again.frames)
+
+
+def test_natural_motion_drives_the_model(pipe):
+    sr = 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(4 * sr) / sr)).astype(np.float32)  # content is irrelevant
+    out = pipe("mirrored", tone, sample_rate=sr, seed=5)
+    assert len(out.frames) == 100
+    assert len(blink_events(out.eyes, 25)) >= 1
+    assert (out.pose.std(axis=0) > 0.1).all()
+
+
+def test_photo_of_any_size_is_cropped_like_the_dataset(pipe, tmp_path):
+    reference, _ = align_face(astronaut(), 64)
+    # a smaller, non-square version of the same photo with the face off-centre
+    small = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    canvas = np.full((300, 420, 3), 200, np.uint8)
+    canvas[30:286, 140:396] = small
+    crop, pose = align_face(canvas, 64)
+    # same framing: the face's landmarks sit at the same place in both crops (within ~1 px of 64) ...
+    with FaceMesh() as mesh:
+        where = [mesh.detect(cv2.resize(c, (256, 256), interpolation=cv2.INTER_CUBIC))[:, :2] / 256
+                 for c in (reference, crop)]
+    assert np.linalg.norm(where[0] - where[1], axis=1).mean() < 0.035
+    # ... and the same picture (blurred, so that a sub-pixel shift does not count; a mirrored crop scores ~47)
+    blur = [cv2.GaussianBlur(c.astype(np.float32), (0, 0), 2) for c in (reference, crop)]
+    assert np.abs(blur[0] - blur[1]).mean() < 25
+    assert all(abs(v) < 45 for v in pose)
+    path = tmp_path / "photo.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    state = pipe.prepare_reference(path)
+    assert state.crop.shape == (64, 64, 3) and state.name == "photo"
+    assert np.abs(state.crop.astype(int) - crop.astype(int)).mean() < 6  # JPEG round trip only
+
+
+def test_reference_is_encoded_once(pipe, tiny_checkpoint):
+    fresh = APB2FacePipeline.from_pretrained(tiny_checkpoint)
+    calls = []
+    original = fresh.model.encode_reference
+    fresh.model.encode_reference = lambda x: calls.append(1) or original(x)
+    audio, sr = speech()
+    for _ in range(3):
+        fresh("astronaut", audio[: sr], sample_rate=sr)
+    fresh(astronaut(), audio[: sr], sample_rate=sr)
+    fresh(astronaut().copy(), audio[: sr], sample_rate=sr)
+    assert len(calls) == 2
+
+
+def test_audio_file_any_rate_and_channels(pipe, tmp_path):
+    audio, sr = speech()
+    import soxr
+
+    stereo = np.stack([soxr.resample(audio, sr, 44100)] * 2, axis=1)
+    path = write_wav(tmp_path / "speech.flac", stereo, 44100)
+    out = pipe("astronaut", path, seed=1)
+    assert abs(len(out.frames) - len(audio) / sr * 25) <= 1
+    assert out.sample_rate == 48000 and abs(len(out.audio) / 48000 - len(audio) / sr) < 0.01
+
+
+def test_given_pose_and_eyes_are_used(pipe, tmp_path):
+    audio, sr = speech()
+    n = num_video_frames(len(audio), 25, sr)
+    pose = np.column_stack([np.linspace(-10, 10, n), np.zeros(n), np.zeros(n)])
+    eyes_file = tmp_path / "blink.csv"
+    eyes_file.write_text("left,right\n" + "0.2,0.3\n" * 10)  # shorter than the audio: held
+    out = pipe("astronaut", audio, sample_rate=sr, pose=pose, eyes=eyes_file)
+    np.testing.assert_allclose(out.pose, pose, atol=1e-5)
+    np.testing.assert_allclose(out.eyes, np.tile([0.2, 0.3], (n, 1)), atol=1e-6)
+
+
+def test_bad_references_and_audio(pipe, tmp_path):
+    audio, sr = speech()
+    with pytest.raises(UserError, match="nor an identity"):
+        pipe("nobody", audio, sample_rate=sr)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    with pytest.raises(UserError, match="no face") as err:
+        pipe(blank, audio, sample_rate=sr)
+    assert str(blank) in str(err.value)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(UserError, match="cannot read image"):
+        pipe(corrupt, audio, sample_rate=sr)
+    with pytest.raises(UserError, match="non-empty"):
+        pipe("astronaut", np.zeros(0, np.float32), sample_rate=sr)
+    with pytest.raises(UserError, match="sample_rate"):
+        pipe("astronaut", audio)
+    with pytest.raises(UserError, match="fps"):
+        pipe("astronaut", audio, sample_rate=sr, fps=0)
+
+
+def test_default_checkpoint_is_the_committed_demo_or_none():
+    found = default_checkpoint()
+    assert found is None or (found / "config.json").is_file()
