@@ -7,6 +7,10 @@ generation from a photo and evaluation, so their numbers agree by construction.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -125,6 +129,7 @@ class FaceMesh:
         self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=not video, max_num_faces=1,
                                                      refine_landmarks=True, min_detection_confidence=min_confidence,
                                                      min_tracking_confidence=min_confidence)
+        self._started = False
 
     def __enter__(self) -> FaceMesh:
         return self
@@ -139,11 +144,35 @@ class FaceMesh:
         """Landmarks of the most prominent face in an RGB uint8 image: (478, 3) with x, y in pixels and z in the same
         scale as x (smaller = closer to the camera), or None when no face is found."""
         h, w = image.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(image))
+        with contextlib.nullcontext() if self._started else _native_stderr_silenced():
+            result = self._mesh.process(np.ascontiguousarray(image))
+        self._started = True
         if not result.multi_face_landmarks:
             return None
         lm = result.multi_face_landmarks[0].landmark
         return np.array([(p.x * w, p.y * h, p.z * w) for p in lm], dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block. mediapipe's C++ side (TFLite, absl) prints INFO/WARNING
+    lines nobody can act on when a graph first runs; commands promise one clean line on stderr for an error."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced (e.g. captured by a test runner)
+        fd = None
+    if fd is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def estimate_pose(points: np.ndarray, image_size: tuple[int, int]) -> tuple[float, float, float]:
