@@ -18,6 +18,8 @@ from apb2face.errors import UserError
 # command name -> (module in apb2face.cli, one-line help). Explicit: no discovery by file name.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render the built-in multi-person talking-face dataset"),
+    "train": ("train", "train a model on a dataset (also under torchrun for several processes)"),
+    "info": ("info", "parameters per module and GMAC of a config or checkpoint"),
 }
 
 

@@ -1,0 +1,178 @@
+"""Training samples from an apb2face dataset, in an order that is a pure function of (seed, sample number).
+
+Sample number k (counted over the whole run, all processes) lives in epoch k // N at position k % N of that epoch's
+seeded permutation of the N training frames. Its reference frame is drawn from a generator seeded by (seed, k). A
+resumed run therefore sees exactly the samples an uninterrupted one would, whatever the number of workers or
+processes. Step s of a run with global batch B uses samples [s*B, (s+1)*B); DDP rank r takes its contiguous share.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
+
+from apb2face.data.audio import audio_features, frame_windows
+from apb2face.data.face import mouth_opening
+from apb2face.data.format import Dataset
+from apb2face.errors import UserError
+from apb2face.models.config import GEOMETRY_POINTS, GEOMETRY_SCHEME, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClipArrays:
+    """One training clip: frames stay on disk (memory map opened lazily per process), the rest in memory."""
+
+    key: str
+    identity: str
+    frames_path: Path
+    features: np.ndarray  # (T, 60) audio features of the whole clip
+    landmarks: np.ndarray  # (N, K, 2) geometry subset, normalised
+    pose: np.ndarray  # (N, 3)
+    eyes: np.ndarray  # (N, 2)
+    mouth: np.ndarray  # (N,) mouth opening (inner-lip gap / width), to pick neutral frames
+
+
+class FrameDataset(TorchDataset):
+    """Indexable by the global sample number k (see the module docstring)."""
+
+    def __init__(self, root: str | Path, config: ModelConfig, seed: int, split: str = "train") -> None:
+        self.dataset = Dataset(root)
+        meta = self.dataset.meta
+        if meta.landmark_scheme != GEOMETRY_SCHEME:
+            raise UserError(f"landmark scheme {meta.landmark_scheme!r} is not supported (need {GEOMETRY_SCHEME})",
+                            self.dataset.root / "dataset.json")
+        if meta.image_size < config.image_size:
+            raise UserError(f"dataset images are {meta.image_size} px, smaller than the model's "
+                            f"{config.image_size} px (train at model.image_size={meta.image_size} or lower)",
+                            self.dataset.root / "dataset.json")
+        records = self.dataset.clips(split)
+        if not records:
+            raise UserError(f"dataset has no {split!r} clips", self.dataset.root / "dataset.json")
+        self.config = config
+        self.seed = seed
+        self.fps = meta.fps
+        self.source_size = meta.image_size
+        self.clips: list[ClipArrays] = []
+        for record in records:
+            clip = self.dataset.load_clip(record)
+            if len(clip.frames) == 0:
+                continue
+            self.clips.append(ClipArrays(
+                key=record.key, identity=record.identity, frames_path=self.dataset.clip_dir(record) / "frames.npy",
+                features=audio_features(clip.audio, clip.sample_rate),
+                landmarks=np.ascontiguousarray(clip.landmarks[:, list(GEOMETRY_POINTS)], dtype=np.float32),
+                pose=clip.pose.astype(np.float32), eyes=clip.eyes.astype(np.float32),
+                mouth=np.array([mouth_opening(p) for p in clip.landmarks], dtype=np.float32)))
+        if not self.clips:
+            raise UserError(f"dataset has no frames in split {split!r}", self.dataset.root / "dataset.json")
+        # flat frame index -> (clip, frame); frames of each identity for reference sampling
+        self.clip_of = np.concatenate([np.full(len(c.pose), i, np.int64) for i, c in enumerate(self.clips)])
+        self.frame_of = np.concatenate([np.arange(len(c.pose), dtype=np.int64) for c in self.clips])
+        self.identities = sorted({c.identity for c in self.clips})
+        by_identity = {name: [] for name in self.identities}
+        for i, c in enumerate(self.clips):
+            by_identity[c.identity].append(np.flatnonzero(self.clip_of == i))
+        self.identity_frames = {k: np.concatenate(v) for k, v in by_identity.items()}
+        self._frames: dict[int, np.ndarray] = {}
+        self._perm_epoch = -1
+        self._perm = np.zeros(0, np.int64)
+        log.info("training data: %d frames in %d clips of %d identities", len(self), len(self.clips),
+                 len(self.identities))
+
+    def __len__(self) -> int:
+        return len(self.clip_of)
+
+    def __getstate__(self) -> dict:
+        # workers open their own memory maps
+        state = self.__dict__.copy()
+        state["_frames"] = {}
+        return state
+
+    def audio_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature mean and std over all training audio (for the fuser's input normalisation)."""
+        feats = np.concatenate([c.features for c in self.clips]).astype(np.float64)
+        return feats.mean(0).astype(np.float32), feats.std(0).astype(np.float32)
+
+    def frame_index(self, k: int) -> int:
+        epoch, pos = divmod(int(k), len(self))
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self))
+            self._perm_epoch = epoch
+        return int(self._perm[pos])
+
+    def image(self, flat: int) -> np.ndarray:
+        """(S, S, 3) uint8 RGB at the model size."""
+        ci = int(self.clip_of[flat])
+        frames = self._frames.get(ci)
+        if frames is None:
+            frames = self._frames[ci] = np.load(self.clips[ci].frames_path, mmap_mode="r")
+        img = np.asarray(frames[int(self.frame_of[flat])])
+        if self.source_size != self.config.image_size:
+            img = cv2.resize(img, (self.config.image_size,) * 2, interpolation=cv2.INTER_AREA)
+        return img
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        flat = self.frame_index(k)
+        clip = self.clips[int(self.clip_of[flat])]
+        frame = int(self.frame_of[flat])
+        rng = np.random.default_rng([self.seed, int(k), 1])
+        pool = self.identity_frames[clip.identity]
+        ref = flat
+        if len(pool) > 1:
+            while ref == flat:
+                ref = int(pool[rng.integers(len(pool))])
+        audio = frame_windows(clip.features, np.array([frame]), self.fps, self.config.audio_window,
+                              self.config.audio_lookahead)[0]
+        return {
+            "reference": to_tensor(self.image(ref)),
+            "target": to_tensor(self.image(flat)),
+            "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None],
+            "pose": torch.from_numpy(clip.pose[frame].copy()),
+            "eyes": torch.from_numpy(clip.eyes[frame].copy()),
+            "landmarks": torch.from_numpy(clip.landmarks[frame].copy()),
+        }
+
+    def neutral_references(self) -> dict[str, np.ndarray]:
+        """One reference crop per identity: the frame with the mouth most closed, eyes most open, head most frontal."""
+        out = {}
+        for name in self.identities:
+            pool = self.identity_frames[name]
+            costs = []
+            for flat in pool:
+                c = self.clips[int(self.clip_of[flat])]
+                f = int(self.frame_of[flat])
+                costs.append(3.0 * c.mouth[f] + (1.0 - float(c.eyes[f].min())) + float(np.abs(c.pose[f]).sum()) / 30)
+            out[name] = self.image(int(pool[int(np.argmin(costs))]))
+        return out
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 -> (3, S, S) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
+
+
+class StepBatches(Sampler[list[int]]):
+    """Yields, for steps start..stop-1, this rank's sample numbers of each step's global batch."""
+
+    def __init__(self, start: int, stop: int, global_batch: int, rank: int = 0, world: int = 1) -> None:
+        if global_batch % world:
+            raise UserError(f"train.batch_size={global_batch} must be divisible by the number of processes ({world})")
+        self.start, self.stop, self.global_batch, self.rank = start, stop, global_batch, rank
+        self.local = global_batch // world
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            first = step * self.global_batch + self.rank * self.local
+            yield list(range(first, first + self.local))

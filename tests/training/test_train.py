@@ -1,0 +1,126 @@
+"""Training: a short run writes its outputs, resume is exact, LR schedule, bad data is a user error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apb2face.config import load
+from apb2face.errors import UserError
+from apb2face.models.modeling import load_pretrained
+from apb2face.training.config import RunConfig, TrainConfig, learning_rate
+from apb2face.training.data import FrameDataset, StepBatches
+from apb2face.training.trainer import Trainer
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def tiny(*overrides: str) -> RunConfig:
+    return load(RunConfig, "tiny", list(overrides))
+
+
+def test_lr_constant_then_linear_to_zero():
+    train = TrainConfig(steps=100, lr=1e-3, lr_decay_start=0.4)
+    assert learning_rate(train, 0) == learning_rate(train, 39) == 1e-3
+    assert learning_rate(train, 40) == 1e-3
+    assert learning_rate(train, 70) == pytest.approx(0.5e-3)
+    assert 0 < learning_rate(train, 99) < 1e-4
+    assert learning_rate(train, 100) == 0.0
+
+
+def test_step_batches_shard_the_global_batch():
+    whole = list(StepBatches(2, 4, 6))
+    parts = [list(StepBatches(2, 4, 6, rank=r, world=3)) for r in range(3)]
+    assert whole == [list(range(12, 18)), list(range(18, 24))]
+    for step in range(2):
+        assert sum((p[step] for p in parts), []) == whole[step]
+    with pytest.raises(UserError):
+        StepBatches(0, 1, 5, world=2)
+
+
+def test_samples_are_a_pure_function_of_seed_and_number(tiny_dataset):
+    config = tiny().model
+    a = FrameDataset(tiny_dataset, config, seed=3)
+    b = FrameDataset(tiny_dataset, config, seed=3)
+    for k in (0, 5, 23, 24, 47, 100):
+        sa, sb = a[k], b[k]
+        for key in sa:
+            assert (sa[key] == sb[key]).all(), key
+    # each epoch visits every frame once
+    assert sorted(a.frame_index(k) for k in range(len(a), 2 * len(a))) == list(range(len(a)))
+    s = a[0]
+    assert s["reference"].shape == (3, 64, 64) and s["target"].shape == (3, 64, 64)
+    assert s["audio"].shape == (1, 64, 60)
+    assert s["landmarks"].shape == (106, 2)
+    assert not (s["reference"] == s["target"]).all()  # the reference is another frame
+    assert -1 <= s["target"].min() and s["target"].max() <= 1
+
+
+def test_downscales_larger_dataset(tmp_path):
+    from tests.training.conftest import write_tiny_dataset
+
+    root = write_tiny_dataset(tmp_path / "d128", size=128, frames=4)
+    ds = FrameDataset(root, tiny().model, seed=0)
+    assert ds[0]["target"].shape == (3, 64, 64)
+    with pytest.raises(UserError, match="smaller than the model"):
+        FrameDataset(tiny_dataset_64(tmp_path), load(RunConfig, "default").model, seed=0)
+
+
+def tiny_dataset_64(tmp_path: Path) -> Path:
+    from tests.training.conftest import write_tiny_dataset
+
+    return write_tiny_dataset(tmp_path / "d64", size=64, frames=4)
+
+
+def test_missing_dataset_is_user_error(tmp_path):
+    with pytest.raises(UserError, match="dataset.json"):
+        Trainer(tiny(), tmp_path / "nope", tmp_path / "run").setup()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "dataset.json").write_text("{broken")
+    with pytest.raises(UserError, match="dataset.json"):
+        Trainer(tiny(), tmp_path / "bad", tmp_path / "run").setup()
+
+
+def test_train_two_steps_writes_everything(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny("train.steps=2", "train.ckpt_interval=1"), tiny_dataset, run).setup().fit()
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("loss_g", "loss_d", "loss_l1", "loss_gan", "loss_geometry", "loss_d_real", "loss_d_fake", "lr",
+                "seconds"):
+        assert np.isfinite(rows[0][key]), key
+    assert (run / "checkpoints" / "step_0000002" / "state.pt").is_file()
+    assert (run / "images" / "step_0000002.png").is_file()
+    assert any((run / "tb").iterdir())
+    release = load_pretrained(run / "final")
+    assert sorted(release.references) == ["anna", "ben"]
+    assert release.meta["step"] == 2 and release.meta["fps"] == 25.0
+    assert load_pretrained(run / "latest").meta["step"] == 2
+    # a second run into the same directory without --resume is refused
+    with pytest.raises(UserError, match="--resume"):
+        Trainer(tiny(), tiny_dataset, run).setup()
+
+
+def test_resume_is_exact(tiny_dataset, tmp_path):
+    config = tiny("train.steps=6", "train.ckpt_interval=10")
+    Trainer(config, tiny_dataset, tmp_path / "a").setup().fit()
+    Trainer(config, tiny_dataset, tmp_path / "b", max_steps=3).setup().fit()
+    assert [r["step"] for r in metrics(tmp_path / "b")] == [1, 2, 3]
+    Trainer(config, tiny_dataset, tmp_path / "b", resume=True).setup().fit()
+    a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    for ra, rb in zip(a, b):
+        for key in ("loss_g", "loss_d", "loss_l1", "loss_gan", "loss_geometry", "lr"):
+            assert abs(ra[key] - rb[key]) <= 1e-5, (ra["step"], key, ra[key], rb[key])
+    # and the losses actually moved (the test would be vacuous on a frozen model)
+    assert a[-1]["loss_g"] != a[0]["loss_g"]
+
+
+def test_resume_without_checkpoint_is_user_error(tiny_dataset, tmp_path):
+    with pytest.raises(UserError, match="no checkpoint"):
+        Trainer(tiny(), tiny_dataset, tmp_path / "empty", resume=True).setup()
