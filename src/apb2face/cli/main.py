@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render the built-in multi-person talking-face dataset"),
     "train": ("train", "train a model on a dataset (also under torchrun for several processes)"),
     "info": ("info", "parameters per module and GMAC of a config or checkpoint"),
+    "generate": ("generate", "make a talking-face video from a reference face and audio or text"),
+    "identities": ("identities", "list the identities bundled in a checkpoint"),
+    "demo": ("demo", "bundled identities speaking a sentence: demo.mp4 + demo_strip.png"),
 }
 
 

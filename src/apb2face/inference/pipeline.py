@@ -40,6 +40,7 @@ OUTPUT_SAMPLE_RATE = 48000  # decoded file audio is kept at this rate for the mu
 MAX_CENTRE_POSE_DEG = 10.0  # natural sway is centred on the reference's own pose, within this range
 MIN_DETECT_SIDE = 256  # small images are upscaled before face detection (the detector misses tiny faces)
 REFERENCE_CACHE_SIZE = 8
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 
 @dataclass
@@ -144,6 +145,8 @@ class APB2FacePipeline:
             return key, path.stem, lambda: align_face(read_image(path), size, self.crop_scale, path)
         if text in self.references:
             return ("identity", text), text, lambda: self._identity_crop(text)
+        if "/" in text or "\\" in text or path.suffix.lower() in IMAGE_SUFFIXES:
+            raise UserError("file not found", text)
         known = ", ".join(self.identities) or "none"
         raise UserError(f"not an image file nor an identity of this checkpoint (identities: {known})", text)
 
