@@ -36,6 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resize output frames to SIZE x SIZE for viewing (default: the model's resolution)")
     parser.add_argument("--batch-size", type=int, default=16, help="frames per model call (default: 16)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_backend_arguments(parser)
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="torch: PyTorch; onnx: ONNX Runtime on CPU (CKPT may be an `apb2face export` directory; "
+                             "a checkpoint is exported on the fly) (default: torch)")
+    parser.add_argument("--int8", action="store_true",
+                        help="with --backend onnx: the dynamically INT8-quantised per-frame graph")
 
 
 def add_checkpoint_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -53,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("output must be an .mp4 file", args.out)
     if args.size is not None and not 16 <= args.size <= 2048:
         raise UserError(f"--size must be between 16 and 2048, got {args.size}")
-    pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device)
+    if args.int8 and args.backend != "onnx":
+        raise UserError("--int8 needs --backend onnx")
+    pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend,
+                                            int8=args.int8)
     if args.text is not None:
         from apb2face.data.speech import synthesize
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "make a talking-face video from a reference face and audio or text"),
     "identities": ("identities", "list the identities bundled in a checkpoint"),
     "demo": ("demo", "bundled identities speaking a sentence: demo.mp4 + demo_strip.png"),
+    "export": ("export", "export a checkpoint to ONNX (+ optional INT8) for ONNX Runtime"),
 }
 
 

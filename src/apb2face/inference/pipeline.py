@@ -62,7 +62,7 @@ class ReferenceState:
     name: str
     crop: np.ndarray  # (S, S, 3) uint8
     pose: tuple[float, float, float] | None
-    features: torch.Tensor
+    features: torch.Tensor  # np.ndarray with the ONNX backend
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,16 @@ def default_checkpoint() -> Path | None:
 
 
 class APB2FacePipeline:
-    def __init__(self, model: torch.nn.Module, config: Any, references: dict[str, np.ndarray],
-                 meta: dict | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module | None, config: Any, references: dict[str, np.ndarray],
+                 meta: dict | None = None, device: str | torch.device = "cpu", backend: Any = None) -> None:
+        """`backend`: None runs `model` in PyTorch; otherwise an object with `encode_reference(crop)` and
+        `step(features, windows, pose, eyes) -> (frames, landmarks)` (apb2face.inference.export.OnnxBackend) runs
+        steps 4-6 instead, and `model` may be None."""
+        if model is None and backend is None:
+            raise ValueError("a model or a backend is required")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval() if model is not None else None
+        self.backend = backend
         self.config = config
         self.references = dict(references)
         self.meta = dict(meta or {})
@@ -95,14 +101,23 @@ class APB2FacePipeline:
         self._cache: OrderedDict[tuple, ReferenceState] = OrderedDict()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu"
-                        ) -> APB2FacePipeline:
-        """Load a checkpoint directory (config.json, model.safetensors, identities/); None = the demo checkpoint."""
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+                        backend: str = "torch", int8: bool = False) -> APB2FacePipeline:
+        """Load a checkpoint directory (config.json, model.safetensors, identities/); None = the demo checkpoint.
+        backend="onnx" runs ONNX Runtime on an `apb2face export` directory, or on the checkpoint exported on the fly;
+        int8 selects its dynamically quantised per-frame graph."""
         if path is None:
             path = default_checkpoint()
             if path is None:
                 raise UserError("no checkpoint given and the demo checkpoint (checkpoints/demo) is not installed; "
                                 "pass --checkpoint DIR")
+        if backend == "onnx":
+            from apb2face.inference.export import load_onnx
+
+            onnx = load_onnx(path, int8=int8)
+            return cls(None, onnx.config, onnx.references, onnx.meta, "cpu", backend=onnx.backend)
+        if backend != "torch":
+            raise UserError(f"unknown backend {backend!r} (known: torch, onnx)")
         from apb2face.models.modeling import load_pretrained
 
         pre = load_pretrained(path, device=device)
@@ -209,6 +224,8 @@ class APB2FacePipeline:
 
     @torch.inference_mode()
     def encode_reference(self, crop: np.ndarray) -> torch.Tensor:
+        if self.backend is not None:
+            return self.backend.encode_reference(crop)
         x = torch.from_numpy(np.ascontiguousarray(crop)).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
         return self.model.encode_reference(x)
 
@@ -231,6 +248,8 @@ class APB2FacePipeline:
     def step(self, reference: ReferenceState, windows: np.ndarray, pose: np.ndarray,
              eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Steps 4-6 for a batch of frames -> (frames uint8 (B, S, S, 3), landmarks (B, K, 2))."""
+        if self.backend is not None:
+            return self.backend.step(reference.features, windows, pose, eyes)
         latent, landmarks = self.fuse(windows, pose, eyes)
         frames = self.postprocess(self.render(reference.features, latent))
         return frames, landmarks.float().cpu().numpy()

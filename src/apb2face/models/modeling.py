@@ -131,16 +131,22 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
         raise UserError(f"corrupt weights file ({str(exc).splitlines()[0][:160]})", weights) from None
     model = APB2Face(config)
     _load_state(model, state, weights)
+    references = load_references(directory, raw)
+    model.to(device).eval()
+    return Pretrained(model=model, config=config, references=references, meta=raw.get("meta", {}),
+                      preprocessing=raw.get("preprocessing", {}))
+
+
+def load_references(directory: str | Path, raw: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The identity crops listed in a checkpoint's config.json (`raw`), name -> (S, S, 3) uint8 RGB."""
     references = {}
     for name in raw.get("identities", []):
-        path = directory / IDENTITIES_DIR / f"{name}.png"
+        path = Path(directory) / IDENTITIES_DIR / f"{name}.png"
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise UserError("missing or unreadable identity image", path)
         references[name] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    model.to(device).eval()
-    return Pretrained(model=model, config=config, references=references, meta=raw.get("meta", {}),
-                      preprocessing=raw.get("preprocessing", {}))
+    return references
 
 
 def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

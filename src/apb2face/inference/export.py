@@ -1,0 +1,336 @@
+"""ONNX export of a checkpoint and the ONNX Runtime backend that generation and streaming can select.
+
+An export directory is a self-contained model for ONNX Runtime (no PyTorch weights needed)::
+
+    DIR/
+      export.json              format, version, files, opset, parity and (with --int8) quantisation measurements
+      config.json              the checkpoint's config (model + preprocessing facts), unchanged
+      identities/<name>.png    the checkpoint's bundled reference crops, unchanged
+      reference_encoder.onnx   reference (1,3,S,S) in [-1,1] -> features: the per-reference part, run once
+      frame.onnx               features (1,C,h,w), audio (B,1,W,60), pose (B,3), eyes (B,2)
+                               -> image (B,3,S,S) [-1,1], frames (B,S,S,3) uint8, landmarks (B,K,2)
+      frame.int8.onnx          optional: frame.onnx with dynamic INT8 weights
+
+The per-frame graph merges fuser, generator and frame conversion, so one ONNX Runtime session runs per frame (two
+alternating sessions double latency when their thread pools spin).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from apb2face.errors import UserError
+from apb2face.io import atomic_dir, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "apb2face-onnx"
+EXPORT_VERSION = 1
+MANIFEST_FILE = "export.json"
+ENCODER_FILE = "reference_encoder.onnx"
+FRAME_FILE = "frame.onnx"
+FRAME_INT8_FILE = "frame.int8.onnx"
+OPSET = 17
+PARITY_TOLERANCE = 1e-3  # max abs difference of ORT vs PyTorch images in [-1, 1]
+DEFAULT_THREADS = 2
+FRAME_INPUTS = ("features", "audio", "pose", "eyes")
+FRAME_OUTPUTS = ("image", "frames", "landmarks")
+INT8_OPS = ("MatMul",)  # node types quantised by --int8 (see quantize_frame_graph)
+
+
+class _ReferenceEncoder(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, reference: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_reference(reference)
+
+
+class _FrameGraph(nn.Module):
+    """Fuser + generator render + the pipeline's frame conversion, in one graph."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor, audio: torch.Tensor, pose: torch.Tensor,
+                eyes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        latent, landmarks = self.model.fuse(audio, pose, eyes)
+        # generator.render directly: its first AdaConv broadcasts batch-1 features over the latents, while
+        # APB2Face.render's explicit expand hides the channel count from the exporter (InstanceNorm needs it)
+        image = self.model.generator.render(features, latent)
+        # same arithmetic as APB2FacePipeline.postprocess (ONNX Round and torch.round both round half to even)
+        frames = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return image, frames, landmarks
+
+
+def example_inputs(config: Any, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """Plausible random inputs for the frame graph (audio scaled like MFCC features)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "reference": rng.uniform(-1, 1, (1, 3, config.image_size, config.image_size)).astype(np.float32),
+        "audio": (rng.standard_normal((batch, 1, config.audio_window, config.num_audio_features)) * 5
+                  ).astype(np.float32),
+        "pose": rng.uniform(-15, 15, (batch, 3)).astype(np.float32),
+        "eyes": rng.uniform(0, 1, (batch, 2)).astype(np.float32),
+    }
+
+
+def export_onnx(checkpoint: str | Path, out_dir: str | Path, int8: bool = False,
+                int8_ops: tuple[str, ...] = INT8_OPS,
+                parity_inputs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Export checkpoint `checkpoint` to `out_dir` (replaced atomically); returns the manifest written."""
+    from apb2face.models.modeling import CONFIG_FILE, IDENTITIES_DIR, README_FILE, load_pretrained
+
+    checkpoint = Path(checkpoint)
+    pre = load_pretrained(checkpoint)
+    model = pre.model.eval()
+    config = pre.config
+    inputs = parity_inputs or example_inputs(config)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        shutil.copy2(checkpoint / CONFIG_FILE, tmp / CONFIG_FILE)
+        if (checkpoint / IDENTITIES_DIR).is_dir():
+            shutil.copytree(checkpoint / IDENTITIES_DIR, tmp / IDENTITIES_DIR)
+        if (checkpoint / README_FILE).is_file():
+            shutil.copy2(checkpoint / README_FILE, tmp / README_FILE)
+        write_graphs(model, tmp)
+        manifest: dict[str, Any] = {
+            "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "opset": OPSET,
+            "files": {"reference_encoder": ENCODER_FILE, "frame": FRAME_FILE},
+            "source_checkpoint": str(checkpoint),
+            "generator": config.generator, "image_size": config.image_size,
+            "parity": measure_parity(model, tmp, inputs),
+        }
+        if manifest["parity"]["max_abs_diff"] > PARITY_TOLERANCE:
+            raise RuntimeError(f"ONNX Runtime output differs from PyTorch by {manifest['parity']['max_abs_diff']:.2e}"
+                               f" (> {PARITY_TOLERANCE})")
+        if int8:
+            quantize_frame_graph(tmp / FRAME_FILE, tmp / FRAME_INT8_FILE, int8_ops)
+            manifest["files"]["frame_int8"] = FRAME_INT8_FILE
+            manifest["int8"] = {"op_types": list(int8_ops), "mode": "dynamic", **measure_int8(tmp, inputs)}
+        write_json(tmp / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def write_graphs(model: nn.Module, directory: Path) -> None:
+    """reference_encoder.onnx and frame.onnx for `model` (an APB2Face in eval mode) into `directory`."""
+    config = model.config
+    ex = example_inputs(config)
+    reference = torch.from_numpy(ex["reference"])
+    with torch.no_grad():
+        features = model.encode_reference(reference)
+    frame_args = (features, *(torch.from_numpy(ex[k]) for k in FRAME_INPUTS[1:]))
+    batch = {0: "batch"}
+    with warnings.catch_warnings():
+        # the TorchScript exporter warns about tracing shape comparisons that are constant for our inputs
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_ReferenceEncoder(model).eval(), (reference,), str(directory / ENCODER_FILE),
+                          dynamo=False, opset_version=OPSET, input_names=["reference"], output_names=["features"],
+                          do_constant_folding=True)
+        torch.onnx.export(_FrameGraph(model).eval(), frame_args, str(directory / FRAME_FILE), dynamo=False,
+                          opset_version=OPSET, input_names=list(FRAME_INPUTS), output_names=list(FRAME_OUTPUTS),
+                          dynamic_axes={"audio": batch, "pose": batch, "eyes": batch, "image": batch,
+                                        "frames": batch, "landmarks": batch},
+                          do_constant_folding=True)
+
+
+def measure_parity(model: nn.Module, directory: Path, inputs: dict[str, np.ndarray]) -> dict[str, float]:
+    """Max abs differences of the exported graphs versus PyTorch on `inputs`."""
+    backend = OnnxBackend(directory)
+    with torch.no_grad():
+        ref = torch.from_numpy(inputs["reference"])
+        t_features = model.encode_reference(ref)
+        t_image, t_frames, t_landmarks = _FrameGraph(model)(
+            t_features, *(torch.from_numpy(inputs[k]) for k in FRAME_INPUTS[1:]))
+    o_features = backend.encode(inputs["reference"])
+    o_image, o_frames, o_landmarks = backend.run(o_features, inputs["audio"], inputs["pose"], inputs["eyes"],
+                                                 outputs=FRAME_OUTPUTS)
+    return {
+        "features_max_abs_diff": float(np.abs(o_features - t_features.numpy()).max()),
+        "max_abs_diff": float(np.abs(o_image - t_image.numpy()).max()),
+        "landmarks_max_abs_diff": float(np.abs(o_landmarks - t_landmarks.numpy()).max()),
+        "frames_max_level_diff": int(np.abs(o_frames.astype(np.int16) - t_frames.numpy().astype(np.int16)).max()),
+    }
+
+
+def quantize_frame_graph(src: Path, dst: Path, op_types: tuple[str, ...] = INT8_OPS) -> None:
+    """Dynamic INT8 (int8 weights, activations quantised at run time) of the `op_types` nodes of the per-frame
+    graph. Default: the MatMuls (fuser and AdaConv MLPs). Dynamic ConvInteger was measured 4-7x slower than fp32
+    convolutions on 2 cores (mobile 13 -> 98 ms, paper 177 -> 481 ms per frame at 128 px), so convs stay fp32
+    unless asked for."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model = onnx.load(str(src))
+    _materialise_shared_initializers(model)
+    with tempfile.TemporaryDirectory(prefix="apb2face-quant-") as tmp:
+        plain, prepared = Path(tmp) / "plain.onnx", Path(tmp) / "prepared.onnx"
+        onnx.save(model, str(plain))
+        quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=list(op_types))
+
+
+def _materialise_shared_initializers(model: Any) -> None:
+    """The exporter stores equal weights once and feeds the copies through Identity nodes (e.g. zero-initialised
+    layers of an untrained model); the quantiser needs every weight to be an initializer of its own."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy = numpy_helper.from_array(numpy_helper.to_array(inits[node.input[0]]), node.output[0])
+            model.graph.initializer.append(copy)
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+
+
+def measure_int8(directory: Path, inputs: dict[str, np.ndarray], samples: int = 8) -> dict[str, float]:
+    """SSIM of INT8 frames versus fp32 frames of the same inputs (1.0 = identical), plus their max difference."""
+    from apb2face.evaluation.metrics import ssim
+
+    fp32 = OnnxBackend(directory)
+    int8 = OnnxBackend(directory, int8=True)
+    rng = np.random.default_rng(1)
+    ex = {k: np.concatenate([v] * (samples // len(v) + 1))[:samples] for k, v in inputs.items() if k != "reference"}
+    ex["pose"] = ex["pose"] + rng.uniform(-2, 2, ex["pose"].shape).astype(np.float32)
+    features = fp32.encode(inputs["reference"])
+    a_img, a = fp32.run(features, ex["audio"], ex["pose"], ex["eyes"], outputs=("image", "frames"))
+    b_img, b = int8.run(features, ex["audio"], ex["pose"], ex["eyes"], outputs=("image", "frames"))
+    return {"ssim_vs_fp32": float(np.mean(ssim(a, b))), "max_abs_diff_vs_fp32": float(np.abs(a_img - b_img).max())}
+
+
+def session_options(threads: int = DEFAULT_THREADS, spinning: bool = False, level: str = "all") -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                   "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    # idle worker threads spin after each run by default and steal the core from the Python work between frames
+    # (audio features, encoding, muxing) and from a second session
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.log_severity_level = 3
+    return so
+
+
+class OnnxBackend:
+    """ONNX Runtime execution of an export directory: `encode` once per reference, `run` per batch of frames.
+
+    Plugs into `APB2FacePipeline(backend=...)` through `encode_reference(crop)` and `step(...)`.
+    """
+
+    name = "onnx"
+
+    def __init__(self, directory: str | Path, int8: bool = False, threads: int = DEFAULT_THREADS,
+                 spinning: bool = False, level: str = "all") -> None:
+        import onnxruntime as ort
+
+        directory = Path(directory)
+        self.directory = directory
+        frame_file = directory / (FRAME_INT8_FILE if int8 else FRAME_FILE)
+        for path in (directory / ENCODER_FILE, frame_file):
+            if not path.is_file():
+                hint = " (export with --int8)" if path.name == FRAME_INT8_FILE else ""
+                raise UserError(f"ONNX model not found{hint}", path)
+        options = session_options(threads, spinning, level)
+        providers = ["CPUExecutionProvider"]
+        try:
+            self._encoder = ort.InferenceSession(str(directory / ENCODER_FILE), options, providers=providers)
+            self._frame = ort.InferenceSession(str(frame_file), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception classes for corrupt or foreign files
+            raise UserError(f"cannot load ONNX model ({str(exc).splitlines()[0][:160]})", directory) from None
+        self.int8 = int8
+        self.source: ExportSource | None = None
+
+    def encode(self, reference: np.ndarray) -> np.ndarray:
+        """(1,3,S,S) float32 in [-1,1] -> features."""
+        return self._encoder.run(["features"], {"reference": np.ascontiguousarray(reference, np.float32)})[0]
+
+    def run(self, features: np.ndarray, audio: np.ndarray, pose: np.ndarray, eyes: np.ndarray,
+            outputs: tuple[str, ...] = ("frames", "landmarks")) -> list[np.ndarray]:
+        feed = {"features": features, "audio": np.ascontiguousarray(audio, np.float32),
+                "pose": np.ascontiguousarray(pose, np.float32), "eyes": np.ascontiguousarray(eyes, np.float32)}
+        return self._frame.run(list(outputs), feed)
+
+    # -- the pipeline's backend interface ---------------------------------------------------------------------------
+
+    def encode_reference(self, crop: np.ndarray) -> np.ndarray:
+        """(S,S,3) uint8 crop -> features, converted exactly as APB2FacePipeline.encode_reference does."""
+        x = np.ascontiguousarray(crop).transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1
+        return self.encode(x)
+
+    def step(self, features: np.ndarray, windows: np.ndarray, pose: np.ndarray,
+             eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, W, 60) windows + motion -> frames (n, S, S, 3) uint8, landmarks (n, K, 2)."""
+        frames, landmarks = self.run(features, np.asarray(windows, np.float32)[:, None], pose, eyes)
+        return frames, landmarks
+
+
+@dataclass
+class ExportSource:
+    """Where ONNX files for a model live: an export directory, or a checkpoint exported on the fly."""
+
+    directory: Path
+    temporary: tempfile.TemporaryDirectory | None = None
+
+
+def resolve_export(path: str | Path, int8: bool = False) -> ExportSource:
+    """An export directory as is; a PyTorch checkpoint directory is exported to a temporary directory first."""
+    path = Path(path)
+    if (path / MANIFEST_FILE).is_file():
+        manifest = read_json(path / MANIFEST_FILE)
+        if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+            raise UserError("not an apb2face ONNX export manifest", path / MANIFEST_FILE)
+        if manifest.get("version") != EXPORT_VERSION:
+            raise UserError(f"ONNX export version {manifest.get('version')} is not supported", path / MANIFEST_FILE)
+        return ExportSource(path)
+    tmp = tempfile.TemporaryDirectory(prefix="apb2face-onnx-")
+    start = time.perf_counter()
+    try:
+        export_onnx(path, Path(tmp.name) / "onnx", int8=int8)
+    except BaseException:
+        tmp.cleanup()
+        raise
+    log.info("exported %s to ONNX in %.1f s (save it with `apb2face export` to skip this)", path,
+             time.perf_counter() - start)
+    return ExportSource(Path(tmp.name) / "onnx", tmp)
+
+
+@dataclass
+class LoadedOnnx:
+    backend: OnnxBackend
+    config: Any
+    references: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def load_onnx(path: str | Path, int8: bool = False, threads: int = DEFAULT_THREADS) -> LoadedOnnx:
+    """An ONNX Runtime backend plus the config and bundled identities of an export (or checkpoint) directory."""
+    from apb2face.models.modeling import load_config, load_references
+
+    source = resolve_export(path, int8=int8)
+    config, raw = load_config(source.directory)
+    backend = OnnxBackend(source.directory, int8=int8, threads=threads)
+    backend.source = source  # keeps an on-the-fly export's temporary directory alive as long as the backend
+    return LoadedOnnx(backend, config, load_references(source.directory, raw), raw.get("meta", {}))
