@@ -101,6 +101,7 @@ def test_train_two_steps_writes_everything(tiny_dataset, tmp_path):
     assert sorted(release.references) == ["anna", "ben"]
     assert release.meta["step"] == 2 and release.meta["fps"] == 25.0
     assert load_pretrained(run / "latest").meta["step"] == 2
+    assert "step 2 of a 2-step schedule" in (run / "final" / "README.md").read_text()
     # a second run into the same directory without --resume is refused
     with pytest.raises(UserError, match="--resume"):
         Trainer(tiny(), tiny_dataset, run).setup()

@@ -289,9 +289,10 @@ class Trainer:
                 write_json(tmp / RUN_FILE, {"config": dataclasses.asdict(self.run), "step": self.step})
             self._prune_checkpoints()
             extra = self._release_meta()
-            save_pretrained(self.model, self.out / "latest", self.references, extra=extra)
+            card = model_card(self.run, extra, sorted(self.references))
+            save_pretrained(self.model, self.out / "latest", self.references, extra=extra, readme=card)
             if final:
-                save_pretrained(self.model, self.out / "final", self.references, extra=extra)
+                save_pretrained(self.model, self.out / "final", self.references, extra=extra, readme=card)
         if self.dist.enabled:
             dist.barrier()
 
@@ -382,6 +383,28 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, str
         return from_dict(RunConfig, apply_overrides(raw["config"], overrides)), raw["data"]
     except (KeyError, TypeError):
         raise UserError("not a training run description", Path(run_dir) / RUN_FILE) from None
+
+
+def model_card(run: RunConfig, meta: dict[str, Any], identities: list[str]) -> str:
+    """A factual model card for a release checkpoint written by training (evaluation results are added by
+    whoever evaluates it)."""
+    m, t = run.model, run.train
+    return "\n".join([
+        "# APB2Face checkpoint",
+        "",
+        f"- model: generator `{m.generator}` (width {m.generator_width}), {m.image_size}x{m.image_size} px, "
+        f"audio window {m.audio_window} feature frames with {m.audio_lookahead} after the frame centre "
+        f"({m.audio_lookahead * 10} ms look-ahead)",
+        f"- data: `{meta['dataset']}` ({meta['dataset_source'] or 'unknown source'}), {meta['fps']} fps, "
+        f"train split; identities: {', '.join(identities)}",
+        f"- training: step {meta['step']} of a {t.steps}-step schedule, global batch {t.batch_size}, Adam lr {t.lr} "
+        f"betas {tuple(t.betas)}, losses {t.lambda_l1} L1 + {t.lambda_gan} LSGAN + {t.lambda_geometry} landmark L1, "
+        f"seed {t.seed}",
+        f"- wall time: {meta['wall_seconds']:.0f} s on {meta['processes']} process(es), device {meta['device']}",
+        "",
+        "Use: `apb2face generate --checkpoint DIR --reference NAME --audio speech.wav --out out.mp4`.",
+        "",
+    ])
 
 
 def image_grid(reference: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor,

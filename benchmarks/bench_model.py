@@ -1,0 +1,65 @@
+"""Parameters, GMAC and CPU throughput of a model config (default: `paper` at 256x256).
+
+Times the inference stack per frame: fuser + generator (full forward, the reference re-encoded each frame), and
+the generator's cached path (reference features computed once, `render` per frame), at batch 1 and 8 — fp32,
+torch.inference_mode, warm-up calls first, median of the timed calls. Random weights: speed does not depend on them.
+
+    .venv/bin/python benchmarks/bench_model.py [--config paper] [--threads 2] [--repeats 20] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+import torch
+
+from apb2face.config import load
+from apb2face.models.apb2face import APB2Face
+from apb2face.models.profile import model_report, time_call
+from apb2face.training.config import RunConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="paper")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load(RunConfig, args.config).model
+    report = model_report(config)
+    print(f"config {args.config}: {config.image_size}x{config.image_size}, generator {config.generator}, "
+          f"torch {torch.__version__}, {args.threads} threads, device {args.device}, cpu count {os.cpu_count()}")
+    for row in report["modules"]:
+        print(f"  {row['name']:<10} params {row['params']:>10,}  GMAC {row['gmac']:.3f}")
+    inf = report["inference"]
+    print(f"  {'total':<10} params {inf['params']:>10,}  GMAC {inf['gmac']:.3f}  (discriminator, training only: "
+          f"{report['discriminator']['params']:,} params)")
+
+    device = torch.device(args.device)
+    model = APB2Face(config).eval().to(device)
+    s = config.image_size
+    for batch in (int(b) for b in args.batches.split(",")):
+        g = torch.Generator().manual_seed(0)
+        ref = (torch.rand(batch, 3, s, s, generator=g) * 2 - 1).to(device)
+        audio = torch.randn(batch, 1, config.audio_window, config.num_audio_features, generator=g).to(device)
+        pose = (torch.randn(batch, 3, generator=g) * 10).to(device)
+        eyes = torch.rand(batch, 2, generator=g).to(device)
+        with torch.inference_mode():
+            features = model.encode_reference(ref[:1])
+            full = time_call(lambda: model(ref, audio, pose, eyes), args.warmup, args.repeats)
+            cached = time_call(lambda: model.render(features, model.fuse(audio, pose, eyes)[0]), args.warmup,
+                               args.repeats)
+        for name, times in (("full forward", full), ("cached reference", cached)):
+            med = statistics.median(times)
+            print(f"batch {batch:>2} {name:<17}: median {med * 1000:8.1f} ms/batch (min {min(times) * 1000:.1f}) "
+                  f"-> {batch / med:6.2f} frames/s")
+
+
+if __name__ == "__main__":
+    main()
