@@ -30,7 +30,7 @@ def make_checkpoint(directory: Path, seed: int = 0) -> Path:
     import torch
 
     from apb2face.config import load
-    from apb2face.inference.pipeline import align_face
+    from apb2face.inference.faces import align_face
     from apb2face.models.apb2face import APB2Face
     from apb2face.models.modeling import save_pretrained
     from apb2face.training.config import RunConfig
@@ -46,5 +46,5 @@ def make_checkpoint(directory: Path, seed: int = 0) -> Path:
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     import soundfile as sf
 
-    sf.write(path, audio, sample_rate, subtype="PCM_16")
+    sf.write(path, audio, sample_rate, subtype="PCM_16" if path.suffix.lower() in (".wav", ".flac") else None)
     return path

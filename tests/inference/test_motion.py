@@ -117,3 +117,31 @@ def test_ears_to_openness_normalises_per_eye():
     eyes = ears_to_openness(ears)
     assert eyes[0].tolist() == pytest.approx([1.0, 1.0])
     assert eyes[50].tolist() == pytest.approx([0.1, 0.1])
+
+
+def test_motion_from_driving_video(tmp_path):
+    from apb2face.data.video import write_video
+    from apb2face.inference.motion import motion_from_video
+    from tests.inference.helpers import astronaut
+
+    photo = astronaut()[:, 64:448]  # 512 x 384
+    # 1.2 s at 30 fps, the head drifting right: resampled by timestamp to 25 fps, then cut to 25 rows
+    frames = [np.roll(photo, 2 * i, axis=1) for i in range(36)]
+    video = tmp_path / "driving.mp4"
+    write_video(video, frames, fps=30)
+    m = motion_from_video(video, 25, fps=25.0)
+    assert m.pose.shape == (25, 3) and m.eyes.shape == (25, 2)
+    assert np.isfinite(m.pose).all() and (np.abs(m.pose) < 45).all()
+    assert (m.eyes >= 0).all() and (m.eyes <= 1).all() and np.median(m.eyes) > 0.8
+    # the same face translated: only the perspective angle changes (a few degrees of yaw), pitch and roll stay
+    assert np.ptp(m.pose, axis=0)[0] < 10 and np.ptp(m.pose, axis=0)[1:].max() < 3
+
+    blank = tmp_path / "blank.mp4"
+    write_video(blank, [np.full((96, 96, 3), 90, np.uint8)] * 5, fps=25)
+    with pytest.raises(UserError, match="no face found in any frame") as err:
+        motion_from_video(blank, 10)
+    assert str(blank) in str(err.value)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    with pytest.raises(UserError, match="cannot read video|no video stream"):
+        motion_from_video(text, 10)

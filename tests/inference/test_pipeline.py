@@ -8,7 +8,8 @@ from apb2face.data.audio import num_video_frames
 from apb2face.data.face import FaceMesh
 from apb2face.errors import UserError
 from apb2face.inference.motion import blink_events
-from apb2face.inference.pipeline import APB2FacePipeline, align_face, default_checkpoint
+from apb2face.inference.faces import align_face
+from apb2face.inference.pipeline import APB2FacePipeline, default_checkpoint
 from tests.inference.helpers import astronaut, speech, write_wav
 
 

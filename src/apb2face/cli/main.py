@@ -13,6 +13,7 @@ import os
 import sys
 
 from apb2face import __version__
+from apb2face.cli.native_logs import native_log_filter
 from apb2face.errors import UserError
 
 # command name -> (module in apb2face.cli, one-line help). Explicit: no discovery by file name.
@@ -44,14 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     _quiet_native_logs()
-    try:
-        return int(args._module.run(args) or 0)
-    except UserError as exc:
-        print(f"apb2face {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"apb2face {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with native_log_filter():
+        try:
+            return int(args._module.run(args) or 0)
+        except UserError as exc:
+            print(f"apb2face {args.command}: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print(f"apb2face {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 def _quiet_native_logs() -> None:

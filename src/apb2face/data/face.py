@@ -144,7 +144,7 @@ class FaceMesh:
         """Landmarks of the most prominent face in an RGB uint8 image: (478, 3) with x, y in pixels and z in the same
         scale as x (smaller = closer to the camera), or None when no face is found."""
         h, w = image.shape[:2]
-        with contextlib.nullcontext() if self._started else _native_stderr_silenced():
+        with contextlib.nullcontext() if self._started else native_stderr_silenced():
             result = self._mesh.process(np.ascontiguousarray(image))
         self._started = True
         if not result.multi_face_landmarks:
@@ -154,18 +154,16 @@ class FaceMesh:
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for the block. mediapipe's C++ side (TFLite, absl) prints INFO/WARNING
     lines nobody can act on when a graph first runs; commands promise one clean line on stderr for an error."""
+    fd = 2  # native code writes to the descriptor, whatever sys.stderr has been replaced with
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr replaced (e.g. captured by a test runner)
-        fd = None
-    if fd is None:
+        sys.stderr.flush()
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):  # no stderr at all
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), fd)

@@ -30,6 +30,7 @@ import torch
 
 from apb2face.data import audio as A
 from apb2face.errors import UserError
+from apb2face.inference.faces import align_face, as_rgb_uint8, measure_pose, read_image
 from apb2face.inference.motion import Motion, NaturalMotion, fit_length, load_blink, load_pose, motion_from_video
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ Reference = Union[str, Path, np.ndarray]
 AudioInput = Union[str, Path, np.ndarray]
 OUTPUT_SAMPLE_RATE = 48000  # decoded file audio is kept at this rate for the muxed AAC track
 MAX_CENTRE_POSE_DEG = 10.0  # natural sway is centred on the reference's own pose, within this range
-MIN_DETECT_SIDE = 256  # small images are upscaled before face detection (the detector misses tiny faces)
 REFERENCE_CACHE_SIZE = 8
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
@@ -97,7 +97,7 @@ class APB2FacePipeline:
         self.config = config
         self.references = dict(references)
         self.meta = dict(meta or {})
-        self.crop_scale = float(self.meta.get("crop_scale", 1.6))
+        self.crop_scale = self.meta.get("crop_scale")  # None: prepare's default, the one the dataset used
         self._cache: OrderedDict[tuple, ReferenceState] = OrderedDict()
 
     @classmethod
@@ -149,7 +149,7 @@ class APB2FacePipeline:
     def _reference_source(self, reference: Reference) -> tuple[tuple, str, Any]:
         size = self.image_size
         if isinstance(reference, np.ndarray):
-            image = _as_rgb_uint8(reference)
+            image = as_rgb_uint8(reference)
             digest = hashlib.sha1(image.tobytes()).hexdigest() + str(image.shape)
             return ("array", digest), "array", lambda: align_face(image, size, self.crop_scale)
         text = str(reference)
@@ -169,7 +169,7 @@ class APB2FacePipeline:
         # bundled references are already dataset crops: no re-cropping, only a resize if the sizes differ
         import cv2
 
-        crop = _as_rgb_uint8(self.references[name])
+        crop = as_rgb_uint8(self.references[name])
         if crop.shape[:2] != (self.image_size, self.image_size):
             crop = cv2.resize(crop, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
         return crop, measure_pose(crop)
@@ -293,77 +293,6 @@ class APB2FacePipeline:
         return APB2FaceOutput(frames=np.concatenate(frames), fps=float(fps), audio=driving_audio.audio,
                               sample_rate=driving_audio.sample_rate, landmarks=np.concatenate(landmarks),
                               pose=motion.pose, eyes=motion.eyes)
-
-
-# ---------------------------------------------------------------------------------------------- reference faces
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Any image OpenCV decodes -> RGB uint8 (EXIF orientation applied); UserError naming the file otherwise."""
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError("file not found", path)
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise UserError("cannot read image (not an image, or corrupt)", path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def align_face(image: np.ndarray, size: int, crop_scale: float = 1.6, path: str | Path | None = None
-               ) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Detect the face in a photo of any size and crop it exactly as the dataset crops frames (face mesh in static
-    mode -> `crop_box_from_landmarks` -> `crop_image`). Returns the (size, size, 3) crop and the head pose."""
-    import cv2
-
-    from apb2face.data.face import FaceMesh, crop_box_from_landmarks, crop_image, estimate_pose
-
-    image = _as_rgb_uint8(image)
-    h, w = image.shape[:2]
-    factor = max(1.0, MIN_DETECT_SIDE / min(h, w))
-    probe = cv2.resize(image, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC) \
-        if factor > 1 else image
-    with FaceMesh(video=False) as mesh:
-        points = mesh.detect(probe)
-    if points is None:
-        raise UserError("no face found in the image", path or "reference image")
-    points = points / factor
-    box = crop_box_from_landmarks(points, crop_scale)
-    if box.side < size / 4:
-        log.warning("%s: the face is only %.0f px wide; the %d px crop will be blurry", path or "reference",
-                    box.side / crop_scale, size)
-    return crop_image(image, box, size), estimate_pose(points, (h, w))
-
-
-def measure_pose(crop: np.ndarray) -> tuple[float, float, float] | None:
-    """Head pose of a face crop, or None when the detector finds no face in it."""
-    import cv2
-
-    from apb2face.data.face import FaceMesh, estimate_pose
-
-    h, w = crop.shape[:2]
-    factor = max(1.0, MIN_DETECT_SIDE / min(h, w))
-    probe = cv2.resize(crop, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC) \
-        if factor > 1 else crop
-    with FaceMesh(video=False) as mesh:
-        points = mesh.detect(probe)
-    return None if points is None else estimate_pose(points / factor, (h, w))
-
-
-def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 8:
-        raise UserError(f"reference image must be an RGB array (H, W, 3), got shape {image.shape}")
-    image = image[..., :3]
-    if image.dtype != np.uint8:
-        if image.dtype.kind == "f" and image.max(initial=0) <= 1.0:
-            image = image * 255.0
-        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
 
 
 def _signal(value: Any, columns: int, num_frames: int, fps: float, loader: Any) -> np.ndarray:

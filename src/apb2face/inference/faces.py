@@ -1,0 +1,102 @@
+"""Faces for generation: read a reference photo, find the face and crop it exactly as `prepare` crops dataset frames.
+
+The detector sees the image at prepare's working size (long side at most `PrepareConfig.detect_size`), and small
+images are upscaled first because the face mesh misses faces of a few dozen pixels; landmarks are mapped back to the
+full-resolution image, and the crop is cut from it with `crop_box_from_landmarks` + `crop_image` (the same scale as
+prepare and the synthetic renderer).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from apb2face.data import face
+from apb2face.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MIN_DETECT_SIDE = 256  # smaller images are upscaled to this short side before detection
+
+
+def _prepare_defaults() -> tuple[int, float]:
+    from apb2face.data.prepare import PrepareConfig
+
+    cfg = PrepareConfig()
+    return cfg.detect_size, cfg.crop_scale
+
+
+def detect_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | None = None) -> np.ndarray | None:
+    """(478, 3) landmarks in `image` pixels, found on a copy scaled to the detector's working size; None if no face."""
+    if detect_size is None:
+        detect_size, _ = _prepare_defaults()
+    h, w = image.shape[:2]
+    factor = min(1.0, detect_size / max(h, w))
+    if min(h, w) * factor < MIN_DETECT_SIDE:
+        factor = min(MIN_DETECT_SIDE / min(h, w), 4.0)
+    if abs(factor - 1.0) > 1e-6:
+        probe = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))),
+                           interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    else:
+        probe = image
+    points = mesh.detect(probe)
+    if points is None:
+        return None
+    sx, sy = w / probe.shape[1], h / probe.shape[0]
+    return points * np.array([sx, sy, sx], dtype=np.float32)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Any image OpenCV decodes -> RGB uint8 (EXIF orientation applied); UserError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("file not found", path)
+    data = np.fromfile(path, dtype=np.uint8)
+    with face.native_stderr_silenced():  # libjpeg/libpng print their own warnings for damaged files
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise UserError("cannot read image (not an image, or corrupt)", path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def align_face(image: np.ndarray, size: int, crop_scale: float | None = None, path: str | Path | None = None
+               ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Detect the face in a photo of any size and crop it as the dataset crops frames. Returns the (size, size, 3)
+    crop and the head pose (yaw, pitch, roll degrees). UserError when there is no face."""
+    detect_size, default_scale = _prepare_defaults()
+    crop_scale = default_scale if crop_scale is None else crop_scale
+    image = as_rgb_uint8(image)
+    with face.FaceMesh(video=False) as mesh:
+        points = detect_landmarks(mesh, image, detect_size)
+    if points is None:
+        raise UserError("no face found in the image", path or "reference image")
+    box = face.crop_box_from_landmarks(points, crop_scale)
+    if box.side < size / 2:
+        log.warning("%s: the face is small (crop side %.0f px for a %d px model); expect a blurry result",
+                    path or "reference image", box.side, size)
+    return face.crop_image(image, box, size), face.estimate_pose(points, image.shape[:2])
+
+
+def measure_pose(crop: np.ndarray) -> tuple[float, float, float] | None:
+    """Head pose of the face in a crop, or None when the detector finds none."""
+    with face.FaceMesh(video=False) as mesh:
+        points = detect_landmarks(mesh, crop)
+    return None if points is None else face.estimate_pose(points, crop.shape[:2])
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """An image array as contiguous (H, W, 3) uint8 RGB (grey and RGBA accepted; floats in [0, 1] or [0, 255])."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 8:
+        raise UserError(f"reference image must be an RGB array (H, W, 3), got shape {image.shape}")
+    image = image[..., :3]
+    if image.dtype != np.uint8:
+        if image.dtype.kind == "f" and image.max(initial=0) <= 1.0:
+            image = image * 255.0
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)

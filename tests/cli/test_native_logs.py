@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+import sys
+
+from apb2face.cli.native_logs import native_log_filter
+
+
+def test_native_log_lines_are_dropped_and_everything_else_passes(capfd):
+    with native_log_filter():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+        os.write(2, b"W0000 00:00:1795523900.564348   21085 inference_feedback_manager.cc:114] Feedback manager\n")
+        os.write(2, b"I0000 00:00:1795523900.5 77 gl_context.cc:357] GL version: 3.2\n")
+        print("progress  10%", end="\r", file=sys.stderr, flush=True)
+        os.write(2, b"W")  # a native line arriving in pieces
+        os.write(2, b"0000 00:00:12.5   7 x.cc:1] split\n")
+        print("Warning: something a user should see", file=sys.stderr, flush=True)
+        print("apb2face generate: error: x.png: no face found in the image", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert err == ("progress  10%\rWarning: something a user should see\n"
+                   "apb2face generate: error: x.png: no face found in the image\n")
+
+
+def test_output_after_the_block_goes_straight_to_stderr(capfd):
+    with native_log_filter():
+        pass
+    os.write(2, b"W0000 00:00:1.0 1 a.cc:1] after\n")
+    assert "after" in capfd.readouterr().err
