@@ -27,7 +27,7 @@ def astronaut_landmarks(astronaut: np.ndarray) -> np.ndarray:
 
 def test_ssim_identical_is_one_and_noise_lowers_it(astronaut: np.ndarray) -> None:
     astronaut = np.ascontiguousarray(astronaut[::2, ::2])
-    assert M.ssim(astronaut, astronaut)[0] == pytest.approx(1.0, abs=1e-12)
+    assert M.ssim(astronaut, astronaut)[0] == 1.0
     rng = np.random.default_rng(0)
     noisy = np.clip(astronaut / 255.0 + rng.normal(0, 0.05, astronaut.shape), 0, 1)
     ours = M.ssim(astronaut / 255.0, noisy)[0]
@@ -44,7 +44,7 @@ def test_ssim_accepts_batches_and_uint8_equals_float() -> None:
     b = rng.integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
     s = M.ssim(a, b)
     assert s.shape == (3,)
-    np.testing.assert_allclose(s, M.ssim(a / 255.0, b / 255.0))
+    np.testing.assert_allclose(s, M.ssim(a / 255.0, b / 255.0), rtol=1e-6)
     assert M.ssim(a, a).min() == pytest.approx(1.0)
     with pytest.raises(ValueError):
         M.ssim(a, b[:, :16])

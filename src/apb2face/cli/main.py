@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "identities": ("identities", "list the identities bundled in a checkpoint"),
     "demo": ("demo", "bundled identities speaking a sentence: demo.mp4 + demo_strip.png"),
     "export": ("export", "export a checkpoint to ONNX (+ optional INT8) for ONNX Runtime"),
+    "evaluate": ("evaluate", "self-reenactment metrics on held-out clips: report.json, report.md (Table 1), strips"),
+    "grid": ("grid", "cross-identity matrix (references x driving identities): PNG and MP4s"),
+    "decouple": ("decouple", "yaw/pitch/roll/blink sweeps of one face (Figure 4) with a measured check"),
 }
 
 
