@@ -19,6 +19,8 @@ from apb2face.errors import UserError
 # command name -> (module in apb2face.cli, one-line help). Explicit: no discovery by file name.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render the built-in multi-person talking-face dataset"),
+    "prepare": ("prepare", "turn real talking-head videos into a dataset (face tracking, crops, pose, eyes, clips)"),
+    "import-annvi": ("import_annvi", "convert the official AnnVI dataset layout into a dataset"),
     "train": ("train", "train a model on a dataset (also under torchrun for several processes)"),
     "info": ("info", "parameters per module and GMAC of a config or checkpoint"),
     "generate": ("generate", "make a talking-face video from a reference face and audio or text"),
