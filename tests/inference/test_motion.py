@@ -111,12 +111,15 @@ def test_bad_blink_and_npy_files(tmp_path):
         load_pose(tmp_path / "missing.csv", 5)
 
 
-def test_ears_to_openness_normalises_per_eye():
+def test_ears_to_openness_normalises_per_eye_like_prepare():
+    from apb2face.data.face import eye_openness
+
     ears = np.column_stack([np.full(100, 0.30), np.full(100, 0.20)])
     ears[50] = [0.03, 0.02]
     eyes = ears_to_openness(ears)
-    assert eyes[0].tolist() == pytest.approx([1.0, 1.0])
-    assert eyes[50].tolist() == pytest.approx([0.1, 0.1])
+    assert eyes[0].tolist() == pytest.approx([1.0, 1.0])  # each eye against its own open level
+    assert eyes[50].tolist() == pytest.approx([0.0, 0.0])
+    np.testing.assert_allclose(eyes, eye_openness(ears, [0.30, 0.20]))
 
 
 def test_motion_from_driving_video(tmp_path):

@@ -256,7 +256,7 @@ def motion_from_video(path: str | Path, num_frames: int, fps: float = 25.0) -> M
         log.warning("%s: no face in %d of %d frames; interpolating their pose and blink", path, (~mask).sum(),
                     len(mask))
     pose = _fill_missing(np.asarray(pose_rows, np.float64), mask)
-    eyes = ears_to_openness(_fill_missing(np.asarray(ear_rows, np.float64), mask))
+    eyes = ears_to_openness(_fill_missing(np.asarray(ear_rows, np.float64), mask), cfg.eye_percentile)
     index = resample_timestamps(times, fps)
     return Motion(pose=fit_length(pose[index], num_frames, fps, fps, path),
                   eyes=np.clip(fit_length(eyes[index], num_frames, fps, fps, path), 0.0, 1.0))
@@ -267,8 +267,10 @@ def _fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(x, x[found], values[found, c]) for c in range(values.shape[1])], axis=1)
 
 
-def ears_to_openness(ears: np.ndarray) -> np.ndarray:
-    """Eye aspect ratios (N, 2) of one continuous clip -> openness in [0, 1]: each eye's EAR over its open level
-    (the clip's 90th percentile, since eyes are open most of the time), so people with narrow eyes still read 1."""
-    open_level = np.maximum(np.percentile(ears, 90, axis=0, keepdims=True), 1e-3)
-    return np.clip(ears / open_level, 0.0, 1.0).astype(np.float32)
+def ears_to_openness(ears: np.ndarray, percentile: float = 90.0) -> np.ndarray:
+    """Eye aspect ratios (N, 2) of one continuous clip -> openness in [0, 1] as `prepare` computes it: each eye's EAR
+    against its open level (this percentile of the clip's EAR, since eyes are open most of the time), through
+    `face.eye_openness`."""
+    from apb2face.data.face import eye_openness
+
+    return eye_openness(ears, np.percentile(ears, percentile, axis=0))
