@@ -84,6 +84,7 @@ class ConstantRateFrames:
         self.error: str | None = None
         self.irregular = False  # frame intervals varied by more than 10 %: the source is variable frame rate
         self.first_pts = 0.0  # seconds, timestamp of the first decoded frame (aligns a separate audio stream)
+        self.rotation = 0  # display rotation of the first frame, degrees counter-clockwise (applied to the output)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
@@ -124,6 +125,7 @@ class ConstantRateFrames:
             if t0 is None:
                 t0 = t
                 self.first_pts = t
+                self.rotation = int(round(getattr(frame, "rotation", 0) or 0))
             rel = max(t - t0, prev_rel)  # broken (non-increasing) timestamps: hold time still
             if prev is not None and nominal and abs((rel - prev_rel) - nominal) > 0.1 * nominal:
                 self.irregular = True
@@ -149,8 +151,10 @@ class ConstantRateFrames:
         return _rotate(rgb, getattr(frame, "rotation", 0) or 0)
 
 
-def _rotate(image: np.ndarray, degrees: int) -> np.ndarray:
-    k = (-int(degrees) // 90) % 4
+def _rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    # FFmpeg's display matrix rotation (av_display_rotation_get, = VideoFrame.rotation) is the counter-clockwise
+    # turn that shows the frame upright (a phone portrait clip reads -90: turn clockwise), as `ffmpeg` autorotates
+    k = int(round(float(degrees) / 90.0)) % 4
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
@@ -207,6 +211,10 @@ def _write_audio(container: av.container.OutputContainer, stream: av.audio.strea
     pcm = np.ascontiguousarray(audio.astype(np.float32).reshape(1, -1))
     frame = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
     frame.sample_rate = sample_rate
+    # timestamped from 0: without it the resampler's flushed tail carries a pts while the body has none, and for
+    # some lengths (e.g. 57014 samples at 16 kHz) the muxer rejects the mix ("Invalid argument")
+    frame.pts = 0
+    frame.time_base = Fraction(1, sample_rate)
     for out in resampler.resample(frame) + resampler.resample(None):
         for packet in stream.encode(out):
             container.mux(packet)
