@@ -213,3 +213,12 @@ def test_bad_input_from_a_fresh_process(tiny_checkpoint, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"apb2face generate: error: {blank}: no face found in the image"]
     assert not out.exists()
+
+
+def test_unwritable_output_fails_before_any_work(tiny_checkpoint, tmp_path, capfd):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    rc = main(["generate", "--reference", "astronaut", "--text", "Hi.", "--checkpoint", str(tiny_checkpoint),
+               "--out", str(blocker / "out.mp4")])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not a writable directory" in err[0]

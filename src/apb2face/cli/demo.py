@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apb2face.cli.generate import add_checkpoint_argument, resize
+from apb2face.cli.generate import add_checkpoint_argument, check_writable, resize
 from apb2face.errors import UserError
 
 DEMO_TEXT = "Hello! I am a talking face, made from nothing but this sound. Watch my lips follow every word."
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger(__name__)
     if args.out.exists() and not args.out.is_dir():
         raise UserError("output must be a directory", args.out)
+    check_writable(args.out / "demo.mp4")
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint)
     names = _choose_identities(pipe.identities, args.identities, args.max_identities)
     speech = synthesize(args.text, voice=args.voice)

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() != ".mp4":
         raise UserError("output must be an .mp4 file", args.out)
+    check_writable(args.out)
     if args.size is not None and not 16 <= args.size <= 2048:
         raise UserError(f"--size must be between 16 and 2048, got {args.size}")
     if args.int8 and args.backend != "onnx":
@@ -93,6 +94,19 @@ def run(args: argparse.Namespace) -> int:
              written / args.fps, args.size or pipe.image_size, args.size or pipe.image_size,
              len(driving_audio.audio) / driving_audio.sample_rate)
     return 0
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work if `path` cannot be written (without creating anything: no partial output)."""
+    import os
+
+    if path.is_dir():
+        raise UserError("output is a directory", path)
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create the output here ({ancestor} is not a writable directory)", path)
 
 
 def resize(frame, size: int):
