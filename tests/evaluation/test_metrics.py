@@ -112,10 +112,14 @@ def test_closed_masks() -> None:
     eyes = np.ones((10, 2))
     eyes[3:5] = 0.1
     np.testing.assert_array_equal(np.nonzero(M.openness_closed(eyes))[0], [3, 4])
-    ear = np.full(30, 0.3)
-    ear[10:12] = 0.08
+    ear = np.full((30, 2), 0.3)
+    ear[10:12] = 0.08  # closed: far under half the open level
+    ear[15] = 0.27  # a flutter at 90 % of open: not a blink
     ear[20] = np.nan  # no face: not a blink
     np.testing.assert_array_equal(np.nonzero(M.ear_closed(ear))[0], [10, 11])
+    # openness at prepare's calibration: 0.5 of the open EAR reads closed, so the event threshold is 75 % of open
+    assert M.ear_closed(np.array([[0.2, 0.2]]), open_level=0.3)[0]
+    assert not M.ear_closed(np.array([[0.24, 0.24]]), open_level=0.3)[0]
 
 
 def test_lipsync_correlation_finds_lag() -> None:

@@ -119,8 +119,8 @@ def measure_frames(frames: np.ndarray, detector: M.HaarFaceDetector) -> FrameMea
 
 
 def measured_pose(points: np.ndarray, image_size: tuple[int, int]) -> tuple[float, float, float]:
-    """Head pose of a face crop measured exactly as `prepare` measures dataset poses (its calibration included),
-    so it is comparable with the driving pose."""
+    """Head pose of a face crop measured exactly as `prepare` measures dataset poses (face.estimate_pose: camera
+    anchored to the face, its constant PITCH_BIAS subtracted), so it is comparable with the driving pose."""
     return face_geo.estimate_pose(points, image_size)
 
 
@@ -161,7 +161,7 @@ def choose_references(pipe: Any, dataset: Dataset, identities: list[str]) -> dic
         if not train:
             raise UserError(f"identity {name!r} is neither bundled in the checkpoint nor has a train clip to take a "
                             f"reference from", dataset.root)
-        frame = np.asarray(dataset.load_clip(train[0]).frames[0])
+        frame = np.array(dataset.load_clip(train[0]).frames[0])  # a writable copy of the memory-mapped frame
         crop = _resize(frame[None], pipe.image_size)[0]
         state = ReferenceState(name=name, crop=crop, pose=None, features=pipe.encode_reference(crop))
         out[name] = (state, f"first frame of train clip {train[0].key}")
@@ -177,17 +177,14 @@ def _nanmean(values: list[float | None] | np.ndarray) -> float | None:
 
 def _blink_counts(results: list[ClipResult], which: str) -> M.EventCounts:
     """Blink events of the measured frames vs the driving eyes, summed over an identity's clips. The open-eye EAR
-    level is the identity's 90th percentile per eye (as `prepare` normalises eyes)."""
+    level is the identity's 90th percentile per eye, as `prepare` normalises eyes."""
     ears = np.concatenate([getattr(r, which).ear for r in results])
     valid = np.isfinite(ears).all(axis=1)
-    if not valid.any():
-        return M.EventCounts(fn=sum(len(M.blink_events(M.openness_closed(r.driving_eyes))) for r in results))
-    open_level = np.percentile(ears[valid], 90, axis=0)
+    open_level = np.percentile(ears[valid], 90, axis=0) if valid.any() else None
     total = M.EventCounts()
     for r in results:
         ear = getattr(r, which).ear
-        openness = ear / np.maximum(open_level, 1e-6)
-        closed = np.where(np.isfinite(openness).all(axis=1), openness.mean(axis=1) < 0.5, False)
+        closed = M.ear_closed(ear, open_level) if open_level is not None else np.zeros(len(ear), bool)
         total = total + M.match_events(M.blink_events(closed), M.blink_events(M.openness_closed(r.driving_eyes)),
                                        BLINK_TOLERANCE)
     return total
@@ -227,7 +224,7 @@ def _table(per_identity: dict[str, dict[str, Any]], keys: tuple[str, ...], fid: 
     out = {}
     for key in keys:
         if key == "fid":
-            out[key] = {"mean": fid_pooled, "per_identity": dict(fid or {})}
+            out[key] = {"mean": fid_pooled, "per_identity": {n: (fid or {}).get(n) for n in per_identity}}
             continue
         values = {name: m.get(key) for name, m in per_identity.items()}
         out[key] = {"mean": _nanmean(list(values.values())), "per_identity": values}
@@ -305,10 +302,12 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
                      "ground-truth inter-ocular distance (outer eye corners); mouth = 40 lip points, face = 468 "
                      "mesh points; frames where either mesh is missing are left out",
         "detection": M.DETECTOR_NAME,
-        "pose": "yaw/pitch/roll by solvePnP on the generated frame's mesh (face.estimate_pose, as prepare), "
-                "mean absolute error over the three angles vs the driving pose",
-        "blink": "closed = mean openness < 0.5; generated openness = EAR / the identity's 90th-percentile EAR "
-                 f"per eye; event F1 with one-to-one matching, +-{BLINK_TOLERANCE} frames tolerance, counts "
+        "pose": "yaw/pitch/roll by solvePnP on the generated frame's mesh (face.estimate_pose, as prepare, its "
+                "constant pitch bias removed), mean absolute error over the three angles vs the driving pose "
+                "(datasets prepared with pose_reference=identity-median hold pitch relative to each person's median "
+                "and read high here)",
+        "blink": "closed = mean openness of both eyes < 0.5; measured openness = face.eye_openness(EAR, the "
+                 "identity's 90th-percentile EAR per eye), as prepare reads eyes; event F1 with one-to-one matching, +-{BLINK_TOLERANCE} frames tolerance, counts "
                  "summed over the identity's clips (null = no blinks driven nor seen)",
         "lipsync": "Pearson r of per-frame mouth opening (inner-lip gap / mouth width) vs audio RMS per frame, "
                    f"best lag within +-{LIPSYNC_MAX_LAG} frames, mean over clips",

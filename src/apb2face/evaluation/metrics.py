@@ -54,6 +54,8 @@ def _as_unit_batch(images: np.ndarray, dtype: torch.dtype = torch.float64) -> to
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"expected (H, W, 3) or (N, H, W, 3) RGB images, got shape {arr.shape}")
+    if not arr.flags.writeable:  # e.g. a read-only memory map of dataset frames: torch wants its own copy
+        arr = arr.copy()
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).to(torch.float64)
     t = t if np.issubdtype(arr.dtype, np.floating) else t / 255.0
     return t.to(dtype)
@@ -190,19 +192,20 @@ def openness_closed(openness: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return (o.mean(axis=1) if o.ndim == 2 else o) < threshold
 
 
-def ear_closed(ear: np.ndarray, ratio: float = 0.6) -> np.ndarray:
-    """Eyes-closed mask from a per-frame EAR series (mean of both eyes; NaN = no face = not closed).
-
-    EAR is normalised by the series' own open level (its 90th percentile): absolute EAR differs between faces, and
-    blinks are brief, so the 90th percentile is the open eye. Closed = below `ratio` of that level.
-    """
+def ear_closed(ear: np.ndarray, open_level: np.ndarray | float | None = None, threshold: float = 0.5) -> np.ndarray:
+    """Eyes-closed mask from per-frame eye aspect ratios (N, 2) or (N,), read exactly as `prepare` reads eyes:
+    openness = face.eye_openness(EAR, open level) (EAR over the open-eye level, rescaled by the mesh's closed-eye
+    fraction), closed when the mean openness of both eyes is below `threshold`. The open level defaults to the
+    series' own 90th percentile (prepare's per-person reference); NaN (no face) counts as not closed."""
     e = np.asarray(ear, dtype=np.float64)
-    e = e.mean(axis=1) if e.ndim == 2 else e
-    valid = np.isfinite(e)
+    valid = np.isfinite(e).all(axis=1) if e.ndim == 2 else np.isfinite(e)
     if not valid.any():
         return np.zeros(len(e), dtype=bool)
-    open_level = np.percentile(e[valid], 90)
-    return np.where(valid, e < ratio * open_level, False)
+    if open_level is None:
+        open_level = np.percentile(e[valid], 90, axis=0)
+    openness = face_geo.eye_openness(np.where(np.isfinite(e), e, 0.0), open_level)
+    mean = openness.mean(axis=1) if openness.ndim == 2 else openness
+    return valid & (mean < threshold)
 
 
 @dataclass

