@@ -148,7 +148,7 @@ def discover_videos(inputs: Iterable[str | Path]) -> list[Path]:
     seen: set[Path] = set()
     unique = []
     for p in found:
-        key = p.resolve() if p.exists() else p
+        key = p.absolute()  # not resolved: two links to one file may come with different audio beside them
         if key not in seen:
             seen.add(key)
             unique.append(p)
@@ -684,7 +684,7 @@ def _report(job: VideoJob, cfg: PrepareConfig, info, reader: ConstantRateFrames,
         "identity": job.identity,
         "audio_source": audio_source,
         "audio_start_shift_seconds": round(audio_shift, 4),
-        "video": {"width": info.width, "height": info.height, "fps": round(info.fps, 3), "rotation": info.rotation,
+        "video": {"width": info.width, "height": info.height, "fps": round(info.fps, 3), "rotation": reader.rotation,
                   "source_frames_decoded": reader.source_frames, "duration_seconds": round(info.duration, 3),
                   "decoded_frame_size": list(track.frame_size)},
         "audio_seconds": round(audio_seconds, 3),
