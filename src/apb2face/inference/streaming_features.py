@@ -130,11 +130,7 @@ class StreamingFeatures:
             return
         lo = start * A.HOP - self._pre_start
         segment = self._pre[lo: (stop - 1) * A.HOP + A.WIN - self._pre_start]
-        # preemph=0 leaves the already pre-emphasised samples untouched (signal[1:] - 0 * signal[:-1])
-        rows = psf.mfcc(segment, samplerate=A.SAMPLE_RATE, winlen=A.WIN / A.SAMPLE_RATE,
-                        winstep=A.HOP / A.SAMPLE_RATE, numcep=A.NUM_CEPS, nfilt=A.NUM_MELS, nfft=A.NFFT, preemph=0,
-                        ceplifter=22, appendEnergy=True, winfunc=np.hamming)[: stop - start]
-        self._mfcc.extend(rows.astype(np.float32))
+        self._mfcc.extend(_mfcc_of_emphasised(segment)[: stop - start].astype(np.float32))
         drop = stop * A.HOP - self._pre_start  # samples no later row needs
         self._pre = self._pre[drop:]
         self._pre_start += drop
@@ -158,6 +154,26 @@ class StreamingFeatures:
                               _deltas(self._delta, start, stop, self._num_delta, final)], axis=1)
         self._num_out = stop
         return out.astype(np.float32)
+
+
+_FILTERBANK = psf.get_filterbanks(A.NUM_MELS, A.NFFT, A.SAMPLE_RATE, 0, A.SAMPLE_RATE / 2)
+
+
+def _mfcc_of_emphasised(signal: np.ndarray) -> np.ndarray:
+    """python_speech_features.mfcc(signal, preemph=0, ...) with the parameters of apb2face.data.audio.mfcc, step for
+    step (so the rows are bit-identical), minus the filterbank rebuilt on every call (half the cost at 20 ms chunks).
+    The signal is already pre-emphasised; the offline path filters the whole padded signal with the same
+    arithmetic (StreamingFeatures._append_padded)."""
+    frames = psf.sigproc.framesig(signal, A.WIN, A.HOP, np.hamming)
+    pspec = psf.sigproc.powspec(frames, A.NFFT)
+    energy = np.sum(pspec, 1)
+    energy = np.where(energy == 0, np.finfo(float).eps, energy)
+    feat = np.dot(pspec, _FILTERBANK.T)
+    feat = np.where(feat == 0, np.finfo(float).eps, feat)
+    feat = psf.dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :A.NUM_CEPS]
+    feat = psf.lifter(feat, 22)
+    feat[:, 0] = np.log(energy)
+    return feat
 
 
 def _deltas(src: RowWindow, start: int, stop: int, known: int, final: bool) -> np.ndarray:

@@ -1,0 +1,328 @@
+"""Real-time generation: push PCM as it arrives (e.g. 20-40 ms chunks), get 25 fps frames with timestamps.
+
+    pipe = APB2FacePipeline.from_pretrained("checkpoints/demo", backend="onnx")
+    session = StreamingSession(pipe, "woman1")
+    for chunk in microphone():                 # float32 in [-1, 1] or int16, mono, 16 kHz
+        for frame in session.push(chunk):
+            show(frame.image, at=frame.timestamp)
+    for frame in session.finish():
+        ...
+
+Frame n shows time n / fps. It is rendered as soon as its audio window is final: the window reaches
+`audio_lookahead` feature rows past the frame (config, 120 ms by default) and each row needs 52.5 ms more audio
+for its deltas (StreamingFeatures), so a frame is ready `lookahead_s` = (lookahead + 3) * 10 ms + 12.5 ms of audio
+after its own time, plus compute. Everything is counted in samples and frame indices, never by accumulating
+floating-point durations, so audio and video cannot drift apart however long the stream runs; every buffer is a
+fixed-size window, so memory stays flat.
+
+The frames equal the offline pipeline's (`APB2FacePipeline.__call__`) for the same audio, reference, seed and motion:
+the same features (bit-exact), the same windows, the same natural-motion sequence, the same model step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apb2face.data import audio as A
+from apb2face.errors import UserError
+from apb2face.inference.motion import FILE_FPS, Motion, NaturalMotion, fit_length, read_table
+from apb2face.inference.pipeline import APB2FacePipeline, Reference
+from apb2face.inference.streaming_features import RowWindow, StreamingFeatures, samples_for_row
+
+log = logging.getLogger(__name__)
+
+BLOCK_SAMPLES = 640  # 40 ms: input is processed in blocks this size at most, so frames come out as early as possible
+ROW_MARGIN = 64  # feature rows kept beyond one window
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    index: int
+    timestamp: float  # seconds from the first sample: index / fps
+    image: np.ndarray  # (S, S, 3) uint8 RGB
+    landmarks: np.ndarray  # (K, 2) in [0, 1]
+    pose: np.ndarray  # (3,) degrees yaw, pitch, roll
+    eyes: np.ndarray  # (2,) openness
+    ready_sample: int  # input samples (16 kHz) received when the frame was rendered
+
+
+class SuppliedMotion:
+    """Per-frame rows given up front (files or arrays): row n drives frame n, the last row is held after the end
+    (as the offline pipeline's `fit_length` does). Missing signals come from `fallback`."""
+
+    def __init__(self, fallback: NaturalMotion, pose: np.ndarray | None, eyes: np.ndarray | None) -> None:
+        self.fallback = fallback
+        self.pose = pose
+        self.eyes = eyes
+        self._frame = 0
+
+    def take(self, count: int) -> Motion:
+        natural = self.fallback.take(count)
+        idx = self._frame + np.arange(count)
+        self._frame += count
+        pose = natural.pose if self.pose is None else self.pose[np.minimum(idx, len(self.pose) - 1)]
+        eyes = natural.eyes if self.eyes is None else self.eyes[np.minimum(idx, len(self.eyes) - 1)]
+        return Motion(pose=pose.astype(np.float32), eyes=eyes.astype(np.float32))
+
+
+def load_motion_rows(value: Any, columns: int, fps: float, what: str) -> np.ndarray | None:
+    """A pose/eyes argument for streaming: None, a file (rows at 25 fps, resampled to `fps`), one constant row or a
+    (frames, columns) array at `fps`."""
+    if value is None:
+        return None
+    if isinstance(value, (str, Path)):
+        table = read_table(value, columns, what)
+        if abs(fps - FILE_FPS) > 1e-6 and len(table) > 1:
+            n = int(np.floor((len(table) - 1) / FILE_FPS * fps + 1e-6)) + 1
+            table = fit_length(table, n, fps, FILE_FPS, value)
+        rows = table
+    else:
+        rows = np.asarray(value, dtype=np.float64)
+        if rows.ndim == 1 and rows.shape[0] == columns:
+            rows = rows[None]
+    if rows.ndim != 2 or rows.shape[1] != columns or len(rows) == 0 or not np.isfinite(rows).all():
+        raise UserError(f"{what}: expected a finite array of shape (frames, {columns}), got {rows.shape}")
+    return np.clip(rows, 0.0, 1.0) if what == "blink" else rows
+
+
+class StreamingSession:
+    """One reference face driven by a live audio stream. Not thread-safe: push from one thread."""
+
+    def __init__(self, pipeline: APB2FacePipeline, reference: Reference, *, fps: float = 25.0, seed: int | None = 0,
+                 pose: Any = None, eyes: Any = None, sample_rate: int = A.SAMPLE_RATE) -> None:
+        if not (fps > 0 and np.isfinite(fps)):
+            raise UserError(f"fps must be a positive number, got {fps}")
+        self.pipeline = pipeline
+        self.fps = float(fps)
+        self.reference = pipeline.prepare_reference(reference)
+        config = pipeline.config
+        self.window = int(config.audio_window)
+        self.lookahead = int(config.audio_lookahead)
+        natural = NaturalMotion(self.fps, seed, centre=pipeline._sway_centre(self.reference))
+        pose_rows = load_motion_rows(pose, 3, self.fps, "pose")
+        eyes_rows = load_motion_rows(eyes, 2, self.fps, "blink")
+        self._motion = natural if pose_rows is None and eyes_rows is None else \
+            SuppliedMotion(natural, pose_rows, eyes_rows)
+        self._features = StreamingFeatures()
+        self._rows = RowWindow(self.window + ROW_MARGIN, A.NUM_FEATURES)
+        self._resampler = None
+        if sample_rate != A.SAMPLE_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(sample_rate, A.SAMPLE_RATE, 1, dtype="float32")
+        self.sample_rate = int(sample_rate)
+        self.next_frame = 0
+        self.finished = False
+
+    # -- facts ------------------------------------------------------------------------------------------------------
+
+    @property
+    def samples(self) -> int:
+        """16 kHz samples received so far."""
+        return self._features.num_samples
+
+    @property
+    def lookahead_s(self) -> float:
+        """Audio needed after a frame's time before it can be rendered (at 25 fps, frames sit on feature rows)."""
+        return samples_for_row(self.lookahead - 1) / A.SAMPLE_RATE
+
+    # -- input ------------------------------------------------------------------------------------------------------
+
+    def push(self, pcm: np.ndarray) -> list[StreamFrame]:
+        """Add mono PCM (float in [-1, 1], or int16) at the session's sample rate; returns the frames now ready."""
+        if self.finished:
+            raise RuntimeError("push() after finish()")
+        pcm = _as_float_pcm(pcm)
+        if self._resampler is not None:
+            pcm = self._resampler.resample_chunk(pcm)
+        out: list[StreamFrame] = []
+        for lo in range(0, len(pcm), BLOCK_SAMPLES):
+            self._rows.extend(self._features.push(pcm[lo: lo + BLOCK_SAMPLES]))
+            out += self._render_ready(final_rows=None, last_frame=None)
+        return out
+
+    def finish(self, num_frames: int | None = None) -> list[StreamFrame]:
+        """End of stream: the remaining frames (their windows are completed by the offline edge rules).
+
+        num_frames: total frames of the stream (default: the audio's length in frames, as the offline pipeline)."""
+        if self.finished:
+            return []
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            for lo in range(0, len(tail), BLOCK_SAMPLES):
+                self._rows.extend(self._features.push(tail[lo: lo + BLOCK_SAMPLES]))
+        self._rows.extend(self._features.finish())
+        self.finished = True
+        total = A.num_video_frames(self._features.num_samples, self.fps) if num_frames is None else num_frames
+        return self._render_ready(final_rows=self._features.total_rows, last_frame=total)
+
+    def stream(self, chunks: Iterable[np.ndarray], num_frames: int | None = None) -> Iterator[StreamFrame]:
+        """All frames for an iterable of PCM chunks (finish() included)."""
+        for chunk in chunks:
+            yield from self.push(chunk)
+        yield from self.finish(num_frames)
+
+    # -- internals --------------------------------------------------------------------------------------------------
+
+    def _render_ready(self, final_rows: int | None, last_frame: int | None) -> list[StreamFrame]:
+        out = []
+        while True:
+            n = self.next_frame
+            centre = int(A.frame_centre(n, self.fps))
+            if final_rows is None:
+                if self._rows.count < centre + self.lookahead:
+                    break
+            elif n >= last_frame:
+                break
+            out.append(self._render(n, centre, final_rows))
+            self.next_frame += 1
+        return out
+
+    def _render(self, n: int, centre: int, final_rows: int | None) -> StreamFrame:
+        rows = centre + np.arange(-(self.window - self.lookahead), self.lookahead)
+        # clipping as apb2face.data.audio.frame_windows: row 0 repeats before the start; the last row after the end
+        # (known only once the stream is final; before that every row of the window exists)
+        rows = np.clip(rows, 0, (final_rows if final_rows is not None else self._rows.count) - 1)
+        window = self._rows.take(rows)
+        motion = self._motion.take(1)
+        frames, landmarks = self.pipeline.step(self.reference, window[None], motion.pose, motion.eyes)
+        return StreamFrame(index=n, timestamp=n / self.fps, image=frames[0], landmarks=landmarks[0],
+                           pose=motion.pose[0], eyes=motion.eyes[0], ready_sample=self._features.num_samples)
+
+
+def _as_float_pcm(pcm: np.ndarray) -> np.ndarray:
+    pcm = np.asarray(pcm)
+    if pcm.ndim != 1:
+        pcm = pcm.reshape(-1)
+    if pcm.dtype == np.int16:
+        return pcm.astype(np.float32) / 32768.0
+    if pcm.dtype.kind != "f":
+        raise UserError(f"PCM chunks must be float or int16 mono samples, got {pcm.dtype}")
+    return pcm.astype(np.float32, copy=False)
+
+
+# -------------------------------------------------------------------------------------------------- live timing
+
+
+@dataclass
+class LiveTiming:
+    """Audio-to-frame latency of a simulated live source: a frame's latency is the wall time at which it is ready
+    minus the wall time at which its own instant of audio was spoken (chunks arrive when they are complete)."""
+
+    latencies_ms: np.ndarray
+    chunk_ms: float
+    frames: int
+    wall_s: float
+    audio_s: float
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
+
+
+def simulate_live(session: StreamingSession, pcm: np.ndarray, chunk_ms: float = 20.0,
+                  clock: Any = time.perf_counter, sleep: Any = time.sleep) -> LiveTiming:
+    """Feed `pcm` (16 kHz) to `session` paced like a microphone: chunk k is pushed when its last sample has been
+    spoken (start + (k + 1) * chunk). If rendering falls behind, later chunks are pushed late and latencies grow."""
+    chunk = max(1, int(round(chunk_ms / 1000 * A.SAMPLE_RATE)))
+    latencies = []
+    start = clock()
+    for k, lo in enumerate(range(0, len(pcm), chunk)):
+        due = start + min(lo + chunk, len(pcm)) / A.SAMPLE_RATE
+        wait = due - clock()
+        if wait > 0:
+            sleep(wait)
+        for frame in session.push(pcm[lo: lo + chunk]):
+            latencies.append((clock() - (start + frame.timestamp)) * 1000.0)
+    wall = clock() - start
+    session.finish()
+    return LiveTiming(np.asarray(latencies), chunk_ms, len(latencies), wall, len(pcm) / A.SAMPLE_RATE)
+
+
+# ------------------------------------------------------------------------------------------------- MP4 output
+
+
+class LiveMp4Writer:
+    """H.264 + AAC MP4 written incrementally (frames and audio chunks as they come), so an hour-long stream needs
+    no more memory than a minute. Atomic like apb2face.data.video.write_video: nothing is left on failure."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], sample_rate: int = A.SAMPLE_RATE,
+                 crf: int = 20, preset: str = "veryfast") -> None:
+        """size: (height, width) of the frames (the encoder is configured before the first packet)."""
+        self.path = Path(path)
+        self.fps = fps
+        self.height, self.width = size[0] - size[0] % 2, size[1] - size[1] % 2
+        self.sample_rate = sample_rate
+        self.crf, self.preset = crf, preset
+        self.frames = 0
+        self.audio_samples = 0
+
+    def __enter__(self) -> LiveMp4Writer:
+        import contextlib
+        from fractions import Fraction
+
+        import av
+
+        from apb2face.io import atomic_path
+
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._container = self._stack.enter_context(av.open(str(tmp), mode="w", format="mp4"))
+        self._astream = self._container.add_stream("aac", rate=48000)
+        self._astream.layout = "mono"
+        self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=48000)
+        self._vstream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        self._vstream.pix_fmt = "yuv420p"
+        self._vstream.width, self._vstream.height = self.width, self.height
+        self._vstream.options = {"crf": str(self.crf), "preset": self.preset}
+        return self
+
+    def write_audio(self, pcm: np.ndarray) -> None:
+        import av
+
+        pcm = np.ascontiguousarray(_as_float_pcm(pcm).reshape(1, -1))
+        if pcm.size == 0:
+            return
+        frame = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = None
+        for out in self._resampler.resample(frame):
+            self._mux(self._astream.encode(out))
+        self.audio_samples += pcm.size
+
+    def write_frame(self, image: np.ndarray) -> None:
+        import av
+
+        if image.shape[0] < self.height or image.shape[1] < self.width:
+            raise ValueError(f"frame {image.shape} is smaller than the stream's {self.height}x{self.width}")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]), format="rgb24")
+        vf.pts = self.frames  # the frame index: timestamps from counts, never from wall time
+        self._mux(self._vstream.encode(vf))
+        self.frames += 1
+
+    def _mux(self, packets: list) -> None:
+        for packet in packets:
+            self._container.mux(packet)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            try:
+                self._flush()
+            except BaseException as error:
+                self._stack.__exit__(type(error), error, error.__traceback__)  # discards the partial file
+                raise
+        return bool(self._stack.__exit__(exc_type, exc, tb))
+
+    def _flush(self) -> None:
+        if self.frames == 0:
+            raise UserError("no frames to write (no audio received?)", self.path)
+        for out in self._resampler.resample(None):
+            self._mux(self._astream.encode(out))
+        self._mux(self._astream.encode(None))
+        self._mux(self._vstream.encode(None))

@@ -1,0 +1,314 @@
+"""Streaming: incremental features equal the offline ones, frames equal the offline pipeline's, timestamps do not drift
+and memory stays flat over a long stream, the CLI, and (with the demo checkpoint) a closed, still mouth in silence."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apb2face.cli.main import main
+from apb2face.data import audio as A
+from apb2face.data.video import probe
+from apb2face.errors import UserError
+from apb2face.inference.export import load_onnx
+from apb2face.inference.pipeline import APB2FacePipeline
+from apb2face.inference.streaming import LiveMp4Writer, StreamingSession, simulate_live
+from apb2face.inference.streaming_features import StreamingFeatures, samples_for_row
+from tests.inference.test_export import make_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def noise_speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """Speech-like test audio: noise bursts with a syllable-rate envelope and silent gaps (float32, 16 kHz)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * A.SAMPLE_RATE)
+    t = np.arange(n) / A.SAMPLE_RATE
+    envelope = np.clip(np.sin(2 * np.pi * 3.1 * t + rng.uniform(0, 6)), 0, None) ** 2
+    return (rng.standard_normal(n) * 0.2 * envelope).astype(np.float32)
+
+
+def push_in_chunks(session: StreamingSession, pcm: np.ndarray, sizes: list[int]) -> list:
+    frames, lo, k = [], 0, 0
+    while lo < len(pcm):
+        frames += session.push(pcm[lo: lo + sizes[k % len(sizes)]])
+        lo += sizes[k % len(sizes)]
+        k += 1
+    return frames + session.finish()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and OpenMP barriers crawl on a shared, busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------------------ features
+
+
+@pytest.mark.parametrize("samples", [1, 159, 160, 401, 12345, 3 * 16000 + 77])
+@pytest.mark.parametrize("chunk", [1, 37, 320, 640, 100_000])
+def test_streaming_features_equal_offline_bit_for_bit(samples, chunk):
+    if chunk == 1 and samples > 2000:
+        pytest.skip("sample-by-sample only on short inputs (slow)")
+    pcm = noise_speech(samples / A.SAMPLE_RATE + 1e-9, seed=samples)[:samples]
+    pcm = np.pad(pcm, (0, samples - len(pcm)))
+    stream = StreamingFeatures()
+    rows = [stream.push(pcm[i: i + chunk]) for i in range(0, samples, chunk)] + [stream.finish()]
+    np.testing.assert_array_equal(np.concatenate(rows), A.audio_features(pcm))
+
+
+def test_feature_rows_are_final_after_a_bounded_horizon():
+    pcm = noise_speech(0.5)
+    stream = StreamingFeatures()
+    emitted = 0
+    for i in range(len(pcm)):
+        emitted += len(stream.push(pcm[i: i + 1]))
+        # row r comes out exactly when sample samples_for_row(r) has arrived: 52.5 ms after the row's centre
+        assert emitted == sum(1 for r in range(100) if samples_for_row(r) <= i + 1)
+    assert samples_for_row(0) == 840
+
+
+# ------------------------------------------------------------------------------------------------ sessions
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt"), "mobile")
+
+
+@pytest.fixture(scope="module")
+def pipe(checkpoint) -> APB2FacePipeline:
+    return APB2FacePipeline.from_pretrained(checkpoint)
+
+
+def test_stream_equals_offline_frame_for_frame(pipe):
+    pcm = noise_speech(2.3)
+    offline = pipe("anna", pcm, sample_rate=16000, seed=5, batch_size=1)
+    session = StreamingSession(pipe, "anna", seed=5)
+    frames = push_in_chunks(session, pcm, [320, 640, 480, 17, 1000])  # 20, 40, 30 ms and odd sizes
+    assert len(frames) == len(offline.frames) == A.num_video_frames(len(pcm), 25.0)
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert [f.timestamp for f in frames] == [i / 25.0 for i in range(len(frames))]
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
+    np.testing.assert_array_equal(np.stack([f.landmarks for f in frames]), offline.landmarks)
+    np.testing.assert_array_equal(np.stack([f.pose for f in frames]), offline.pose)
+    np.testing.assert_array_equal(np.stack([f.eyes for f in frames]), offline.eyes)
+    # the frames moved with the audio (the equality above is not between constant videos)
+    assert np.abs(np.diff(np.stack([f.image for f in frames]).astype(float), axis=0)).mean() > 0.05
+    # offline batches of 16 differ from batch-1 rendering only by float rounding
+    batched = pipe("anna", pcm, sample_rate=16000, seed=5)
+    assert np.abs(batched.frames.astype(int) - offline.frames.astype(int)).max() <= 1
+
+
+def test_frames_come_out_with_bounded_lookahead(pipe):
+    pcm = noise_speech(3.0)
+    session = StreamingSession(pipe, "anna", seed=0)
+    frames = []
+    for lo in range(0, len(pcm), 320):
+        frames += session.push(pcm[lo: lo + 320])
+    live = len(frames)
+    frames += session.finish()
+    # 120 ms look-ahead of the config + 40 ms of delta context + half a 25 ms window, rounded up to the 20 ms chunk
+    assert pipe.config.audio_lookahead == 12
+    assert session.lookahead_s == pytest.approx(0.1625)
+    lags = [f.ready_sample / 16000 - f.timestamp for f in frames[:live]]
+    assert max(lags) == pytest.approx(0.18) and min(lags) == pytest.approx(0.18)
+    # only the frames of the last 180 ms wait for the end of the stream
+    assert live == sum(1 for f in frames if f.timestamp + 0.18 <= len(pcm) / 16000 + 1e-9) == len(frames) - 4
+
+
+def test_supplied_motion_and_int16_input_match_offline(pipe):
+    pcm = noise_speech(1.5, seed=3)
+    pcm16 = np.round(pcm * 32767).astype(np.int16)
+    n = A.num_video_frames(len(pcm), 25.0)
+    pose = np.stack([np.linspace(-10, 10, n), np.zeros(n), np.linspace(5, -5, n)], axis=1)
+    eyes = np.full((n - 3, 2), 0.7)  # shorter than the video: the last row is held
+    offline = pipe("anna", pcm16.astype(np.float32) / 32768.0, sample_rate=16000, pose=pose, eyes=eyes,
+                   batch_size=1)
+    session = StreamingSession(pipe, "anna", pose=pose, eyes=eyes)
+    frames = push_in_chunks(session, pcm16, [640])
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
+    np.testing.assert_allclose(np.stack([f.pose for f in frames]), offline.pose)
+    with pytest.raises(UserError, match="pose"):
+        StreamingSession(pipe, "anna", pose=np.zeros((4, 2)))
+
+
+def test_other_sample_rates_are_resampled(pipe):
+    pcm48 = np.repeat(noise_speech(1.0), 3)
+    session = StreamingSession(pipe, "anna", sample_rate=48000)
+    frames = push_in_chunks(session, pcm48, [960])
+    assert session.samples == pytest.approx(16000, abs=2)
+    assert len(frames) == 25
+
+
+def test_onnx_stream_equals_onnx_offline(checkpoint):
+    pipe = APB2FacePipeline.from_pretrained(checkpoint, backend="onnx")
+    pcm = noise_speech(1.2, seed=9)
+    offline = pipe("anna", pcm, sample_rate=16000, seed=2, batch_size=1)
+    frames = push_in_chunks(StreamingSession(pipe, "anna", seed=2), pcm, [320])
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
+
+
+def test_long_stream_has_no_drift_and_flat_memory(checkpoint):
+    """A minute of audio pushed as fast as possible in 20 ms chunks (RUN_SLOW=1: twelve minutes)."""
+    minutes = 12 if os.environ.get("RUN_SLOW") == "1" else 1
+    loaded = load_onnx(checkpoint, threads=1)
+    pipe = APB2FacePipeline(None, loaded.config, loaded.references, loaded.meta, backend=loaded.backend)
+    session = StreamingSession(pipe, "anna", seed=1)
+    chunk = 320
+    second = noise_speech(1.0, seed=11)  # the same second over and over: no big input array in memory
+    count, lags = 0, set()
+    memory = {}
+    tracemalloc.start()
+    try:
+        for s in range(minutes * 60):
+            for lo in range(0, A.SAMPLE_RATE, chunk):
+                for frame in session.push(second[lo: lo + chunk]):
+                    assert frame.index == count and frame.timestamp == count / 25.0
+                    lags.add(frame.ready_sample - count * A.SAMPLE_RATE // 25)
+                    count += 1
+            if s in (20, minutes * 60 - 1):
+                memory[s] = tracemalloc.get_traced_memory()[0]
+        tail = session.finish()
+    finally:
+        tracemalloc.stop()
+    total = minutes * 60 * 25
+    assert count + len(tail) == total
+    assert tail[-1].timestamp == (total - 1) / 25.0
+    # every frame came out exactly the same number of samples after its own time: no drift
+    assert lags == {int(0.18 * A.SAMPLE_RATE)}
+    # Python/numpy memory held by the session does not grow with the stream's length
+    growth = memory[minutes * 60 - 1] - memory[20]
+    assert growth < 256 * 1024, f"memory grew by {growth} bytes"
+
+
+def test_simulated_live_latency_is_measured(pipe):
+    session = StreamingSession(pipe, "anna")
+    now = [0.0]
+    timing = simulate_live(session, noise_speech(1.0), chunk_ms=20, clock=lambda: now[0],
+                           sleep=lambda s: now.__setitem__(0, now[0] + s))
+    # with a clock that only advances while waiting, latency is the algorithmic part alone
+    assert timing.frames == 21  # frames 0..20: frame n is ready at n * 40 ms + 180 ms <= 1 s
+    np.testing.assert_allclose(timing.latencies_ms, 180.0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ CLI and writer
+
+
+def test_cli_stream_file_equals_generate(checkpoint, tmp_path):
+    import soundfile as sf
+
+    from apb2face.data.video import iter_frames
+
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, noise_speech(1.6), 16000)
+    args = ["--checkpoint", str(checkpoint), "--reference", "anna", "--seed", "4"]
+    assert main(["stream", *args, "--audio-in", str(wav), "--out", str(tmp_path / "s.mp4")]) == 0
+    assert main(["generate", *args, "--audio", str(wav), "--out", str(tmp_path / "g.mp4"), "--batch-size", "1"]) == 0
+    s_info, g_info = probe(tmp_path / "s.mp4"), probe(tmp_path / "g.mp4")
+    assert s_info.num_frames == g_info.num_frames == 40 and s_info.has_audio
+    assert abs(s_info.duration - g_info.duration) < 0.05
+    s_frames = np.stack([f for _t, f in iter_frames(tmp_path / "s.mp4")]).astype(int)
+    g_frames = np.stack([f for _t, f in iter_frames(tmp_path / "g.mp4")]).astype(int)
+    assert np.array_equal(s_frames, g_frames)  # same frames in, same encoder settings: same decoded pixels
+
+
+def test_cli_stream_stdin_raw_pcm(checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    pcm = np.round(noise_speech(1.0) * 32767).astype("<i2").tobytes()
+    out = tmp_path / "live.mp4"
+    proc = subprocess.run([sys.executable, "-m", "apb2face", "stream", "--checkpoint", str(checkpoint),
+                           "--reference", "anna", "--audio-in", "-", "--out", str(out)],
+                          input=pcm, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    info = probe(out)
+    assert info.num_frames == 25 and info.has_audio
+    raw = subprocess.run([sys.executable, "-m", "apb2face", "stream", "--checkpoint", str(checkpoint),
+                          "--reference", "anna", "--audio-in", "-", "--out", "-"], input=pcm, capture_output=True,
+                         timeout=300)
+    assert raw.returncode == 0 and len(raw.stdout) == 25 * 64 * 64 * 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--audio-in", "missing.wav", "--out", "x.mp4"], "file not found"),
+    (["--audio-in", "-", "--out", "x.avi"], ".mp4"),
+    (["--audio-in", "-", "--int8"], "--backend onnx"),
+    (["--audio-in", "-", "--realtime"], "--realtime"),
+])
+def test_cli_stream_bad_input(checkpoint, tmp_path, capsys, extra, message):
+    os.chdir(tmp_path)
+    assert main(["stream", "--checkpoint", str(checkpoint), "--reference", "anna", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_writer_leaves_nothing_on_failure(tmp_path):
+    out = tmp_path / "w.mp4"
+    with pytest.raises(RuntimeError):
+        with LiveMp4Writer(out, 25, (64, 64)) as writer:
+            writer.write_audio(noise_speech(0.2))
+            writer.write_frame(np.zeros((64, 64, 3), np.uint8))
+            raise RuntimeError("boom")
+    with pytest.raises(UserError, match="no frames"):
+        with LiveMp4Writer(out, 25, (64, 64)):
+            pass
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ silence
+
+
+def demo_checkpoint() -> Path | None:
+    path = Path(os.environ.get("APB2FACE_DEMO_CHECKPOINT", REPO / "checkpoints" / "demo"))
+    return path if (path / "config.json").is_file() else None
+
+
+@pytest.mark.skipif(demo_checkpoint() is None, reason="needs the trained demo checkpoint (checkpoints/demo): "
+                    "silence behaviour is a property of a trained model")
+def test_silence_gives_a_closed_still_mouth():
+    from apb2face.data.face import FaceMesh, mouth_opening
+    from apb2face.data.speech import synthesize
+
+    pipe = APB2FacePipeline.from_pretrained(demo_checkpoint(), backend="onnx")
+    speech = synthesize("Hello there, how are you doing today?").audio
+    pcm = np.concatenate([speech, np.zeros(3 * A.SAMPLE_RATE, np.float32), speech])
+    first_silent = len(speech) / A.SAMPLE_RATE
+    # frames whose whole audio window (0.52 s before, 0.12 s after) lies in the silence
+    window_before = (pipe.config.audio_window - pipe.config.audio_lookahead) / A.FEATURE_RATE
+    window_after = pipe.config.audio_lookahead / A.FEATURE_RATE
+    silent = (first_silent + window_before + 0.05, first_silent + 3.0 - window_after - 0.05)
+    for identity in pipe.identities:
+        session = StreamingSession(pipe, identity, seed=0)
+        frames = push_in_chunks(session, pcm, [320])
+        with FaceMesh(video=False) as mesh:
+            def opening(image: np.ndarray) -> float:
+                big = np.kron(image, np.ones((2, 2, 1), np.uint8)) if image.shape[0] < 256 else image
+                points = mesh.detect(big)
+                assert points is not None, f"{identity}: no face found in a generated frame"
+                return mouth_opening(points)
+
+            ref_opening = opening(pipe.references[identity])
+            quiet = np.array([opening(f.image) for f in frames if silent[0] <= f.timestamp <= silent[1]])
+            talking = np.array([opening(f.image) for f in frames if f.timestamp < first_silent])
+        # the identity's closed-mouth range: its reference crop (a closed mouth) plus the detector's noise
+        closed_max = max(ref_opening, 0.02) + 0.05
+        assert len(quiet) >= 40
+        assert np.median(quiet) <= closed_max, f"{identity}: mouth open in silence ({np.median(quiet):.3f})"
+        assert np.percentile(quiet, 95) <= closed_max + 0.03, f"{identity}: mouth opens during silence"
+        # still: frame-to-frame changes in silence are small and far below those of speech
+        jitter = np.abs(np.diff(quiet))
+        assert np.percentile(jitter, 95) <= 0.03, f"{identity}: mouth jitters in silence"
+        assert np.percentile(talking, 90) > np.median(quiet) + 0.05, f"{identity}: mouth does not move in speech"
