@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "make a talking-face video from a reference face and audio or text"),
     "identities": ("identities", "list the identities bundled in a checkpoint"),
     "demo": ("demo", "bundled identities speaking a sentence: demo.mp4 + demo_strip.png"),
+    "bench": ("bench", "speed per config: params, GMAC, frames/s (PyTorch, ONNX Runtime fp32/INT8), stream latency"),
     "stream": ("stream", "drive a face with live audio (file or stdin PCM), frames as the audio arrives"),
     "export": ("export", "export a checkpoint to ONNX (+ optional INT8) for ONNX Runtime"),
     "evaluate": ("evaluate", "self-reenactment metrics on held-out clips: report.json, report.md (Table 1), strips"),

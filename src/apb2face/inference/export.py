@@ -181,8 +181,14 @@ def quantize_frame_graph(src: Path, dst: Path, op_types: tuple[str, ...] = INT8_
         plain, prepared = Path(tmp) / "plain.onnx", Path(tmp) / "prepared.onnx"
         onnx.save(model, str(plain))
         quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
-        quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=list(op_types))
+        # the quantiser logs one INFO line per activation on the root logger (dynamic mode needs no parameters)
+        previous = logging.root.manager.disable
+        logging.disable(max(previous, logging.INFO))
+        try:
+            quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=list(op_types))
+        finally:
+            logging.disable(previous)
 
 
 def _materialise_shared_initializers(model: Any) -> None:

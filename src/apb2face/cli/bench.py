@@ -1,0 +1,71 @@
+"""Speed of each config on this machine: parameters, GMAC, frames/s for PyTorch eager and ONNX Runtime fp32/INT8
+at batch 1 and 8, the end-to-end rate of one stream (audio features + fuser + generator + frame conversion, ONNX
+Runtime) and the audio-to-frame latency of a live stream (p50/p95, 20 ms chunks). Random weights (speed does not
+depend on them). Takes about a minute per config; absolute figures vary with machine load, so compare configs
+within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from apb2face.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configs", default="paper,mobile",
+                        help="comma-separated presets or YAML files (default: paper,mobile)")
+    parser.add_argument("--size", type=int, choices=(64, 128, 256),
+                        help="benchmark every config at this image size (default: each config's own)")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per figure (default: 10)")
+    parser.add_argument("--seconds", type=float, default=6.0,
+                        help="audio per stream for the end-to-end and latency figures (default: 6)")
+    parser.add_argument("--no-int8", action="store_true", help="skip the INT8 figures")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--out", metavar="FILE.json", help="also write the JSON to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from apb2face.config import read_preset
+    from apb2face.inference.benchmark import BenchOptions, run_bench
+    from apb2face.io import write_json
+
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    if not names:
+        raise UserError("--configs is empty")
+    for name in names:
+        read_preset(name)  # unknown names fail here, before minutes of benchmarking
+    if not 1 <= args.threads <= 64 or args.repeats < 1 or not 1.0 <= args.seconds <= 600:
+        raise UserError("--threads must be 1-64, --repeats >= 1, --seconds 1-600")
+    options = BenchOptions(threads=args.threads, repeats=args.repeats, e2e_seconds=args.seconds,
+                           live_seconds=args.seconds, int8=not args.no_int8, image_size=args.size)
+    report = run_bench(names, options)
+    if args.out:
+        write_json(args.out, report)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report))
+    return 0
+
+
+def format_table(report: dict) -> str:
+    keys = ["torch_b1", "torch_b8", "onnx_b1", "onnx_b8", "onnx_int8_b1", "onnx_int8_b8", "e2e_b1"]
+    head = f"{'config':<10}{'px':>5}{'params':>9}{'GMAC':>7}{'/frame':>7}" + "".join(f"{k:>13}" for k in keys) + \
+        f"{'lat p50':>9}{'p95':>7}"
+    lines = [head, "-" * len(head)]
+    for name, c in report["configs"].items():
+        extra = report["setup"]["per_config"][name]
+        fps = "".join(f"{c['fps'][k]:>13.1f}" if k in c["fps"] else f"{'-':>13}" for k in keys)
+        lines.append(f"{name:<10}{extra['image_size']:>5}{c['params'] / 1e6:>8.2f}M{c['gmac']:>7.2f}"
+                     f"{extra['gmac_per_frame']:>7.2f}{fps}{c['stream_latency_ms']['p50']:>9.0f}"
+                     f"{c['stream_latency_ms']['p95']:>7.0f}")
+    s = report["setup"]
+    lines.append(f"frames/s; latency in ms (audio spoken -> frame ready, {s['chunk_ms']:.0f} ms chunks); "
+                 f"{s['threads']} threads, torch {s['torch']}, onnxruntime {s['onnxruntime']}")
+    return "\n".join(lines)
