@@ -307,8 +307,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
                 "(datasets prepared with pose_reference=identity-median hold pitch relative to each person's median "
                 "and read high here)",
         "blink": "closed = mean openness of both eyes < 0.5; measured openness = face.eye_openness(EAR, the "
-                 "identity's 90th-percentile EAR per eye), as prepare reads eyes; event F1 with one-to-one matching, +-{BLINK_TOLERANCE} frames tolerance, counts "
-                 "summed over the identity's clips (null = no blinks driven nor seen)",
+                 "identity's 90th-percentile EAR per eye), as prepare reads eyes; event F1 with one-to-one "
+                 f"matching, +-{BLINK_TOLERANCE} frames tolerance, counts summed over the identity's clips (null = "
+                 "no blinks driven nor seen)",
         "lipsync": "Pearson r of per-frame mouth opening (inner-lip gap / mouth width) vs audio RMS per frame, "
                    f"best lag within +-{LIPSYNC_MAX_LAG} frames, mean over clips",
         "cpbd": "CPBD (Narvekar & Karam 2011) on grayscale, own implementation (metrics.cpbd), mean over frames",
@@ -368,8 +369,9 @@ def _jsonable(obj: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------- outputs
-ROWS = (("ssim", "SSIM ↑", "{:.3f}"), ("psnr", "PSNR (dB) ↑", "{:.2f}"), ("lmd_mouth", "M-LMD (% IOD) ↓", "{:.2f}"),
-        ("lmd_face", "F-LMD (% IOD) ↓", "{:.2f}"), ("detection_rate", "DR (%) ↑", "pct"),
+ROWS = (("ssim", "SSIM ↑", "{:.3f}"), ("psnr", "PSNR (dB) ↑", "{:.2f}"),
+        ("lmd_mouth", "M-LMD (% IOD) ↓", "{:.2f}"), ("lmd_face", "F-LMD (% IOD) ↓", "{:.2f}"),
+        ("detection_rate", "DR (%) ↑", "pct"),
         ("pose_error_deg", "pose error (°) ↓", "{:.2f}"), ("blink_f1", "blink F1 ↑", "{:.2f}"),
         ("lipsync_corr", "lip sync r ↑", "{:.2f}"), ("cpbd", "CPBD ↑", "{:.3f}"), ("fid", "FID ↓", "{:.1f}"))
 
