@@ -86,3 +86,30 @@ def test_fewer_parameters_than_paper():
     paper = sum(p.numel() for p in PaperGenerator(config).parameters())
     mobile = sum(p.numel() for p in MobileGenerator(config).parameters())
     assert mobile < 0.5 * paper
+
+
+def test_at_least_six_times_fewer_macs_than_paper_at_256():
+    from apb2face.models.profile import count_macs
+
+    config = ModelConfig(image_size=256)
+    ref, latent = _inputs(256, batch=1)
+    costs = {}
+    for name, cls in (("paper", PaperGenerator), ("mobile", MobileGenerator)):
+        gen = cls(config).eval()
+        with torch.no_grad():
+            features = gen.encode(ref)
+        total = sum(count_macs(gen, ref, latent).values())
+        per_frame = sum(count_macs(_Render(gen), features, latent).values())
+        costs[name] = (total, per_frame)
+    assert costs["paper"][0] / costs["mobile"][0] >= 6.0  # reference encoded every frame (8.2x)
+    assert costs["paper"][1] / costs["mobile"][1] >= 10.0  # reference encoder cached, as inference runs (12.1x)
+    assert costs["mobile"][1] < 0.8e9
+
+
+class _Render(torch.nn.Module):
+    def __init__(self, gen: torch.nn.Module) -> None:
+        super().__init__()
+        self.gen = gen
+
+    def forward(self, features: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return self.gen.render(features, latent)
