@@ -25,6 +25,8 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, _file_mode())  # mkstemp makes files private (0600); outputs get the usual mode
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -52,6 +54,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _file_mode() -> int:
+    """0666 minus the process umask: the mode `open()` would have given a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_json(path: str | Path, obj: Any) -> None:
