@@ -276,39 +276,69 @@ def demo_checkpoint() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
+CLOSED_MOUTH_MAX = 0.10  # mouth_opening (inner-lip gap / mouth width) of a closed mouth, without dataset frames
+DETECTOR_NOISE = 0.03  # frame-to-frame spread of mouth_opening on a still face (mediapipe)
+
+
+def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, str]:
+    """Upper end of the identity's closed-mouth openings: the 95th percentile over its quiet frames (audio RMS in
+    the clip's lowest fifth) in the training data when that is on disk, otherwise the generic closed-mouth bound."""
+    from apb2face.data.face import mouth_opening
+    from apb2face.data.format import Dataset
+
+    if dataset is None or not (dataset / "dataset.json").is_file():
+        return CLOSED_MOUTH_MAX, "generic bound"
+    data = Dataset(dataset)
+    quiet = []
+    for record in data.clips(identity=identity):
+        clip = data.load_clip(record)
+        rms = A.rms_per_frame(clip.audio, len(clip.landmarks), clip.fps, clip.sample_rate)
+        for i in np.flatnonzero(rms <= np.percentile(rms, 20)):
+            quiet.append(mouth_opening(clip.landmarks[i]))
+    if len(quiet) < 10:
+        return CLOSED_MOUTH_MAX, "generic bound"
+    return float(np.percentile(quiet, 95)), f"{len(quiet)} quiet frames of {dataset}"
+
+
 @pytest.mark.skipif(demo_checkpoint() is None, reason="needs the trained demo checkpoint (checkpoints/demo): "
                     "silence behaviour is a property of a trained model")
 def test_silence_gives_a_closed_still_mouth():
     from apb2face.data.face import FaceMesh, mouth_opening
     from apb2face.data.speech import synthesize
+    from apb2face.models.modeling import load_config
 
-    pipe = APB2FacePipeline.from_pretrained(demo_checkpoint(), backend="onnx")
+    checkpoint = demo_checkpoint()
+    dataset = os.environ.get("APB2FACE_DEMO_DATA") or load_config(checkpoint)[1].get("meta", {}).get("dataset")
+    pipe = APB2FacePipeline.from_pretrained(checkpoint, backend="onnx")
     speech = synthesize("Hello there, how are you doing today?").audio
     pcm = np.concatenate([speech, np.zeros(3 * A.SAMPLE_RATE, np.float32), speech])
     first_silent = len(speech) / A.SAMPLE_RATE
-    # frames whose whole audio window (0.52 s before, 0.12 s after) lies in the silence
+    # frames whose whole audio window (0.52 s before, 0.12 s after the frame) lies in the silence
     window_before = (pipe.config.audio_window - pipe.config.audio_lookahead) / A.FEATURE_RATE
     window_after = pipe.config.audio_lookahead / A.FEATURE_RATE
     silent = (first_silent + window_before + 0.05, first_silent + 3.0 - window_after - 0.05)
     for identity in pipe.identities:
-        session = StreamingSession(pipe, identity, seed=0)
-        frames = push_in_chunks(session, pcm, [320])
+        closed_max, source = closed_mouth_range(identity, Path(dataset) if dataset else None)
+        frames = push_in_chunks(StreamingSession(pipe, identity, seed=0), pcm, [320])
         with FaceMesh(video=False) as mesh:
-            def opening(image: np.ndarray) -> float:
-                big = np.kron(image, np.ones((2, 2, 1), np.uint8)) if image.shape[0] < 256 else image
-                points = mesh.detect(big)
-                assert points is not None, f"{identity}: no face found in a generated frame"
-                return mouth_opening(points)
+            def openings(selected: list) -> np.ndarray:
+                values = []
+                for f in selected:
+                    image = f.image if f.image.shape[0] >= 256 else np.kron(f.image, np.ones((2, 2, 1), np.uint8))
+                    points = mesh.detect(image)
+                    values.append(np.nan if points is None else mouth_opening(points))
+                values = np.asarray(values)
+                assert np.isfinite(values).mean() >= 0.9, f"{identity}: no face found in generated frames"
+                return values
 
-            ref_opening = opening(pipe.references[identity])
-            quiet = np.array([opening(f.image) for f in frames if silent[0] <= f.timestamp <= silent[1]])
-            talking = np.array([opening(f.image) for f in frames if f.timestamp < first_silent])
-        # the identity's closed-mouth range: its reference crop (a closed mouth) plus the detector's noise
-        closed_max = max(ref_opening, 0.02) + 0.05
+            quiet = openings([f for f in frames if silent[0] <= f.timestamp <= silent[1]])
+            talking = openings([f for f in frames if f.timestamp < first_silent])
         assert len(quiet) >= 40
-        assert np.median(quiet) <= closed_max, f"{identity}: mouth open in silence ({np.median(quiet):.3f})"
-        assert np.percentile(quiet, 95) <= closed_max + 0.03, f"{identity}: mouth opens during silence"
-        # still: frame-to-frame changes in silence are small and far below those of speech
+        limit = closed_max + DETECTOR_NOISE
+        assert np.nanmedian(quiet) <= limit, \
+            f"{identity}: mouth open in silence ({np.nanmedian(quiet):.3f} > {limit:.3f}, {source})"
+        assert np.nanpercentile(quiet, 95) <= limit + DETECTOR_NOISE, f"{identity}: mouth opens during silence"
+        # still: frame-to-frame changes in silence stay within detector noise and far below those of speech
         jitter = np.abs(np.diff(quiet))
-        assert np.percentile(jitter, 95) <= 0.03, f"{identity}: mouth jitters in silence"
-        assert np.percentile(talking, 90) > np.median(quiet) + 0.05, f"{identity}: mouth does not move in speech"
+        assert np.nanpercentile(jitter, 95) <= DETECTOR_NOISE, f"{identity}: mouth jitters in silence"
+        assert np.nanpercentile(talking, 90) > np.nanmedian(quiet) + 0.05, f"{identity}: mouth still in speech"

@@ -78,18 +78,19 @@ def load_motion_rows(value: Any, columns: int, fps: float, what: str) -> np.ndar
     if value is None:
         return None
     if isinstance(value, (str, Path)):
-        table = read_table(value, columns, what)
-        if abs(fps - FILE_FPS) > 1e-6 and len(table) > 1:
-            n = int(np.floor((len(table) - 1) / FILE_FPS * fps + 1e-6)) + 1
-            table = fit_length(table, n, fps, FILE_FPS, value)
-        rows = table
+        rows = read_table(value, columns, {"pose": "yaw,pitch,roll", "blink": "left,right eye openness"}[what])
+        if abs(fps - FILE_FPS) > 1e-6 and len(rows) > 1:
+            n = int(np.floor((len(rows) - 1) / FILE_FPS * fps + 1e-6)) + 1
+            rows = fit_length(rows, n, fps, FILE_FPS, value)
+        if what == "blink":  # as apb2face.inference.motion.load_blink
+            rows = np.clip(rows, 0.0, 1.0)
     else:
         rows = np.asarray(value, dtype=np.float64)
         if rows.ndim == 1 and rows.shape[0] == columns:
             rows = rows[None]
     if rows.ndim != 2 or rows.shape[1] != columns or len(rows) == 0 or not np.isfinite(rows).all():
         raise UserError(f"{what}: expected a finite array of shape (frames, {columns}), got {rows.shape}")
-    return np.clip(rows, 0.0, 1.0) if what == "blink" else rows
+    return rows
 
 
 class StreamingSession:
