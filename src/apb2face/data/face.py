@@ -190,40 +190,48 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-# Pose camera: principal point at the face's landmark centroid and focal length POSE_FOCAL_IOD inter-ocular distances
-# (a face about a metre from a normal lens: nearly orthographic). Anchoring the camera to the face, not the image,
-# makes the pose independent of framing: a source frame, its dataset crop and a generated crop give the same angles.
-# (With focal = image width, a face filling a 256 px crop reads as a wide-angle close-up and yaw/pitch come out at
-# about half their true size on `apb2face synth` frames, whose renderer projects orthographically.)
+# Pose camera: principal point at the centroid of the pose points and focal length POSE_FOCAL_IOD inter-ocular
+# distances (a face about a metre from a normal lens: nearly orthographic). Anchoring the camera to the face, not the
+# image, makes the pose independent of framing: a source frame, its dataset crop and a generated crop give the same
+# angles. (With focal = image width, a face filling a 256 px crop reads as a wide-angle close-up and yaw/pitch come
+# out at about half their true size on `apb2face synth` frames, whose renderer projects orthographically.)
 POSE_FOCAL_IOD = 12.0
 # Constant pitch offset of mediapipe landmarks + PnP against `canonical_face()`, subtracted from every estimate:
-# the mean (estimate - truth) over mediapipe detections on `apb2face synth` frames (known pose), measured by
-# benchmarks/bench_prepare.py --calibrate.
-PITCH_BIAS = -0.6
+# the mean (estimate - truth) over 12 `apb2face synth` identities (4,200 frames, seeds 0 and 1), measured by
+# `benchmarks/bench_prepare.py accuracy`. Individual faces scatter around it by about +-3 degrees (face shape; a
+# full beard reads about 5 degrees chin-down), which no constant can remove.
+PITCH_BIAS = -0.2
+
+
+@lru_cache(maxsize=1)
+def pose_points() -> np.ndarray:
+    """Mesh indices used for head pose: the rigid upper face (canonical y above the nose tip: eyes, brows, forehead,
+    upper nose and cheeks). Jaw, lips and chin move with speech and hide under beards; leaving them out keeps the
+    pose from following the mouth."""
+    return np.flatnonzero(canonical_face()[:468, 1] < 0.0)
 
 
 class PoseEstimator:
-    """Head pose (yaw, pitch, roll) in degrees from 2D landmarks (478, 2+): PnP against the canonical face with the
-    face-anchored camera above, minus PITCH_BIAS. For consecutive video frames each solve starts from the previous
-    solution (Levenberg-Marquardt only), which is about 3x faster than a cold EPnP start and gives the same pose."""
+    """Head pose (yaw, pitch, roll) in degrees from 2D landmarks (478, 2+): PnP of the `pose_points` against the
+    canonical face with the face-anchored camera above, minus PITCH_BIAS. For consecutive video frames each solve
+    starts from the previous solution (Levenberg-Marquardt only), faster than a cold EPnP start, same pose."""
 
     def __init__(self) -> None:
         self._rvec: np.ndarray | None = None
         self._tvec: np.ndarray | None = None
 
     def __call__(self, points: np.ndarray) -> tuple[float, float, float]:
-        model = canonical_face()[:468].astype(np.float64)
-        image_pts = np.ascontiguousarray(points[:468, :2], dtype=np.float64)
+        idx = pose_points()
+        model = canonical_face()[idx].astype(np.float64)
+        image_pts = np.ascontiguousarray(points[idx, :2], dtype=np.float64)
         f = POSE_FOCAL_IOD * max(inter_ocular(points), 1e-3)
         c = image_pts.mean(0)
         camera = np.array([[f, 0, c[0]], [0, f, c[1]], [0, 0, 1]], dtype=np.float64)
-        rvec, tvec = self._rvec, self._tvec
+        rvec, tvec, ok = self._rvec, self._tvec, False
         if rvec is not None:
-            # translation is re-seeded from the current frame (the centroid sits on the optical axis)
-            tvec = np.array([[0.0], [0.0], [float(tvec[2, 0])]])
-            ok, rvec, tvec = cv2.solvePnP(model, image_pts, camera, None, rvec.copy(), tvec,
+            ok, rvec, tvec = cv2.solvePnP(model, image_pts, camera, None, rvec.copy(), tvec.copy(),
                                           useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
-        if rvec is None or not ok or not np.isfinite(rvec).all():
+        if not ok or not np.isfinite(rvec).all():
             ok, rvec, tvec = cv2.solvePnP(model, image_pts, camera, None, flags=cv2.SOLVEPNP_EPNP)
             if not ok:
                 self._rvec = self._tvec = None

@@ -77,6 +77,7 @@ class PrepareConfig:
     offset_min_r: float = 0.2  # smallest correlation peak that can count as clear
     offset_margin: float = 0.08  # the peak must beat the shifted-audio null (95th pct) by this much
     offset_min_frames: int = 2  # smaller clear offsets are within the measure's resolution and left alone
+    offset_min_seconds: float = 6.0  # shorter videos are measured but never corrected (the peak is unreliable)
     eye_percentile: float = 90.0  # openness = EAR / (this percentile of the identity's EAR), see face.eye_openness
     pose_reference: Literal["calibrated", "identity-median"] = "calibrated"
     split: Literal["clip", "time"] = "clip"
@@ -329,6 +330,9 @@ def estimate_offset(mouth: np.ndarray, rms: np.ndarray, cfg: PrepareConfig, draw
         est.reason = f"peak r={est.r:.2f} below {cfg.offset_min_r}"
     elif est.r < est.null95 + cfg.offset_margin:
         est.reason = f"peak r={est.r:.2f} not above shifted-audio null {est.null95:.2f} + {cfg.offset_margin}"
+    elif valid < cfg.offset_min_seconds * cfg.fps:
+        est.reason = (f"peak r={est.r:.2f}, but only {valid / cfg.fps:.1f} s with a face (< {cfg.offset_min_seconds:g} s"
+                      " needed to trust it)")
     else:
         est.clear = True
         if abs(est.frames) < cfg.offset_min_frames:

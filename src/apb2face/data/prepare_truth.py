@@ -34,7 +34,7 @@ def compare_with_truth(prepared_root: str | Path, truth_root: str | Path, thresh
     Prepared identities must carry the synth identity names (e.g. `--identity-map` with `*/id00/* id00`) and clip
     sources the synth clip names (`<clip>.mp4`)."""
     prepared, truth = Dataset(prepared_root), Dataset(truth_root)
-    lm_err, pose_err = [], []
+    lm_err, pose_err, idents = [], [], []
     counts = EventCounts()
     frames = clips = 0
     for rec in prepared.clips():
@@ -55,6 +55,7 @@ def compare_with_truth(prepared_root: str | Path, truth_root: str | Path, thresh
         iod = np.array([face.inter_ocular(x) for x in true_src])
         lm_err.append(np.linalg.norm(pred_src - true_src, axis=2).mean(1) / iod)
         pose_err.append(p.pose.astype(np.float64) - t.pose[start:start + n])
+        idents += [rec.identity] * n
         counts = counts + match_events(blink_events(openness_closed(p.eyes, threshold)),
                                        blink_events(openness_closed(t.eyes[start:start + n], threshold)), tolerance)
         frames += n
@@ -63,6 +64,12 @@ def compare_with_truth(prepared_root: str | Path, truth_root: str | Path, thresh
         raise UserError("prepared dataset has no clips", prepared_root)
     lm = np.concatenate(lm_err) * 100
     pe = np.concatenate(pose_err)
+    who = np.array(idents)
+    per_identity = {i: {"landmark_error_iod_percent": float(lm[who == i].mean()),
+                        **{f"{k}_bias": float(pe[who == i, j].mean()) for j, k in enumerate(("yaw", "pitch", "roll"))},
+                        **{f"{k}_mean_abs": float(np.abs(pe[who == i, j]).mean())
+                           for j, k in enumerate(("yaw", "pitch", "roll"))}}
+                    for i in sorted(set(idents))}
     return {
         "clips": clips,
         "frames": frames,
@@ -72,4 +79,5 @@ def compare_with_truth(prepared_root: str | Path, truth_root: str | Path, thresh
                                    "rms": float(np.sqrt((pe[:, i] ** 2).mean()))}
                                for i, k in enumerate(("yaw", "pitch", "roll"))},
         "blink": {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "f1": counts.f1},
+        "per_identity": per_identity,
     }
