@@ -222,3 +222,18 @@ def test_unwritable_output_fails_before_any_work(tiny_checkpoint, tmp_path, capf
                "--out", str(blocker / "out.mp4")])
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "not a writable directory" in err[0]
+
+
+@pytest.mark.real
+def test_real_photo_driven_by_a_real_recording(tiny_checkpoint, real_dir, tmp_path):
+    """A real portrait photo as reference; a real MPEG-PS clip (mp2 audio, 360x288) as both audio and driving video."""
+    clip = real_dir / "grid_bbaf2n.mpg"
+    photo = real_dir / "still_celeba_000007_young_man.jpg"
+    out = tmp_path / "real.mp4"
+    assert main(["generate", "--reference", str(photo), "--audio", str(clip), "--driving", str(clip),
+                 "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 0
+    from apb2face.data.audio import load_audio
+
+    duration = len(load_audio(clip)) / 16000
+    frames, fps, audio_seconds = count_streams(out)
+    assert abs(frames - duration * 25) <= 1 and abs(audio_seconds - duration) < 0.1
