@@ -201,6 +201,23 @@ def test_prepare_video_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "speaker.mp4" in table and "frames" in table
 
 
+def test_scene_cuts_zooms_and_missing_faces_end_clips(tmp_path: Path) -> None:
+    """astronaut | (cut) grace hopper | (zoom cut, same shot) grace hopper 1.4x | no face | astronaut."""
+    a = face_frames(40, which="astronaut")
+    b = face_frames(40, which="grace_hopper", face_px=170)
+    zoom = face_frames(40, which="grace_hopper", face_px=240)
+    blank = [np.full((240, 320, 3), 128, np.uint8)] * 15
+    frames = a + b + zoom + blank + a
+    video = write_video(tmp_path / "cuts.mp4", frames, audio=speechy(len(frames) / 25, 16000))
+    code, out = run_prepare(tmp_path, video)
+    assert code == 0
+    rep = json.loads((out / "reports" / "cuts__cuts.json").read_text())
+    assert rep["faces_missing"] == 15 and rep["missing_runs"] == 1
+    assert rep["scene_cuts"] + rep["face_jumps"] >= 2
+    spans = [(c["start"], c["start"] + c["frames"]) for c in rep["clips"]]
+    assert spans == [(0, 40), (40, 80), (80, 120), (135, 175)]
+
+
 def test_crop_smoothing_removes_landmark_jitter(tmp_path: Path) -> None:
     """The crop centre of a still face (only detector noise) moves far less than the raw landmark box."""
     frames = face_frames(50, (320, 240))

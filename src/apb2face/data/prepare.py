@@ -427,7 +427,7 @@ def _analyse(frames: Iterable[np.ndarray], cfg: PrepareConfig, store: _CropStore
     def finalise(j: int, image: np.ndarray) -> None:
         lo, hi = max(0, j - h), min(len(seg), j + h + 1)
         same = np.array(seg[lo:hi]) == seg[j]
-        window = np.array(raw[lo:hi])
+        window = np.nan_to_num(np.array(raw[lo:hi]))  # faceless neighbours have weight 0 (but 0 x NaN is NaN)
         wc = k_c[lo - j + h: hi - j + h] * same
         ws = k_s[lo - j + h: hi - j + h] * same
         cx, cy = (wc[:, None] * window[:, :2]).sum(0) / wc.sum()
