@@ -129,3 +129,20 @@ def test_bad_references_and_audio(pipe, tmp_path):
 def test_default_checkpoint_is_the_committed_demo_or_none():
     found = default_checkpoint()
     assert found is None or (found / "config.json").is_file()
+
+
+def test_photos_are_read_upright_with_their_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from apb2face.inference.faces import read_image
+
+    upright = astronaut()
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # the sensor's orientation; EXIF 6 = rotate 90° clockwise
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    im.save(path, exif=exif, quality=95)
+    image = read_image(path)
+    assert image.shape == upright.shape
+    assert np.abs(image.astype(int) - upright.astype(int)).mean() < 8
