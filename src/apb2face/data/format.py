@@ -155,6 +155,12 @@ class DatasetWriter:
         self.meta.clips = [c for c in self.meta.clips if c.key != record.key] + [record]
         return record
 
+    def register(self, record: ClipRecord) -> None:
+        """Record a clip whose files another writer (e.g. a worker process) wrote under the same root."""
+        if not (self.root / "clips" / record.identity / record.name / "clip.json").is_file():
+            raise ValueError(f"clip {record.key} has no files under {self.root}")
+        self.meta.clips = [c for c in self.meta.clips if c.key != record.key] + [record]
+
     def finish(self, *, test_fraction: float = 0.2, seed: int = 0,
                splits: dict[str, list[str]] | None = None) -> DatasetMeta:
         """Write dataset.json with a seeded by-clip split (or the given one)."""
