@@ -34,7 +34,8 @@ class BudgetSpent(Exception):
 
 
 def budget_trainer(budget_s: float, calibration_steps: int = 5):  # noqa: ANN201
-    """A Trainer that stops after `budget_s` seconds of training loop and fits its LR schedule to that length."""
+    """A Trainer that stops after `budget_s` seconds of training loop and fits its LR schedule to that length: the
+    step time is measured over `calibration_steps` steps after the first (or 10 % of the budget, if sooner)."""
     from apb2face.training.trainer import Trainer
 
     class BudgetTrainer(Trainer):
@@ -53,8 +54,10 @@ def budget_trainer(budget_s: float, calibration_steps: int = 5):  # noqa: ANN201
             elapsed = time.perf_counter() - self.t0
             if done == 1:
                 self.t_after_first = time.perf_counter()  # the first step carries one-off warm-up costs
-            if not self.planned and done == 1 + calibration_steps:
-                per_step = (time.perf_counter() - self.t_after_first) / calibration_steps
+            measured = done - 1  # steps timed after the first
+            if not self.planned and measured >= 1 and (
+                    measured >= calibration_steps or time.perf_counter() - self.t_after_first >= 0.1 * budget_s):
+                per_step = (time.perf_counter() - self.t_after_first) / measured
                 total = max(done + 1, done + int((budget_s - elapsed) / per_step))
                 self.run.train.steps = total  # the LR schedule is a pure function of (step, steps)
                 self.stop = total

@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("ssim", "psnr", "lmd_mouth", "lmd_face", "detection_rate", "pose_error_deg", "blink_f1",
                "lipsync_corr", "cpbd", "fid")
-GROUND_TRUTH_KEYS = ("detection_rate", "pose_error_deg", "blink_f1", "lipsync_corr", "cpbd")
+GROUND_TRUTH_KEYS = ("detection_rate", "pose_error_deg", "blink_f1", "lipsync_corr", "cpbd", "face_mesh_rate")
+# share of frames where the landmark model finds a face: the frames LMD, pose, blink and lip sync are measured on
+EXTRA_KEYS = ("face_mesh_rate",)
 MIN_DETECT_SIDE = 256  # face mesh sees small crops upscaled to this (it misses faces in 64 px images)
 LIPSYNC_MAX_LAG = 3
 BLINK_TOLERANCE = 2  # frames
@@ -280,9 +282,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
                        for name in identities}
     fid_per, fid_pooled, fid_note = _fid(fid_path, generated, truth, cfg.device)
 
-    report: dict[str, Any] = _table(per_identity_gen, METRIC_KEYS, fid_per, fid_pooled)
+    report: dict[str, Any] = _table(per_identity_gen, METRIC_KEYS + EXTRA_KEYS, fid_per, fid_pooled)
     report["ground_truth"] = _table(per_identity_gt, GROUND_TRUTH_KEYS, None, None)
-    report["details"] = {name: {k: v for k, v in m.items() if k not in METRIC_KEYS}
+    report["details"] = {name: {k: v for k, v in m.items() if k not in METRIC_KEYS + EXTRA_KEYS}
                          for name, m in per_identity_gen.items()}
     report["protocol"] = {
         "checkpoint": str(Path(checkpoint)),
@@ -373,7 +375,8 @@ ROWS = (("ssim", "SSIM ↑", "{:.3f}"), ("psnr", "PSNR (dB) ↑", "{:.2f}"),
         ("lmd_mouth", "M-LMD (% IOD) ↓", "{:.2f}"), ("lmd_face", "F-LMD (% IOD) ↓", "{:.2f}"),
         ("detection_rate", "DR (%) ↑", "pct"),
         ("pose_error_deg", "pose error (°) ↓", "{:.2f}"), ("blink_f1", "blink F1 ↑", "{:.2f}"),
-        ("lipsync_corr", "lip sync r ↑", "{:.2f}"), ("cpbd", "CPBD ↑", "{:.3f}"), ("fid", "FID ↓", "{:.1f}"))
+        ("lipsync_corr", "lip sync r ↑", "{:.2f}"), ("cpbd", "CPBD ↑", "{:.3f}"), ("fid", "FID ↓", "{:.1f}"),
+        ("face_mesh_rate", "face mesh found (%)", "pct"))
 
 
 def _fmt(value: Any, spec: str) -> str:
