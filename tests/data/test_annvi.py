@@ -15,6 +15,7 @@ from skimage import data as skdata
 from apb2face.cli.main import main
 from apb2face.data import annvi
 from apb2face.data.format import Dataset
+from apb2face.data.video import write_video
 
 FPS = 25
 W, H = 640, 480
@@ -65,7 +66,8 @@ FRAMES = list(range(100, 140))  # annotated frames; label ranges cut 100-119 and
 
 
 def make_annvi(root: Path, kind: str) -> None:
-    """kind 'crops': feature/<idt>/256_image_crop + 256_landmark_crop.txt; 'images': feature/<idt>/image only."""
+    """kind 'crops': feature/<idt>/256_image_crop + 256_landmark_crop.txt; 'images': feature/<idt>/image only;
+    'video': video/<idt>.mp4 only (frames 0..139, of which 100..139 are annotated)."""
     idt = "man1"
     for d in ("label", "landmark", "audio"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -85,16 +87,19 @@ def make_annvi(root: Path, kind: str) -> None:
             cv2.imwrite(str(feat / "256_image_crop" / f"{n}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
             x0, y0, zoom = box.cx - box.side / 2, box.cy - box.side / 2, box.side / 256
             crop_lines.append(_line(f"{n}.jpg", (256, 256), (pts - [x0, y0]) / zoom, _pose(n), _blink(n)))
-        else:
+        elif kind == "images":
             (feat / "image").mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(feat / "image" / f"{n}.jpg"), cv2.cvtColor(full, cv2.COLOR_RGB2BGR))
+    if kind == "video":
+        (root / "video").mkdir()
+        write_video(root / "video" / f"{idt}.mp4", (full for _ in range(FRAMES[-1] + 1)), fps=FPS)
     (root / "landmark" / f"{idt}.txt").write_text("".join(src_lines))
     if crop_lines:
         (feat / "256_landmark_crop.txt").write_text("".join(crop_lines))
     (root / "feature" / "jaime").mkdir(parents=True)  # a leftover the official loaders skip
 
 
-@pytest.mark.parametrize("kind", ["crops", "images"])
+@pytest.mark.parametrize("kind", ["crops", "images", "video"])
 def test_import_annvi_layouts(tmp_path: Path, kind: str) -> None:
     root = tmp_path / "AnnVI"
     make_annvi(root, kind)

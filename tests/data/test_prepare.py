@@ -218,6 +218,17 @@ def test_scene_cuts_zooms_and_missing_faces_end_clips(tmp_path: Path) -> None:
     assert spans == [(0, 40), (40, 80), (80, 120), (135, 175)]
 
 
+def test_identity_median_pose_reference(tmp_path: Path) -> None:
+    video = talking_video(tmp_path / "v.mp4", seconds=2.0)
+    code, out = run_prepare(tmp_path, video, extra=("--set", "pose_reference=identity-median"))
+    assert code == 0
+    ds = Dataset(out)
+    pitch = np.concatenate([ds.load_clip(c).pose[:, 1] for c in ds.clips()])
+    assert abs(float(np.median(pitch))) < 1e-3
+    summary = json.loads((out / "reports" / "summary.json").read_text())
+    assert summary["videos"][0]["source"] == "v.mp4"  # file names only, no absolute paths
+
+
 def test_crop_smoothing_removes_landmark_jitter(tmp_path: Path) -> None:
     """The crop centre of a still face (only detector noise) moves far less than the raw landmark box."""
     frames = face_frames(50, (320, 240))

@@ -171,14 +171,13 @@ def _pose_scale(cfg: AnnviConfig, values: np.ndarray) -> tuple[float, str]:
 
 
 class _FrameSource:
-    """Face crops of one identity, by original frame index."""
+    """Face crops of one identity, by original frame index, from the official crops, full frames or the video."""
 
     def __init__(self, root: Path, idt: str, size: int) -> None:
         self.size = size
         self.crop_dir = root / "feature" / idt / "256_image_crop"
         self.image_dir = root / "feature" / idt / "image"
         self.video = root / "video" / f"{idt}.mp4"
-        self._video_frames: dict[int, np.ndarray] | None = None
         if self.crop_dir.is_dir() and any(self.crop_dir.glob("*.jpg")):
             self.kind = "256_image_crop"
         elif self.image_dir.is_dir() and any(self.image_dir.glob("*.jpg")):
@@ -194,32 +193,35 @@ class _FrameSource:
             return {n for n in frames if (self.crop_dir / f"{n}.jpg").is_file()}
         if self.kind == "image":
             return {n for n in frames if (self.image_dir / f"{n}.jpg").is_file()}
-        return {n for n in frames if n < self._video_count()}
+        return set(frames)  # the video is read once, in order; frames past its end shorten the last clips
 
-    def crop(self, n: int, ann: Annotation) -> np.ndarray:
-        """RGB (size, size, 3) crop of frame n."""
+    def crops(self, runs: list[list[int]], ann: dict[int, Annotation]):  # noqa: ANN201 (generator)
+        """(run, crops) per run, runs in ascending frame order; a run the video ends inside comes back shorter."""
+        if self.kind != "video":
+            for run in runs:
+                yield run, np.stack([self._crop_file(n, ann[n]) for n in run])
+            return
+        from apb2face.data.video import iter_frames
+
+        # one sequential pass (as the official split_video reads frames by index), holding one run's crops at a time
+        frames = enumerate(f for _, f in iter_frames(self.video))
+        for run in runs:
+            got = []
+            for i, image in frames:
+                if i >= run[0]:
+                    got.append(face.crop_image(image, official_crop_box(ann[i].points), self.size))
+                    if i == run[-1]:
+                        break
+            yield run[: len(got)], np.stack(got) if got else np.zeros((0, self.size, self.size, 3), np.uint8)
+
+    def _crop_file(self, n: int, ann: Annotation) -> np.ndarray:
         if self.kind == "256_image_crop":
             img = _read_rgb(self.crop_dir / f"{n}.jpg")
             if img.shape[:2] != (self.size, self.size):
                 img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA
                                  if img.shape[0] > self.size else cv2.INTER_LINEAR)
             return img
-        full = _read_rgb(self.image_dir / f"{n}.jpg") if self.kind == "image" else self._video_frame(n)
-        return face.crop_image(full, official_crop_box(ann.points), self.size)
-
-    def _video_count(self) -> int:
-        return len(self._load_video())
-
-    def _video_frame(self, n: int) -> np.ndarray:
-        return self._load_video()[n]
-
-    def _load_video(self) -> dict[int, np.ndarray]:
-        # the official split_video reads frames sequentially by index; so do we (small datasets: all in memory)
-        if self._video_frames is None:
-            from apb2face.data.video import iter_frames
-
-            self._video_frames = {i: f for i, (_, f) in enumerate(iter_frames(self.video))}
-        return self._video_frames
+        return face.crop_image(_read_rgb(self.image_dir / f"{n}.jpg"), official_crop_box(ann.points), self.size)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -290,32 +292,31 @@ def import_annvi(root: str | Path, out: str | Path, cfg: AnnviConfig | None = No
         blink = np.array([a.blink for a in ann.values()])
         open_ref = np.maximum(np.percentile(blink, cfg.eye_percentile, axis=0), 1e-6)
         usable = frames.available(set(ann))
+        runs = sorted(run for a, b in ranges for run in _contiguous([n for n in range(a, b + 1) if n in usable]))
+        dropped = sum(len(r) for r in runs if len(r) < cfg.min_frames)
         clips = 0
-        dropped = 0
-        for a, b in ranges:
-            for run in _contiguous([n for n in range(a, b + 1) if n in usable]):
-                if len(run) < cfg.min_frames:
-                    dropped += len(run)
-                    continue
-                name = f"{idt}_{run[0]:06d}"
-                items = [ann[n] for n in run]
-                crops = np.stack([frames.crop(n, it) for n, it in zip(run, items)])
-                if use_crop_txt:
-                    lm = np.stack([it.points / np.array(it.image_size, np.float64) for it in items])
-                else:
-                    lm = np.stack([face.landmarks_to_crop(it.points, official_crop_box(it.points), cfg.size)
-                                   for it in items])
-                pose = np.stack([it.pose[order] * scale for it in items])
-                eyes = face.eye_openness(np.stack([it.blink for it in items]), open_ref, closed_fraction=0.0)
-                lo, hi = int(round(run[0] * spf)), int(round((run[-1] + 1) * spf))
-                clip_audio = np.pad(audio[lo:hi], (0, max(0, hi - lo - len(audio[lo:hi]))))
-                writer.add_clip(idt, name, frames=crops, audio=clip_audio, landmarks=lm.astype(np.float32),
-                                pose=pose, eyes=eyes, extra={"source": f"AnnVI {idt} frames {run[0]}-{run[-1]}",
-                                                             "source_start_frame": run[0],
-                                                             "landmark_scheme": LANDMARK_SCHEME})
-                clips += 1
-                if progress is not None:
-                    progress(len(run))
+        for run, crops in frames.crops([r for r in runs if len(r) >= cfg.min_frames], ann):
+            if len(run) < cfg.min_frames:
+                dropped += len(run)
+                continue
+            name = f"{idt}_{run[0]:06d}"
+            items = [ann[n] for n in run]
+            if use_crop_txt:
+                lm = np.stack([it.points / np.array(it.image_size, np.float64) for it in items])
+            else:
+                lm = np.stack([face.landmarks_to_crop(it.points, official_crop_box(it.points), cfg.size)
+                               for it in items])
+            pose = np.stack([it.pose[order] * scale for it in items])
+            eyes = face.eye_openness(np.stack([it.blink for it in items]), open_ref, closed_fraction=0.0)
+            lo, hi = int(round(run[0] * spf)), int(round((run[-1] + 1) * spf))
+            clip_audio = np.pad(audio[lo:hi], (0, max(0, hi - lo - len(audio[lo:hi]))))
+            writer.add_clip(idt, name, frames=crops, audio=clip_audio, landmarks=lm.astype(np.float32),
+                            pose=pose, eyes=eyes, extra={"source": f"AnnVI {idt} frames {run[0]}-{run[-1]}",
+                                                         "source_start_frame": run[0],
+                                                         "landmark_scheme": LANDMARK_SCHEME})
+            clips += 1
+            if progress is not None:
+                progress(len(run))
         summary["identities"][idt] = {"clips": clips, "frames_dropped": dropped, "frames_from": frames.kind,
                                       "audio": audio_path.name}
         if clips == 0:

@@ -898,7 +898,8 @@ def finalize_dataset(out: Path, results: list[VideoResult], cfg: PrepareConfig) 
     else:
         meta = writer.finish(test_fraction=cfg.test_fraction, seed=cfg.seed)
     summary = {
-        "videos": [{"source": r.job.path, "identity": r.job.identity, "error": r.error,
+        "videos": [{"source": Path(r.job.path).name, "identity": r.job.identity,
+                    "error": None if r.error is None else r.error.replace(r.job.path, Path(r.job.path).name),
                     **({k: r.report.get(k) for k in ("frames", "frames_kept", "faces_missing", "offset",
                                                       "face_size_px", "warnings")} if r.error is None else {}),
                     "clips": len(r.records)} for r in results],
