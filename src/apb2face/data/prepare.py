@@ -553,15 +553,15 @@ def _load_job_audio(job: VideoJob, cfg: PrepareConfig, first_video_pts: float) -
     return audio, "own track", shift
 
 
-def prepare_video(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None = None
-                  ) -> VideoResult:
+def prepare_video(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None = None,
+                  decode_threads: int = 0) -> VideoResult:
     """Prepare one video into clips under `out` (a dataset root). Raises UserError naming the file when it cannot be
     prepared; on any failure the clips it wrote are removed."""
     progress = progress or (lambda n: None)
     t_start = time.perf_counter()
     result = VideoResult(job)
     info = probe(job.path)
-    reader = ConstantRateFrames(job.path, cfg.fps, threads=int(os.environ.get("APB2FACE_DECODE_THREADS", "0")))
+    reader = ConstantRateFrames(job.path, cfg.fps, threads=decode_threads)
     if job.audio is not None:  # decode the separate audio first: a bad audio file fails before the long pass
         audio, audio_source, audio_shift = _load_job_audio(job, cfg, 0.0)
     else:
@@ -806,10 +806,11 @@ def _strip_chart(area: np.ndarray, track: _Track, clips: list[tuple[int, int]], 
 # batch
 
 
-def _run_one(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None) -> VideoResult:
+def _run_one(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None,
+             decode_threads: int = 0) -> VideoResult:
     """Run one job, turning any failure into a one-line error naming the file (the batch goes on)."""
     try:
-        return prepare_video(job, out, cfg, progress)
+        return prepare_video(job, out, cfg, progress, decode_threads)
     except UserError as exc:
         return VideoResult(job, error=str(exc))
     except (MemoryError, KeyboardInterrupt):
@@ -821,14 +822,14 @@ def _run_one(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[i
 
 
 def _pool_worker(job: VideoJob, out: str, cfg: PrepareConfig, queue) -> VideoResult:  # noqa: ANN001
-    return _run_one(job, Path(out), cfg, queue.put)
+    # K workers share the cores: one decoding thread each (FFmpeg's default is one per core)
+    return _run_one(job, Path(out), cfg, queue.put, decode_threads=1)
 
 
 def _init_pool_worker() -> None:
     # K workers share the cores: no nested thread pools (OpenCV, FFmpeg frame threads)
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ["APB2FACE_DECODE_THREADS"] = "1"
     cv2.setNumThreads(1)
 
 
