@@ -223,5 +223,8 @@ def _write_audio(container: av.container.OutputContainer, stream: av.audio.strea
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # FFmpeg errors stringify as "[Errno N] message: 'path'"; the message alone reads better after the path
+    strerror = getattr(exc, "strerror", None) if isinstance(exc, av.error.FFmpegError) else None
+    text = str(strerror or exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
     return text[:200]
