@@ -119,15 +119,23 @@ def border_points(size: int, n: int = 6) -> np.ndarray:
 
 
 def jaw_weights(canon: np.ndarray) -> np.ndarray:
-    """How far each vertex moves down when the jaw opens (1 = lower lip), from its canonical position."""
-    y_mouth = canon[[face.MOUTH_LEFT_CORNER, face.MOUTH_RIGHT_CORNER], 1].mean()
+    """How far each vertex moves down when the jaw opens (1 = lower lip), from its canonical position.
+
+    Vertices below the lip line (the inner-lip contour, extended sideways from the corners) follow the jaw, fading
+    out towards the ears; the upper lip and everything above stay."""
+    line = canon[LIPS_INNER_UPPER, :2]
+    line = line[np.argsort(line[:, 0])]
+    y_line = np.interp(canon[:, 0], line[:, 0], line[:, 1])  # constant beyond the corners
     y_chin = canon[face.CHIN, 1]
-    below = _smoothstep(y_mouth - 0.04, y_mouth + 0.18 * (y_chin - y_mouth), canon[:, 1])
+    below = _smoothstep(y_line + 0.01, y_line + 0.15 * (y_chin - y_line.mean()), canon[:, 1])
     lateral = 1.0 - _smoothstep(0.45, 0.95, np.abs(canon[:, 0]))
     w = 0.9 * below * lateral
-    # the lower lip rides on the jaw but travels a little further; the neck/shoulder rings only partly follow
+    # the lips: explicit, since closed lips share positions (upper stays, lower rides on the jaw, a bit further)
+    w[LIPS_INNER_UPPER] = 0.0
+    w[[LIPS_INNER_UPPER[0], LIPS_INNER_UPPER[-1]]] = 0.35  # corners stretch halfway
     w[LIPS_INNER_LOWER[1:-1]] = 1.0
     w[LIPS_OUTER_LOWER[1:-1]] = np.maximum(w[LIPS_OUTER_LOWER[1:-1]], 0.95)
+    w[[face.MOUTH_LEFT_CORNER, face.MOUTH_RIGHT_CORNER]] = 0.35
     return w
 
 

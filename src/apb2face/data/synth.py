@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 FPS = 25.0
 LEAD_IN = 0.3  # seconds of silence before and after each sentence (the mouth rests closed)
 TAIL = 0.3
+JAW_SCALE = 0.7  # viseme openings (canonical units) -> jaw drop; wide vowels open the lips to ~0.3 of the mouth width
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -397,13 +398,13 @@ def viseme_tracks(phonemes: list[tuple[float, str]], duration: float, fps: float
             open_ = _CONSONANT_OPEN.get(p, _CONSONANT_OPEN.get(p[:1], 0.08))
             if p[:1] in _VOWELS_OPEN or p[:2] in _VOWELS_OPEN:  # diphthongs / r-coloured vowels we did not list
                 open_ = _VOWELS_OPEN.get(p[:2], _VOWELS_OPEN.get(p[:1]))
-        jaw[a:b] = open_ * articulation
+        jaw[a:b] = JAW_SCALE * open_ * articulation
         rnd[a:b] = _ROUND.get(p, _ROUND.get(p[:2], 0.0))
         if p in _BILABIAL:
             closure[a:b] = 1.0
     jaw = _gauss(jaw, 0.035 * rate)
     rnd = _gauss(rnd, 0.05 * rate)
-    closure = _gauss(closure, 0.012 * rate)
+    closure = _gauss(closure, 0.015 * rate)
     jaw = jaw * (1 - np.clip(closure * 1.3, 0, 1))
     lead = 0.03
     t_frames = np.arange(num_frames) / fps + lead

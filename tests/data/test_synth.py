@@ -1,0 +1,185 @@
+"""`apb2face synth`: layout, truth that matches the pictures, lip sync, independent pose/blinks, determinism,
+detector agreement, distinct identities and bad output directories."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apb2face.data import face, face_render, synth
+from apb2face.data.audio import rms_per_frame
+from apb2face.data.format import Dataset
+from apb2face.data.video import probe
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "data"
+    synth.generate(out, synth.SynthConfig(identities=2, clips_per_identity=3, size=96, seed=5, workers=1))
+    return out
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "apb2face", "synth", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_layout_and_ground_truth(tiny: Path) -> None:
+    ds = Dataset(tiny)
+    assert ds.identities == ["id00", "id01"] and len(ds.clips()) == 6
+    assert ds.meta.image_size == 96 and ds.meta.fps == 25.0 and ds.meta.sample_rate == 16000
+    assert set(ds.meta.splits) == {"train", "test"} and all(ds.clips("test", identity=i) for i in ds.identities)
+    texts = {c.text for c in ds.clips()}
+    assert len(texts) == 6  # every clip a different sentence
+    for rec in ds.clips():
+        clip = ds.load_clip(rec)
+        n = len(clip.frames)
+        assert abs(n / 25.0 - len(clip.audio) / 16000) <= 1 / 25.0
+        assert clip.landmarks.shape == (n, 478, 2) and 0 <= clip.landmarks.min() and clip.landmarks.max() <= 1
+        assert np.all(np.abs(clip.pose) <= np.array([15.0, 8.0, 6.0]) + 1e-3)
+        assert clip.eyes.min() >= 0 and clip.eyes.max() <= 1
+        info = probe(tiny / "videos" / rec.identity / f"{rec.name}.mp4")
+        assert info.has_audio and info.width == 96 and abs(info.fps - 25) < 1e-6
+    assert (tiny / "contact_sheet.png").is_file() and (tiny / "identities.json").is_file()
+
+
+def test_blinks_close_the_eyes_in_the_truth(tiny: Path) -> None:
+    ds = Dataset(tiny)
+    eyes = np.concatenate([ds.load_clip(r).eyes for r in ds.clips()])
+    lms = np.concatenate([ds.load_clip(r).landmarks for r in ds.clips()])
+    assert eyes.min() < 0.2 and np.median(eyes) == 1.0
+    ear = np.array([face.eye_aspect_ratios(p) for p in lms])
+    closed, open_ = eyes[:, 0] < 0.2, eyes[:, 0] > 0.99
+    assert ear[closed, 0].mean() < 0.4 * ear[open_, 0].mean()  # the lids really meet in the landmarks
+
+
+def test_mouth_opening_follows_speech_energy(tiny: Path) -> None:
+    ds = Dataset(tiny)
+    mouth, rms = [], []
+    for rec in ds.clips():
+        clip = ds.load_clip(rec)
+        mouth.append([face.mouth_opening(p) for p in clip.landmarks])
+        rms.append(rms_per_frame(clip.audio, len(clip.frames), clip.fps))
+    r = np.corrcoef(np.concatenate(mouth), np.concatenate(rms))[0, 1]
+    assert r > 0.5, r
+    # silence at the start and end rests the mouth closed
+    assert max(m[0] for m in mouth) < 0.03 and max(m[-1] for m in mouth) < 0.03
+
+
+def test_pose_and_blinks_do_not_depend_on_the_audio(tiny: Path) -> None:
+    # structurally: the schedules come from their own random streams; another sentence changes nothing
+    specs = synth.identity_specs(1, 5)
+    model = synth.build_identity(specs[0], 64)
+    a = synth.render_clip(model, specs[0], synth.ClipJob(0, 0, "Short one.", 5))
+    b = synth.render_clip(model, specs[0], synth.ClipJob(0, 0, "A much longer and different sentence here.", 5))
+    n = min(len(a.pose), len(b.pose))
+    np.testing.assert_array_equal(a.pose[:n], b.pose[:n])
+    np.testing.assert_array_equal(a.eyes[:n], b.eyes[:n])
+    assert not np.array_equal(a.jaw[:n], b.jaw[:n])
+    # statistically on the dataset: no linear relation with the speech energy
+    ds = Dataset(tiny)
+    clips = [ds.load_clip(r) for r in ds.clips()]
+    rms = np.concatenate([rms_per_frame(c.audio, len(c.frames), c.fps) for c in clips])
+    pose = np.concatenate([c.pose for c in clips])
+    eyes = np.concatenate([c.eyes for c in clips])
+    for series in (*pose.T, np.abs(pose[:, 0]), eyes[:, 0]):
+        assert abs(np.corrcoef(series, rms)[0, 1]) < 0.35
+
+
+def test_visemes_close_lips_for_bilabials_and_pauses() -> None:
+    phonemes = [(0.3, "m"), (0.45, "ˈɑː"), (0.75, "p"), (0.85, "ə"), (1.0, "")]
+    jaw, rnd = synth.viseme_tracks(phonemes, 1.6, 100.0, 160)
+    assert jaw[:20].max() < 0.01 and jaw[140:].max() < 0.01  # before and after speech
+    assert jaw[55:70].max() > 0.2  # "ɑ" opens wide
+    assert jaw[78] < 0.3 * jaw[60]  # "p" closes the lips
+    assert np.abs(np.diff(jaw)).max() < 0.4 * jaw.max()  # coarticulated: no steps (10 ms samples)
+    _, rnd_u = synth.viseme_tracks([(0.1, "u"), (0.5, "")], 0.8, 100.0, 80)
+    assert rnd_u[20:40].mean() > 0.5 and rnd[55:70].mean() < 0.3
+
+
+def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
+    runs = []
+    for k, workers in enumerate(("1", "2")):
+        out = tmp_path / f"run{k}"
+        res = _cli(str(out), "--identities", "2", "--clips-per-identity", "1", "--size", "64", "--seed", "9",
+                   "--workers", workers, "--no-videos")
+        assert res.returncode == 0, res.stderr[-2000:]
+        runs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert runs[0].keys() == runs[1].keys() and "dataset.json" in runs[0]
+    assert any(k.endswith("frames.npy") for k in runs[0])
+    for key in runs[0]:
+        assert runs[0][key] == runs[1][key], key
+    other = tmp_path / "other"
+    assert _cli(str(other), "--identities", "2", "--clips-per-identity", "1", "--size", "64", "--seed", "10",
+                "--no-videos").returncode == 0
+    assert (other / "clips/id00/clip000/frames.npy").read_bytes() != runs[0]["clips/id00/clip000/frames.npy"]
+
+
+def test_mediapipe_agrees_with_the_truth_at_256() -> None:
+    """Render varied frames (pose extremes, speech, blinks) of 4 identities; the real detector must find >= 95 %
+    and its landmarks must sit close to the renderer's."""
+    rng = np.random.default_rng(0)
+    specs = synth.identity_specs(4, 0)
+    found, total, errors = 0, 0, []
+    with face.FaceMesh(video=False) as mesh:
+        for spec in specs:
+            model = synth.build_identity(spec, 256)
+            for _ in range(8):
+                e = face_render.Expression(jaw=float(rng.uniform(0, 0.3)), round=float(rng.uniform(-0.8, 1)),
+                                           close_left=float(rng.choice([0, 0, 1])), yaw=float(rng.uniform(-15, 15)),
+                                           pitch=float(rng.uniform(-8, 8)), roll=float(rng.uniform(-6, 6)))
+                e = face_render.Expression(**{**e.__dict__, "close_right": e.close_left})
+                image, truth = face_render.render(model, e)
+                points = mesh.detect(image)
+                total += 1
+                if points is not None:
+                    found += 1
+                    errors.append(np.linalg.norm(points[:, :2] - truth, axis=1).mean() / face.inter_ocular(truth))
+    print(f"detected {found}/{total}, mean landmark error {100 * np.mean(errors):.2f} % IOD")
+    assert found / total >= 0.95
+    assert np.mean(errors) < 0.06
+
+
+def test_identities_are_distinct() -> None:
+    specs = synth.identity_specs(8, 0)
+    assert len({s.name for s in specs}) == 8 and len({s.voice + str(s.pitch) for s in specs}) >= 6
+    looks = {(s.base, s.mirrored, s.skin, s.hair, s.accessories, s.background) for s in specs}
+    assert len(looks) == 8
+    for a in range(8):
+        for b in range(a + 1, 8):
+            sa, sb = specs[a], specs[b]
+            differences = sum([sa.skin != sb.skin, sa.hair != sb.hair, sa.iris != sb.iris, sa.lips != sb.lips,
+                               sa.accessories != sb.accessories, (sa.base, sa.mirrored) != (sb.base, sb.mirrored)])
+            assert differences >= 3, (sa.name, sb.name)
+    models = [synth.build_identity(s, 64) for s in specs[:4]]
+    tiles = [face_render.render(m, face_render.Expression())[0].astype(np.float32) for m in models]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert np.abs(tiles[a] - tiles[b]).mean() > 12
+    assert synth.identity_specs(8, 0) == specs and synth.identity_specs(8, 1) != specs
+
+
+@pytest.mark.parametrize("case", ["not_empty", "unwritable"])
+def test_bad_out_is_one_line_exit_2(tmp_path: Path, case: str) -> None:
+    if case == "not_empty":
+        out = tmp_path / "full"
+        out.mkdir()
+        (out / "precious.txt").write_text("keep")
+    else:
+        (tmp_path / "a_file").write_text("")
+        out = tmp_path / "a_file" / "out"
+    res = _cli(str(out), "--identities", "1", "--clips-per-identity", "1")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(out) in lines[0] and "Traceback" not in res.stderr
+    if case == "not_empty":
+        assert (out / "precious.txt").read_text() == "keep" and len(list(out.iterdir())) == 1
+
+
+def test_bad_flags_are_user_errors(tmp_path: Path) -> None:
+    res = _cli(str(tmp_path / "o"), "--size", "63")
+    assert res.returncode == 2 and "--size" in res.stderr and not (tmp_path / "o").exists()
