@@ -146,10 +146,10 @@ class IdentitySpec:
     extras: dict = field(default_factory=dict)
 
 
-_SKINS = [(1.06, -1.0, -4.0), (1.0, 2.0, 6.0), (0.86, 5.0, 12.0), (0.7, 8.0, 14.0), (0.55, 6.0, 10.0),
-          (0.95, 9.0, 2.0), (0.78, 4.0, 16.0), (1.02, 0.0, 10.0)]
-_HAIRS = [(28, 24, 22), (82, 52, 32), (150, 70, 35), (205, 172, 110), (160, 158, 156), (40, 60, 120), (110, 80, 55),
-          (230, 222, 200)]
+_SKINS = [(1.08, 2.0, -6.0), (1.0, 0.0, 0.0), (0.9, -4.0, 10.0), (0.8, 6.0, 12.0), (0.64, 8.0, 12.0),
+          (0.5, 6.0, 6.0), (1.0, 10.0, -3.0), (0.9, 2.0, 16.0)]
+_HAIRS = [(28, 24, 22), (95, 60, 35), (165, 65, 30), (215, 180, 110), (175, 175, 175), (45, 70, 150),
+          (150, 60, 120), (235, 228, 210)]
 _IRISES = [(95, 60, 30), (60, 110, 175), (70, 130, 80), (120, 130, 140), (130, 100, 50), (40, 35, 30)]
 _LIPS = [(175, 80, 90), (200, 45, 70), (150, 90, 90), (125, 65, 65), (210, 110, 150), (165, 70, 60)]
 _ACCESSORIES = [(), ("glasses",), ("beard", "moustache"), ("hat",), ("earrings",), ("glasses", "moustache"),
@@ -172,7 +172,7 @@ def identity_specs(n: int, seed: int) -> list[IdentitySpec]:
         base, mirrored = _BASES[i % len(_BASES)]
         if base == "grace_hopper":  # she already wears glasses and a cap
             acc = tuple(a for a in acc if a not in ("glasses", "hat"))
-        hue = (hue0 + i * 180 / max(n, 1) * 0.618 * 5) % 180  # golden-ratio steps: distinct neighbours
+        hue = (hue0 + i * 68.75) % 180  # golden-angle steps (OpenCV hue is 0-180): distinct neighbours
         bg = cv2.cvtColor(np.uint8([[[hue, r.uniform(60, 150), r.uniform(150, 225)]]]), cv2.COLOR_HSV2RGB)[0, 0]
         male = "beard" in acc or "moustache" in acc or (not ("earrings" in acc) and r.random() < 0.4)
         voices = _VOICES_M if male else _VOICES_F
@@ -562,7 +562,7 @@ def contact_sheet(models: list[FaceModel], specs: list[IdentitySpec], columns: i
     """One frontal, mouth-slightly-open picture per identity, labelled, in a grid (RGB uint8)."""
     tiles = []
     for model, spec in zip(models, specs):
-        img, _ = face_render.render(model, Expression(jaw=0.12))
+        img, _ = face_render.render(model, Expression(jaw=0.06))
         img = np.ascontiguousarray(img)
         cv2.putText(img, spec.name, (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, img.shape[0] / 400,
                     (255, 255, 255), 2, cv2.LINE_AA)
