@@ -159,16 +159,24 @@ _VOICES_F = ["en-us+f2", "en+f1", "en-us+f4", "en-gb-x-rp+f3", "en-029+f5", "en-
 _BASES = [("astronaut", False), ("grace_hopper", False), ("astronaut", True), ("grace_hopper", True)]
 
 
+def _deal(perm: np.ndarray, i: int) -> int:
+    """Palette entry of identity i: each round of len(perm) identities shifts by one more, so that identities beyond
+    the palette size still combine entries differently from the first round."""
+    return int(perm[(i + i // len(perm)) % len(perm)])
+
+
 def identity_specs(n: int, seed: int) -> list[IdentitySpec]:
     """N distinct identities: palettes are permuted by the seed and dealt out so neighbours never share them."""
     rng = np.random.default_rng([seed, 101])
     perms = {k: rng.permutation(len(p)) for k, p in
              (("skin", _SKINS), ("hair", _HAIRS), ("iris", _IRISES), ("lips", _LIPS), ("acc", _ACCESSORIES))}
     hue0 = rng.uniform(0, 180)
+    voice_offset = int(rng.integers(6))
+    dealt = {True: 0, False: 0}  # voices dealt per voice kind: each identity gets its own variant (up to 6 per kind)
     specs = []
     for i in range(n):
         r = np.random.default_rng([seed, 102, i])
-        acc = _ACCESSORIES[perms["acc"][i % len(_ACCESSORIES)]]
+        acc = _ACCESSORIES[_deal(perms["acc"], i)]
         base, mirrored = _BASES[i % len(_BASES)]
         if base == "grace_hopper":  # she already wears glasses and a cap
             acc = tuple(a for a in acc if a not in ("glasses", "hat"))
@@ -176,13 +184,15 @@ def identity_specs(n: int, seed: int) -> list[IdentitySpec]:
         bg = cv2.cvtColor(np.uint8([[[hue, r.uniform(60, 150), r.uniform(150, 225)]]]), cv2.COLOR_HSV2RGB)[0, 0]
         male = "beard" in acc or "moustache" in acc or (not ("earrings" in acc) and r.random() < 0.4)
         voices = _VOICES_M if male else _VOICES_F
+        voice = voices[(voice_offset + dealt[male]) % len(voices)]
+        dealt[male] += 1
         specs.append(IdentitySpec(
             name=f"id{i:02d}", base=base, mirrored=mirrored,
-            skin=_SKINS[perms["skin"][i % len(_SKINS)]], hair=_HAIRS[perms["hair"][i % len(_HAIRS)]],
-            iris=_IRISES[perms["iris"][i % len(_IRISES)]], lips=_LIPS[perms["lips"][i % len(_LIPS)]],
+            skin=_SKINS[_deal(perms["skin"], i)], hair=_HAIRS[_deal(perms["hair"], i)],
+            iris=_IRISES[_deal(perms["iris"], i)], lips=_LIPS[_deal(perms["lips"], i)],
             background=tuple(int(v) for v in bg), accessories=acc,
             face_width=float(r.uniform(0.9, 1.1)), jaw_width=float(r.uniform(0.88, 1.12)),
-            chin_length=float(r.uniform(0.9, 1.15)), voice=voices[int(r.integers(len(voices)))],
+            chin_length=float(r.uniform(0.9, 1.15)), voice=voice,
             pitch=int(r.integers(25 if male else 45, 55 if male else 80)), rate=int(r.integers(140, 186)),
             articulation=float(r.uniform(0.85, 1.15)),
             extras={"glasses_colour": tuple(int(v) for v in r.integers(10, 120, 3)),
