@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import time
 
 import torch
 
@@ -52,13 +53,16 @@ def main() -> None:
         eyes = torch.rand(batch, 2, generator=g).to(device)
         with torch.inference_mode():
             features = model.encode_reference(ref[:1])
-            full = time_call(lambda: model(ref, audio, pose, eyes), args.warmup, args.repeats)
-            cached = time_call(lambda: model.render(features, model.fuse(audio, pose, eyes)[0]), args.warmup,
-                               args.repeats)
-        for name, times in (("full forward", full), ("cached reference", cached)):
-            med = statistics.median(times)
-            print(f"batch {batch:>2} {name:<17}: median {med * 1000:8.1f} ms/batch (min {min(times) * 1000:.1f}) "
-                  f"-> {batch / med:6.2f} frames/s")
+            runs = {"full forward": lambda: model(ref, audio, pose, eyes),
+                    "cached reference": lambda: model.render(features, model.fuse(audio, pose, eyes)[0])}
+            for name, fn in runs.items():
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                times = time_call(fn, args.warmup, args.repeats)
+                # CPU time / wall time ~= threads when the machine is otherwise idle; lower means contention
+                busy = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+                med = statistics.median(times)
+                print(f"batch {batch:>2} {name:<17}: median {med * 1000:8.1f} ms/batch (min {min(times) * 1000:.1f}) "
+                      f"-> {batch / med:6.2f} frames/s  [cpu/wall {busy:.2f}]")
 
 
 if __name__ == "__main__":
