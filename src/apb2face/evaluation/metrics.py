@@ -9,12 +9,14 @@ Conventions used by every function here (and stated in every report):
   channels per image.
 * Landmarks are the mediapipe 478-point scheme (the detector `prepare` uses, `apb2face.data.face.FaceMesh`) in
   pixels; distances are in percent of the ground-truth inter-ocular distance (outer eye corners).
-* Detection rate uses an *independent* detector: OpenCV's bundled Viola-Jones Haar cascade
-  (`haarcascade_frontalface_default.xml`), which shares nothing with the mediapipe landmark model.
+* Detection rate uses a face *detector*, not the landmark model: mediapipe's BlazeFace short-range face detector
+  (`mp.solutions.face_detection`, its own network). OpenCV's bundled Viola-Jones Haar cascade, which shares nothing
+  with mediapipe, gives a second reading.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import warnings
@@ -43,7 +45,11 @@ MOUTH_POINTS: tuple[int, ...] = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 
 FACE_POINTS: tuple[int, ...] = tuple(range(468))  # the whole face mesh; the 10 iris points are left out
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-DETECTOR_NAME = f"OpenCV Haar cascade ({HAAR_CASCADE}, Viola-Jones; independent of the mediapipe landmark model)"
+HAAR_NAME = f"OpenCV Haar cascade ({HAAR_CASCADE}, Viola-Jones, minNeighbors 3; shares nothing with mediapipe)"
+BLAZEFACE_NAME = ("mediapipe BlazeFace short-range face detector (face_detection, model 0, confidence >= 0.5; a "
+                  "detection network separate from the face-mesh landmark model)")
+DETECTOR_NAME = BLAZEFACE_NAME
+DETECT_SIZE = 256  # detectors see every crop at this size, so 64 px and 256 px outputs are judged alike
 
 
 # ----------------------------------------------------------------------------------------------------- images
@@ -123,13 +129,13 @@ def landmark_distance(pred: np.ndarray, target: np.ndarray, points: Sequence[int
 
 # -------------------------------------------------------------------------------------------------- detection
 class HaarFaceDetector:
-    """Independent face detector for the detection rate (see DETECTOR_NAME).
+    """OpenCV's Viola-Jones frontal-face cascade (see HAAR_NAME), on the crop resized to DETECT_SIZE.
 
-    Face crops are resized so the shorter side is 256 px before detection: the cascade's scale pyramid is then the
-    same whatever the model resolution, so 64 px and 256 px outputs are judged alike.
+    Reliable on real faces; it misses some stylised `apb2face synth` faces (e.g. heavy glasses), which is why it is
+    the second reading and BlazeFace the first.
     """
 
-    def __init__(self, work_size: int = 256, min_neighbors: int = 5) -> None:
+    def __init__(self, work_size: int = DETECT_SIZE, min_neighbors: int = 3) -> None:
         path = Path(cv2.data.haarcascades) / HAAR_CASCADE
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
@@ -137,14 +143,18 @@ class HaarFaceDetector:
         self.work_size = work_size
         self.min_neighbors = min_neighbors
 
+    def __enter__(self) -> HaarFaceDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
     def count(self, image: np.ndarray) -> int:
         """Number of faces found in an RGB uint8 image."""
-        gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        h, w = gray.shape
-        scale = self.work_size / min(h, w)
-        if abs(scale - 1.0) > 1e-3:
-            gray = cv2.resize(gray, (round(w * scale), round(h * scale)),
-                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        gray = _square(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY), self.work_size)
         min_side = max(24, self.work_size // 6)  # a face smaller than 1/6 of a face crop is not the subject
         faces = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=self.min_neighbors,
                                                minSize=(min_side, min_side))
@@ -154,10 +164,49 @@ class HaarFaceDetector:
         return self.count(image) > 0
 
 
-def detection_rate(images: Iterable[np.ndarray], detector: HaarFaceDetector | None = None) -> float:
-    """Share of images (0..1) in which the independent detector finds at least one face."""
-    det = detector or HaarFaceDetector()
-    hits = [det.detect(img) for img in images]
+class BlazeFaceDetector:
+    """mediapipe's BlazeFace short-range face detector (see BLAZEFACE_NAME), on the crop resized to DETECT_SIZE.
+    Use as a context manager (it holds a mediapipe graph)."""
+
+    def __init__(self, work_size: int = DETECT_SIZE, min_confidence: float = 0.5) -> None:
+        import mediapipe as mp  # slow to import; only evaluation needs it here
+
+        self._det = mp.solutions.face_detection.FaceDetection(model_selection=0,
+                                                              min_detection_confidence=min_confidence)
+        self.work_size = work_size
+        self._started = False
+
+    def __enter__(self) -> BlazeFaceDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._det.close()
+
+    def count(self, image: np.ndarray) -> int:
+        img = _square(np.ascontiguousarray(image), self.work_size)
+        with contextlib.nullcontext() if self._started else face_geo.native_stderr_silenced():
+            result = self._det.process(img)
+        self._started = True
+        return len(result.detections or [])
+
+    def detect(self, image: np.ndarray) -> bool:
+        return self.count(image) > 0
+
+
+def _square(image: np.ndarray, side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if (h, w) == (side, side):
+        return image
+    interp = cv2.INTER_AREA if min(h, w) > side else cv2.INTER_LINEAR
+    return cv2.resize(image, (side, side), interpolation=interp)
+
+
+def detection_rate(images: Iterable[np.ndarray], detector: HaarFaceDetector | BlazeFaceDetector) -> float:
+    """Share of images (0..1) in which `detector` finds at least one face."""
+    hits = [detector.detect(img) for img in images]
     if not hits:
         raise ValueError("no images")
     return float(np.mean(hits))
