@@ -64,8 +64,9 @@ def main() -> None:
         print(f"synth {args.identities} identities x {args.clips} clips at {args.size}x{args.size}, "
               f"{args.workers} workers: {elapsed:.1f} s wall ({frames} frames, {frames / elapsed:.0f} frames/s, "
               f"{frames / 25:.0f} s of video)")
-        print(f"dataset files {dir_size(out / 'clips') / 2**20:.0f} MiB (frames.npy "
-              f"{dir_size(out / 'clips', 'frames.npy') / 2**20:.0f} MiB), MP4s {dir_size(out / 'videos') / 2**20:.1f} MiB")
+        mib = 2**20
+        print(f"dataset files {dir_size(out / 'clips') / mib:.0f} MiB (frames.npy "
+              f"{dir_size(out / 'clips', 'frames.npy') / mib:.0f} MiB), MP4s {dir_size(out / 'videos') / mib:.1f} MiB")
         found, total, err = detector_check(out, args.detect_step)
         print(f"mediapipe face mesh: face found in {found}/{total} sampled frames ({100 * found / total:.1f} %), "
               f"mean landmark error {err:.2f} % of inter-ocular distance")

@@ -48,7 +48,7 @@ CROP_SCALE = 1.6  # frame side = CROP_SCALE x the frontal landmark bounding box 
 
 
 def frontalize(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Canonical points (N, 3) from detected pixel points (N, 3), and the mapping back: p = origin + iod * P @ basis."""
+    """Canonical points (N, 3) from detected pixel points (N, 3), and the way back: p = origin + iod * P @ basis."""
     origin = points[face.NOSE_TIP].astype(np.float64)
     p = points.astype(np.float64) - origin
     iod = float(np.linalg.norm(p[face.LEFT_EYE_OUTER] - p[face.RIGHT_EYE_OUTER]))

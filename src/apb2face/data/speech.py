@@ -1,4 +1,4 @@
-"""Offline text-to-speech with phoneme timings: espeak-ng (the library bundled in the `espeakng-loader` wheel) via ctypes.
+"""Offline text-to-speech with phoneme timings: espeak-ng (the library in the `espeakng-loader` wheel) via ctypes.
 
 `synthesize(text, voice, pitch, rate)` returns mono float32 audio at 16 kHz and the phoneme events espeak-ng emits
 while it speaks: (time in seconds, IPA string). The events drive the synthetic mouth (visemes) and are reused when

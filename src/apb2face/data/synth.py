@@ -9,9 +9,7 @@ Everything is a pure function of (seed, identity index, clip index): the same se
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -23,8 +21,6 @@ import numpy as np
 from apb2face.data import face, face_render
 from apb2face.data.audio import SAMPLE_RATE, num_video_frames
 from apb2face.data.face_render import Expression, FaceModel
-
-log = logging.getLogger(__name__)
 
 FPS = 25.0
 LEAD_IN = 0.3  # seconds of silence before and after each sentence (the mouth rests closed)
@@ -236,7 +232,7 @@ def base_face(name: str, mirrored: bool) -> BaseFace:
         points = mesh.detect(image)
     if points is None:
         raise RuntimeError(f"mediapipe found no face in the {name} portrait")
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+    with face.native_stderr_silenced(), mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         person = seg.process(image).segmentation_mask.astype(np.float32)
     # quantise so that tiny float differences between runs cannot change any output byte
     points = np.round(points.astype(np.float64) * 64) / 64
@@ -591,7 +587,7 @@ def generate(out: str | Path, cfg: SynthConfig) -> dict:
     """Render the dataset into an empty/new directory `out`. Returns a summary (clips, frames)."""
     from tqdm import tqdm
 
-    from apb2face.data.format import DatasetWriter, ClipRecord
+    from apb2face.data.format import ClipRecord, DatasetWriter
     from apb2face.io import atomic_path, write_json
 
     out = Path(out)
@@ -630,7 +626,3 @@ def generate(out: str | Path, cfg: SynthConfig) -> dict:
 def _spec_json(spec: IdentitySpec) -> dict:
     d = asdict(spec)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
