@@ -22,6 +22,8 @@ class TrainConfig:
     # landmark L1 in normalised crop coordinates: errors are ~0.01-0.05, so 100 puts it on the scale of the
     # image L1 term and gives the fuser a direct mouth-shape signal
     lambda_geometry: float = 100.0
+    # extra L1 averaged over the mouth box only (0 = the paper's losses): makes lip motion learnable in short runs
+    lambda_mouth: float = 0.0
     seed: int = 0
     workers: int = 2
     log_interval: int = 10  # TensorBoard scalars (metrics.jsonl gets every step)
@@ -32,6 +34,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
+        if self.lambda_mouth < 0:
+            raise ValueError(f"lambda_mouth must be >= 0, got {self.lambda_mouth}")
         for name in ("batch_size", "steps", "log_interval", "image_interval", "ckpt_interval", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -42,6 +42,7 @@ from apb2face.config import from_dict
 from apb2face.errors import UserError
 from apb2face.io import atomic_dir, atomic_path, read_json, write_json
 from apb2face.models.apb2face import APB2Face
+from apb2face.models.config import GEOMETRY_GROUPS
 from apb2face.models.discriminator import PatchDiscriminator
 from apb2face.models.modeling import save_pretrained
 from apb2face.training.config import RunConfig, learning_rate
@@ -52,7 +53,11 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
-LOSS_KEYS = ("loss_g", "loss_d", "loss_d_real", "loss_d_fake", "loss_gan", "loss_l1", "loss_geometry")
+# positions of the inner + outer lip points inside the fuser's geometry subset (GEOMETRY_POINTS order)
+_MOUTH_START = len(GEOMETRY_GROUPS["face_oval"])
+MOUTH_SLICE = slice(_MOUTH_START, _MOUTH_START + len(GEOMETRY_GROUPS["lips_outer"]) + len(GEOMETRY_GROUPS["lips_inner"]))
+LOSS_KEYS = ("loss_g", "loss_d", "loss_d_real", "loss_d_fake", "loss_gan", "loss_l1", "loss_geometry",
+             "loss_mouth")
 
 
 @dataclasses.dataclass
@@ -221,14 +226,17 @@ class Trainer:
             loss_gan = F.mse_loss(pred, torch.ones_like(pred))
             loss_l1 = F.l1_loss(fake.float(), target)
             loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
-            loss_g = train.lambda_gan * loss_gan + train.lambda_l1 * loss_l1 + train.lambda_geometry * loss_geometry
+            loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
+            loss_g = (train.lambda_gan * loss_gan + train.lambda_l1 * loss_l1 + train.lambda_geometry * loss_geometry
+                      + train.lambda_mouth * loss_mouth)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.disc.requires_grad_(True)
 
-        values = torch.stack([loss_g, loss_d, loss_d_real, loss_d_fake, loss_gan, loss_l1, loss_geometry]).detach()
+        values = torch.stack([loss_g, loss_d, loss_d_real, loss_d_fake, loss_gan, loss_l1, loss_geometry,
+                              loss_mouth]).detach()
         if self.dist.enabled:
             dist.all_reduce(values)
             values /= self.dist.world
@@ -405,6 +413,24 @@ def model_card(run: RunConfig, meta: dict[str, Any], identities: list[str]) -> s
         "Use: `apb2face generate --checkpoint DIR --reference NAME --audio speech.wav --out out.mp4`.",
         "",
     ])
+
+
+def mouth_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, margin: float = 0.35) -> torch.Tensor:
+    """L1 inside each sample's mouth box (lips bounding box grown by `margin`), averaged over the box pixels.
+
+    The mouth is ~3% of a face crop, so the full-image L1 learns it last; this term is what lets a short CPU run
+    learn audio-driven lip motion. landmarks: (B, K, 2) geometry points in [0, 1]; images (B, 3, S, S).
+    """
+    lips = landmarks[:, MOUTH_SLICE]  # (B, 40, 2)
+    lo, hi = lips.amin(1), lips.amax(1)  # (B, 2)
+    pad = (hi - lo) * margin
+    lo, hi = lo - pad, hi + pad
+    size = fake.shape[-1]
+    grid = (torch.arange(size, device=fake.device, dtype=fake.dtype) + 0.5) / size  # pixel centres in [0, 1]
+    in_x = (grid[None] >= lo[:, :1]) & (grid[None] <= hi[:, :1])  # (B, S)
+    in_y = (grid[None] >= lo[:, 1:]) & (grid[None] <= hi[:, 1:])  # (B, S)
+    mask = (in_y[:, :, None] & in_x[:, None, :]).to(fake.dtype)[:, None]  # (B, 1, S, S)
+    return ((fake - target).abs() * mask).sum() / (mask.sum() * fake.shape[1]).clamp_min(1.0)
 
 
 def image_grid(reference: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor,
