@@ -8,9 +8,9 @@ wall-clock budget, evaluate both the same way, print one table.
 Protocol:
 * Data: `apb2face synth` (seeded) unless --data is given; every config trains on its train split.
 * Budget: each config trains for --minutes of wall clock (the training loop only: dataset loading and model set-up
-  are not counted, the final checkpoint write is). The number of steps is not fixed: after a few calibration steps
-  the step time is measured and the LR schedule (constant, then linear decay to 0 as the paper) is fitted to the
-  steps the budget allows, so both runs end their schedule when their time is up.
+  are not counted). The number of steps is not fixed: after every step the step time so far is measured and the LR
+  schedule (constant, then linear decay to 0 as the paper) is fitted to the steps the budget allows, so both runs end
+  their schedule when their time is up (overshoot: at most one step and the final checkpoint write).
 * Evaluation: `apb2face evaluate` protocol on the test split, at one common resolution (--eval-size, default the
   smallest model resolution: a 256 px model's frames are downscaled, which only helps it), first
   --eval-max-frames frames of each clip.
@@ -33,37 +33,37 @@ class BudgetSpent(Exception):
     """Raised by the trainer on the step after its time is up (the final checkpoint is already written)."""
 
 
-def budget_trainer(budget_s: float, calibration_steps: int = 5):  # noqa: ANN201
-    """A Trainer that stops after `budget_s` seconds of training loop and fits its LR schedule to that length: the
-    step time is measured over `calibration_steps` steps after the first (or 10 % of the budget, if sooner)."""
+def budget_trainer(budget_s: float):  # noqa: ANN201
+    """A Trainer that stops after `budget_s` seconds of training loop and fits its LR schedule to that length.
+
+    After every step the remaining steps are re-estimated from the mean step time so far (the first step, which
+    carries one-off warm-up costs, left out), and the schedule length (`train.steps`, of which the LR is a pure
+    function) is set to the steps done plus those remaining: on a machine whose load changes, the run still ends
+    its decay when its time is up. (The progress bar's total is meaningless here.)
+    """
     from apb2face.training.trainer import Trainer
 
     class BudgetTrainer(Trainer):
         t0: float | None = None
         t_after_first: float | None = None
-        planned: bool = False
 
         def train_step(self, batch):  # noqa: ANN001, ANN202
             if self.step >= self.stop:
                 raise BudgetSpent
-            now = time.perf_counter()
             if self.t0 is None:
-                self.t0 = now
+                self.t0 = time.perf_counter()
             out = super().train_step(batch)
+            now = time.perf_counter()
             done = self.step + 1  # steps finished once the caller increments
-            elapsed = time.perf_counter() - self.t0
+            elapsed = now - self.t0
             if done == 1:
-                self.t_after_first = time.perf_counter()  # the first step carries one-off warm-up costs
-            measured = done - 1  # steps timed after the first
-            if not self.planned and measured >= 1 and (
-                    measured >= calibration_steps or time.perf_counter() - self.t_after_first >= 0.1 * budget_s):
-                per_step = (time.perf_counter() - self.t_after_first) / measured
-                total = max(done + 1, done + int((budget_s - elapsed) / per_step))
-                self.run.train.steps = total  # the LR schedule is a pure function of (step, steps)
+                self.t_after_first = now
+            elif elapsed < budget_s:
+                per_step = (now - self.t_after_first) / (done - 1)
+                total = done + max(1, int((budget_s - elapsed) / per_step))
+                self.run.train.steps = total
                 self.stop = total
-                self.planned = True
-                log.info("%.2f s/step -> %d steps in %.1f min", per_step, total, budget_s / 60)
-            if elapsed >= budget_s and done < self.stop:
+            if elapsed >= budget_s:
                 self.stop = done  # fit() writes the final checkpoint when step == stop
             return out
 
