@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per figure (default: 10)")
     parser.add_argument("--seconds", type=float, default=6.0,
                         help="audio per stream for the end-to-end and latency figures (default: 6)")
+    parser.add_argument("--chunk-ms", type=float, default=20.0, help="PCM chunk size of the streams (default 20)")
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 figures")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--out", metavar="FILE.json", help="also write the JSON to this file")
@@ -40,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--configs is empty")
     for name in names:
         read_preset(name)  # unknown names fail here, before minutes of benchmarking
-    if not 1 <= args.threads <= 64 or args.repeats < 1 or not 1.0 <= args.seconds <= 600:
-        raise UserError("--threads must be 1-64, --repeats >= 1, --seconds 1-600")
+    if not 1 <= args.threads <= 64 or args.repeats < 1 or not 1.0 <= args.seconds <= 600 \
+            or not 5.0 <= args.chunk_ms <= 200.0:
+        raise UserError("--threads must be 1-64, --repeats >= 1, --seconds 1-600, --chunk-ms 5-200")
     options = BenchOptions(threads=args.threads, repeats=args.repeats, e2e_seconds=args.seconds,
-                           live_seconds=args.seconds, int8=not args.no_int8, image_size=args.size)
+                           live_seconds=args.seconds, int8=not args.no_int8, image_size=args.size,
+                           chunk_ms=args.chunk_ms)
     report = run_bench(names, options)
     if args.out:
         write_json(args.out, report)

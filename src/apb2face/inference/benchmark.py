@@ -9,9 +9,9 @@ constant-folded away):
 * fps torch_b1/b8: PyTorch eager fuser + generator render (cached reference) + frame conversion per frame;
 * fps onnx_b1/b8, onnx_int8_b1/b8: the exported per-frame graph (fuser + generator + frame conversion) in ONNX
   Runtime, fp32 and dynamic INT8 (apb2face.inference.export);
-* fps e2e_b1: one stream end to end on ONNX Runtime fp32: PCM pushed in 20 ms chunks as fast as possible through
+* fps e2e_b1: one stream end to end on ONNX Runtime fp32: PCM pushed in 20 ms chunks (chunk_ms) as fast as possible through
   StreamingSession (incremental audio features, windows, motion, fuser, generator, frame conversion);
-* stream_latency_ms p50/p95: the same stream fed at the speed of speech (simulate_live, 20 ms chunks): wall time
+* stream_latency_ms p50/p95: the same stream fed at the speed of speech (simulate_live, same chunks): wall time
   from the moment a frame's instant of audio was spoken to the moment its frame is ready.
 
 Timings are medians of repeated calls after warm-up, in one process, with `threads` intra-op threads for both
@@ -49,6 +49,7 @@ class BenchOptions:
     live_seconds: float = 6.0  # audio fed at real-time speed for the latency figures
     int8: bool = True
     image_size: int | None = None  # override every config's image size
+    chunk_ms: float = CHUNK_MS  # PCM chunk size of the streams
 
 
 def bench_config(name: str, options: BenchOptions) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def _bench_stream(model: torch.nn.Module, config: Any, crop: np.ndarray, directo
     backend = OnnxBackend(directory, threads=options.threads)
     pipe = APB2FacePipeline(None, config, {"bench": crop}, backend=backend)
     pipe.prepare_reference("bench")  # face detection and reference encoding happen once, before timing
-    chunk = int(CHUNK_MS / 1000 * A.SAMPLE_RATE)
+    chunk = int(options.chunk_ms / 1000 * A.SAMPLE_RATE)
 
     def speech_like(seconds: float) -> np.ndarray:
         rng = np.random.default_rng(1)
@@ -180,10 +181,10 @@ def _bench_stream(model: torch.nn.Module, config: Any, crop: np.ndarray, directo
     e2e = round(frames / (time.perf_counter() - start), 2)
     log.info("  end to end, one stream (ORT fp32): %.1f fps", e2e)
 
-    timing = simulate_live(StreamingSession(pipe, "bench"), speech_like(options.live_seconds), CHUNK_MS)
+    timing = simulate_live(StreamingSession(pipe, "bench"), speech_like(options.live_seconds), options.chunk_ms)
     latency = {"p50": round(timing.percentile(50), 1), "p95": round(timing.percentile(95), 1)}
-    log.info("  live stream latency (20 ms chunks): p50 %.0f ms, p95 %.0f ms (look-ahead %.1f ms of it)",
-             latency["p50"], latency["p95"], session.lookahead_s * 1000)
+    log.info("  live stream latency (%g ms chunks): p50 %.0f ms, p95 %.0f ms (look-ahead %.1f ms of it)",
+             options.chunk_ms, latency["p50"], latency["p95"], session.lookahead_s * 1000)
     return e2e, latency
 
 
@@ -201,6 +202,6 @@ def run_bench(names: list[str], options: BenchOptions) -> dict[str, Any]:
         extras[name] = out["extra"]
     setup = {"threads": options.threads, "cpu_count": os.cpu_count(), "machine": platform.processor() or
              platform.machine(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-             "chunk_ms": CHUNK_MS, "per_config": extras,
+             "chunk_ms": options.chunk_ms, "per_config": extras,
              "note": "medians after warm-up in one process; absolute figures vary with machine load"}
     return {"configs": configs, "setup": setup}
