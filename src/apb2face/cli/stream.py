@@ -93,26 +93,34 @@ def run(args: argparse.Namespace) -> int:
                 yield frame
         yield from session.finish(num_frames)
 
+    from tqdm import tqdm
+
     count = 0
-    if args.out is None or args.out == "-":
-        sink = sys.stdout.buffer if args.out == "-" else None
-        for frame in frames_with_latency(chunks):
-            if sink is not None:
-                sink.write(frame.image.tobytes())
-                sink.flush()
-            count += 1
-    else:
-        writer = LiveMp4Writer(args.out, args.fps, (pipe.image_size, pipe.image_size),
-                               sample_rate=mux_audio[1] if mux_audio else rate)
-        with writer:
-            if mux_audio is not None:
-                writer.write_audio(mux_audio[0])
-                feed = frames_with_latency(chunks)
-            else:
-                feed = frames_with_latency(chunks, on_chunk=writer.write_audio)
-            for frame in feed:
-                writer.write_frame(frame.image)
+    progress = tqdm(total=num_frames, desc="stream", unit="frame", leave=False)
+    try:
+        if args.out is None or args.out == "-":
+            sink = sys.stdout.buffer if args.out == "-" else None
+            for frame in frames_with_latency(chunks):
+                if sink is not None:
+                    sink.write(frame.image.tobytes())
+                    sink.flush()
                 count += 1
+                progress.update()
+        else:
+            writer = LiveMp4Writer(args.out, args.fps, (pipe.image_size, pipe.image_size),
+                                   sample_rate=mux_audio[1] if mux_audio else rate)
+            with writer:
+                if mux_audio is not None:
+                    writer.write_audio(mux_audio[0])
+                    feed = frames_with_latency(chunks)
+                else:
+                    feed = frames_with_latency(chunks, on_chunk=writer.write_audio)
+                for frame in feed:
+                    writer.write_frame(frame.image)
+                    count += 1
+                    progress.update()
+    finally:
+        progress.close()
     wall = time.perf_counter() - start
     audio_s = session.samples / A.SAMPLE_RATE
     summary = f"{count} frames for {audio_s:.2f} s of audio in {wall:.2f} s ({count / max(wall, 1e-9):.1f} fps)"
