@@ -307,7 +307,7 @@ class Trainer:
     def _release_meta(self) -> dict[str, Any]:
         meta = self.data.dataset.meta
         return {"step": self.step, "schedule_steps": self.run.train.steps, "fps": meta.fps,
-                "dataset": str(self.data_path.resolve()), "dataset_source": meta.source,
+                "dataset": self.data_path.resolve().name, "dataset_source": meta.source,
                 "identities_from_split": "train", "train": dataclasses.asdict(self.run.train),
                 "wall_seconds": round(self.wall_seconds, 1), "processes": self.dist.world,
                 "device": self.device.type}
