@@ -12,10 +12,12 @@ from apb2face.errors import UserError
 from apb2face.models.config import ModelConfig
 from apb2face.models.generator import PaperGenerator
 from apb2face.models.mobile_generator import MobileGenerator
+from apb2face.models.skip_generator import SkipGenerator
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "paper": PaperGenerator,
     "mobile": MobileGenerator,  # CPU-fast design (models/mobile_generator.py)
+    "skip": SkipGenerator,  # reference skip path: sharp after short CPU training (models/skip_generator.py)
 }
 
 
