@@ -34,10 +34,10 @@ def make_checkpoint(directory: Path, generator: str, width: float = 0.25, seed: 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ckpt")
-    return {g: make_checkpoint(root, g) for g in ("paper", "mobile")}
+    return {g: make_checkpoint(root, g) for g in ("paper", "mobile", "skip")}
 
 
-@pytest.mark.parametrize("generator", ["paper", "mobile"])
+@pytest.mark.parametrize("generator", ["paper", "mobile", "skip"])
 def test_onnx_matches_pytorch(checkpoints, tmp_path, generator):
     manifest = export_onnx(checkpoints[generator], tmp_path / "onnx")
     parity = manifest["parity"]

@@ -59,21 +59,38 @@ class _ReferenceEncoder(nn.Module):
 
 
 class _FrameGraph(nn.Module):
-    """Fuser + generator render + the pipeline's frame conversion, in one graph."""
+    """Fuser + generator render + the pipeline's frame conversion, in one graph.
 
-    def __init__(self, model: nn.Module) -> None:
+    expand=False: the generator's first per-frame op broadcasts batch-1 reference features over the batch of latents
+    (AdaConv's multiply-add), so no copy of the features is made per frame. expand=True (generators that mix the
+    reference features into the per-frame path elsewhere) copies them to the batch with static channel and spatial
+    sizes, which InstanceNorm's export needs (APB2Face.render's `expand(*features.shape[1:])` traces them as unknown).
+    """
+
+    def __init__(self, model: nn.Module, expand: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.expand = expand
 
     def forward(self, features: torch.Tensor, audio: torch.Tensor, pose: torch.Tensor,
                 eyes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         latent, landmarks = self.model.fuse(audio, pose, eyes)
-        # generator.render directly: its first AdaConv broadcasts batch-1 features over the latents, while
-        # APB2Face.render's explicit expand hides the channel count from the exporter (InstanceNorm needs it)
+        if self.expand:
+            features = features.expand(latent.shape[0], *(int(d) for d in features.shape[1:]))
         image = self.model.generator.render(features, latent)
         # same arithmetic as APB2FacePipeline.postprocess (ONNX Round and torch.round both round half to even)
         frames = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return image, frames, landmarks
+
+
+def _needs_expand(model: nn.Module, features: torch.Tensor, latent: torch.Tensor) -> bool:
+    """Whether the generator's render fails to broadcast batch-1 features over a batch of latents."""
+    try:
+        with torch.no_grad():
+            out = model.generator.render(features, latent)
+    except RuntimeError:
+        return True
+    return out.shape[0] != latent.shape[0]
 
 
 def example_inputs(config: Any, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
@@ -134,6 +151,8 @@ def write_graphs(model: nn.Module, directory: Path) -> None:
     with torch.no_grad():
         features = model.encode_reference(reference)
     frame_args = (features, *(torch.from_numpy(ex[k]) for k in FRAME_INPUTS[1:]))
+    with torch.no_grad():
+        expand = _needs_expand(model, features, model.fuse(*frame_args[1:])[0])
     batch = {0: "batch"}
     with warnings.catch_warnings():
         # the TorchScript exporter warns about tracing shape comparisons that are constant for our inputs
@@ -141,7 +160,7 @@ def write_graphs(model: nn.Module, directory: Path) -> None:
         torch.onnx.export(_ReferenceEncoder(model).eval(), (reference,), str(directory / ENCODER_FILE),
                           dynamo=False, opset_version=OPSET, input_names=["reference"], output_names=["features"],
                           do_constant_folding=True)
-        torch.onnx.export(_FrameGraph(model).eval(), frame_args, str(directory / FRAME_FILE), dynamo=False,
+        torch.onnx.export(_FrameGraph(model, expand).eval(), frame_args, str(directory / FRAME_FILE), dynamo=False,
                           opset_version=OPSET, input_names=list(FRAME_INPUTS), output_names=list(FRAME_OUTPUTS),
                           dynamic_axes={"audio": batch, "pose": batch, "eyes": batch, "image": batch,
                                         "frames": batch, "landmarks": batch},
@@ -154,7 +173,7 @@ def measure_parity(model: nn.Module, directory: Path, inputs: dict[str, np.ndarr
     with torch.no_grad():
         ref = torch.from_numpy(inputs["reference"])
         t_features = model.encode_reference(ref)
-        t_image, t_frames, t_landmarks = _FrameGraph(model)(
+        t_image, t_frames, t_landmarks = _FrameGraph(model, expand=True)(
             t_features, *(torch.from_numpy(inputs[k]) for k in FRAME_INPUTS[1:]))
     o_features = backend.encode(inputs["reference"])
     o_image, o_frames, o_landmarks = backend.run(o_features, inputs["audio"], inputs["pose"], inputs["eyes"],
