@@ -125,3 +125,20 @@ def test_resume_is_exact(tiny_dataset, tmp_path):
 def test_resume_without_checkpoint_is_user_error(tiny_dataset, tmp_path):
     with pytest.raises(UserError, match="no checkpoint"):
         Trainer(tiny(), tiny_dataset, tmp_path / "empty", resume=True).setup()
+
+
+def test_closed_mouth_references(tiny_dataset):
+    from apb2face.models.config import ModelConfig
+    from apb2face.training.data import FrameDataset
+
+    config = ModelConfig(image_size=64, generator_width=0.25)
+    every = FrameDataset(tiny_dataset, config, seed=0)
+    closed = FrameDataset(tiny_dataset, config, seed=0, reference_mouth_quantile=0.3)
+    for name in closed.identities:
+        pool = closed.reference_frames[name]
+        assert len(every.reference_frames[name]) == len(every.identity_frames[name])
+        assert 0 < len(pool) < len(closed.identity_frames[name])
+        mouth = {int(f): closed.clips[int(closed.clip_of[f])].mouth[int(closed.frame_of[f])]
+                 for f in closed.identity_frames[name]}
+        limit = np.quantile(list(mouth.values()), 0.3)
+        assert all(mouth[int(f)] <= limit for f in pool)

@@ -24,6 +24,9 @@ class TrainConfig:
     lambda_geometry: float = 100.0
     # extra L1 averaged over the mouth box only (0 = the paper's losses): makes lip motion learnable in short runs
     lambda_mouth: float = 0.0
+    # references are drawn from the identity's frames whose mouth opening is at most this quantile: 1.0 = any frame
+    # (the paper); 0.3 = closed-mouth references, as inference uses, so a skip path cannot copy an open mouth
+    reference_mouth_quantile: float = 1.0
     seed: int = 0
     workers: int = 2
     log_interval: int = 10  # TensorBoard scalars (metrics.jsonl gets every step)
@@ -34,6 +37,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.reference_mouth_quantile <= 1.0:
+            raise ValueError(f"reference_mouth_quantile must be in (0, 1], got {self.reference_mouth_quantile}")
         if self.lambda_mouth < 0:
             raise ValueError(f"lambda_mouth must be >= 0, got {self.lambda_mouth}")
         for name in ("batch_size", "steps", "log_interval", "image_interval", "ckpt_interval", "keep_checkpoints"):

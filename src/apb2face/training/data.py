@@ -44,7 +44,8 @@ class ClipArrays:
 class FrameDataset(TorchDataset):
     """Indexable by the global sample number k (see the module docstring)."""
 
-    def __init__(self, root: str | Path, config: ModelConfig, seed: int, split: str = "train") -> None:
+    def __init__(self, root: str | Path, config: ModelConfig, seed: int, split: str = "train",
+                 reference_mouth_quantile: float = 1.0) -> None:
         self.dataset = Dataset(root)
         meta = self.dataset.meta
         if meta.landmark_scheme != GEOMETRY_SCHEME:
@@ -82,6 +83,8 @@ class FrameDataset(TorchDataset):
         for i, c in enumerate(self.clips):
             by_identity[c.identity].append(np.flatnonzero(self.clip_of == i))
         self.identity_frames = {k: np.concatenate(v) for k, v in by_identity.items()}
+        self.reference_frames = {k: self._closed_mouth(v, reference_mouth_quantile)
+                                 for k, v in self.identity_frames.items()}
         self._frames: dict[int, np.ndarray] = {}
         self._perm_epoch = -1
         self._perm = np.zeros(0, np.int64)
@@ -90,6 +93,13 @@ class FrameDataset(TorchDataset):
 
     def __len__(self) -> int:
         return len(self.clip_of)
+
+    def _closed_mouth(self, frames: np.ndarray, quantile: float) -> np.ndarray:
+        """The frames whose mouth opening is at most the identity's `quantile` (1.0 keeps all)."""
+        if quantile >= 1.0:
+            return frames
+        mouth = np.array([self.clips[int(self.clip_of[f])].mouth[int(self.frame_of[f])] for f in frames])
+        return frames[mouth <= np.quantile(mouth, quantile)]
 
     def __getstate__(self) -> dict:
         # workers open their own memory maps
@@ -125,7 +135,7 @@ class FrameDataset(TorchDataset):
         clip = self.clips[int(self.clip_of[flat])]
         frame = int(self.frame_of[flat])
         rng = np.random.default_rng([self.seed, int(k), 1])
-        pool = self.identity_frames[clip.identity]
+        pool = self.reference_frames[clip.identity]
         ref = flat
         if len(pool) > 1:
             while ref == flat:

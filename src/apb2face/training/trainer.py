@@ -102,7 +102,8 @@ class Trainer:
         if self.device.type != "cuda":
             self.amp_dtype = None
         self._check_out_dir()
-        self.data = FrameDataset(self.data_path, self.run.model, seed=train.seed)
+        self.data = FrameDataset(self.data_path, self.run.model, seed=train.seed,
+                                 reference_mouth_quantile=train.reference_mouth_quantile)
         torch.manual_seed(train.seed)
         self.model = APB2Face(self.run.model).to(self.device)
         self.disc = PatchDiscriminator(self.run.model).to(self.device)
