@@ -317,6 +317,9 @@ def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, str]
     return float(np.percentile(quiet, 95)), f"{len(quiet)} quiet frames of {dataset}"
 
 
+# A quality check of the trained demo model (about a minute), so it runs with the slow set (RUN_SLOW=1). It FAILS
+# on the committed demo checkpoint: three of six identities keep the mouth open in silence (see its model card).
+@pytest.mark.slow
 @pytest.mark.skipif(demo_checkpoint() is None, reason="needs the trained demo checkpoint (checkpoints/demo): "
                     "silence behaviour is a property of a trained model")
 def test_silence_gives_a_closed_still_mouth():
