@@ -1,17 +1,26 @@
-"""`mobile`: a CPU-fast reenactor with the paper's semantics (nine latent-driven AdaConvs on a 1/4-resolution trunk).
+"""`mobile`: a CPU-fast reenactor with the paper's semantics (latent-driven AdaConvs on a 1/4-resolution trunk).
 
-Design "B" of docs/reference efficient-generators.md, measured there as the best speed/risk trade-off on 2 cores:
+Design "B" of the efficient-generator study (measured there as the best speed/risk trade-off on 2 cores), plus a
+reference skip path whose cost is paid once per reference:
 
 * reference encoder (runs once per reference, cached by inference): 3x3 convs 3->24 (full res), 24->48 (s2),
-  48->96 (s2), InstanceNorm + ReLU, then trunk block 0 and its InstanceNorm;
+  48->96 (s2), InstanceNorm + ReLU, then trunk block 0 and its InstanceNorm; and, for the skip path, half-resolution
+  reference features (48 channels after the second conv, squeezed to 32 by a 1x1) and the reference's pixels;
 * trunk: nine depthwise-separable residual blocks at 96 channels, `[dw3x3 -> 1x1 -> ReLU -> dw3x3 -> 1x1] + x -> ReLU`,
   each followed by InstanceNorm (no affine) and an AdaConv. InstanceNorm sits only where it carries meaning (the
   AdaIN-like point where the latent sets the per-channel statistics); inside blocks there is no norm at all, which
   keeps train and eval identical at any batch size (BatchNorm would need batch >= 8 and drift at CPU batch sizes);
-* decoder: `1x1 96->48 -> nearest x2 -> dw3x3 -> ReLU`, `1x1 48->16 -> nearest x2 -> dw3x3 -> ReLU`, 3x3 16->3, tanh.
-  No transposed convs (no checkerboard), no PixelShuffle (slow DepthToSpace in ONNX Runtime), no 7x7 head.
+* decoder: `1x1 96->48 -> nearest x2 -> dw3x3 -> ReLU`, merge with the cached half-resolution reference features
+  (1x1, InstanceNorm, ReLU) and a tenth AdaConv there (where the mouth's shape is resolved), `1x1 48->16 -> nearest
+  x2 -> dw3x3 -> ReLU`, merge with the reference pixels (1x1, ReLU), 3x3 16->3, tanh. No transposed convs (no
+  checkerboard), no PixelShuffle on the per-frame path's feature maps (slow DepthToSpace), no 7x7 head.
 
-At 256x256: ~11x fewer MACs than `paper` in total, ~12x fewer per frame with the encoder cached (see
+Without the skip path every pixel is rebuilt through the 1/4-resolution bottleneck, which stays blurry for the
+first thousands of CPU steps (as the paper topology does); with it, appearance is copied and training goes into what
+the latent changes. The cached features are one tensor at half resolution: [trunk features space-to-depth packed
+(96 @ S/4 -> 24 @ S/2, unpacked exactly per frame), skip features (32), reference pixels packed (3 @ S -> 12)].
+
+At 256x256: ~8x fewer MACs than `paper` in total, ~11x fewer per frame with the encoder cached (see
 `apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`, `forward`.
 """
 
@@ -27,6 +36,7 @@ from apb2face.models.generator import AdaConv, make_divisible
 ENCODER = (24, 48, 96)
 TRUNK = 96
 DECODER = (48, 16)
+SKIP = 32  # half-resolution reference feature channels on the skip path
 NUM_BLOCKS = 9
 
 
@@ -72,15 +82,24 @@ class MobileGenerator(nn.Module):
         e0, e1, e2 = (make_divisible(c * w) for c in ENCODER)
         trunk = make_divisible(TRUNK * w)
         d0, d1 = (make_divisible(c * w) for c in DECODER)
-        self.stem = nn.Sequential(
+        skip = make_divisible(SKIP * w)
+        self.trunk_channels, self.skip_channels = trunk, skip
+        self.stem_half = nn.Sequential(
             nn.Conv2d(3, e0, 3, 1, 1, bias=False), _norm(e0), nn.ReLU(inplace=True),
-            nn.Conv2d(e0, e1, 3, 2, 1, bias=False), _norm(e1), nn.ReLU(inplace=True),
+            nn.Conv2d(e0, e1, 3, 2, 1, bias=False), _norm(e1), nn.ReLU(inplace=True))
+        self.stem_quarter = nn.Sequential(
             nn.Conv2d(e1, e2, 3, 2, 1, bias=False), _norm(e2), nn.ReLU(inplace=True),
             *([nn.Conv2d(e2, trunk, 1, bias=False), _norm(trunk), nn.ReLU(inplace=True)] if e2 != trunk else []))
+        self.skip = nn.Sequential(nn.Conv2d(e1, skip, 1, bias=False), _norm(skip), nn.ReLU(inplace=True))
         self.blocks = nn.ModuleList(SeparableBlock(trunk) for _ in range(NUM_BLOCKS))
         self.norms = nn.ModuleList(_norm(trunk) for _ in range(NUM_BLOCKS))
         self.adaconvs = nn.ModuleList(AdaConv(trunk, config.latent_dim, config.adaconv_init) for _ in range(NUM_BLOCKS))
-        self.decoder = nn.Sequential(UpBlock(trunk, d0), UpBlock(d0, d1), nn.Conv2d(d1, 3, 3, 1, 1), nn.Tanh())
+        self.up_half = UpBlock(trunk, d0)
+        self.merge_half = nn.Sequential(nn.Conv2d(d0 + skip, d0, 1), _norm(d0), nn.ReLU(inplace=True))
+        self.adaconv_half = AdaConv(d0, config.latent_dim, config.adaconv_init)
+        self.up_full = UpBlock(d0, d1)
+        self.merge_full = nn.Sequential(nn.Conv2d(d1 + 3, d1, 1), nn.ReLU(inplace=True))
+        self.head = nn.Conv2d(d1, 3, 3, 1, 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -93,18 +112,29 @@ class MobileGenerator(nn.Module):
         for block in self.blocks:
             # each residual block starts as the identity, so the untrained trunk passes the reference through
             nn.init.zeros_(block.body[-1].weight)
-        for ada in self.adaconvs:
+        for ada in (*self.adaconvs, self.adaconv_half):
             ada.reset_parameters()
 
     def encode(self, reference: torch.Tensor) -> torch.Tensor:
-        """Everything before the first AdaConv: depends on the reference only, so inference computes it once."""
-        return self.norms[0](self.blocks[0](self.stem(reference)))
+        """Everything that depends on the reference only, computed once per reference by inference: trunk features
+        after block 0 (packed to half resolution), half-resolution skip features and the packed pixels."""
+        half = self.stem_half(reference)
+        trunk = self.norms[0](self.blocks[0](self.stem_quarter(half)))
+        return torch.cat([F.pixel_shuffle(trunk, 2), self.skip(half), F.pixel_unshuffle(reference, 2)], dim=1)
 
     def render(self, features: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        x = self.adaconvs[0](features, latent)
+        packed = self.trunk_channels // 4
+        trunk = F.pixel_unshuffle(features[:, :packed], 2)
+        skip = features[:, packed: packed + self.skip_channels]
+        pixels = F.pixel_shuffle(features[:, packed + self.skip_channels:], 2)
+        x = self.adaconvs[0](trunk, latent)
         for block, norm, ada in zip(self.blocks[1:], self.norms[1:], self.adaconvs[1:]):
             x = ada(norm(block(x)), latent)
-        return self.decoder(x)
+        x = self.up_half(x)
+        x = self.adaconv_half(self.merge_half(torch.cat([x, skip.expand(x.shape[0], -1, -1, -1)], dim=1)), latent)
+        x = self.up_full(x)
+        x = self.merge_full(torch.cat([x, pixels.expand(x.shape[0], -1, -1, -1)], dim=1))
+        return torch.tanh(self.head(x))
 
     def forward(self, reference: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         return self.render(self.encode(reference), latent)
