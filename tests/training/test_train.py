@@ -142,3 +142,19 @@ def test_closed_mouth_references(tiny_dataset):
                  for f in closed.identity_frames[name]}
         limit = np.quantile(list(mouth.values()), 0.3)
         assert all(mouth[int(f)] <= limit for f in pool)
+
+
+def test_sketch_model_resumes_exactly_and_warm_starts(tiny_dataset, tmp_path):
+    """The teacher-forcing draw comes from the saved RNG, so a sketch run resumes exactly too; init_from starts a
+    sketch run from a release checkpoint of a run without the sketch."""
+    base = ("model.generator=skip", "model.generator_width=0.25", "train.steps=4", "train.ckpt_interval=10")
+    Trainer(tiny(*base), tiny_dataset, tmp_path / "plain").setup().fit()
+    sketch = tiny(*base, "model.geometry_sketch=true", f"train.init_from={tmp_path / 'plain' / 'final'}")
+    Trainer(sketch, tiny_dataset, tmp_path / "a").setup().fit()
+    Trainer(sketch, tiny_dataset, tmp_path / "b", max_steps=2).setup().fit()
+    Trainer(sketch, tiny_dataset, tmp_path / "b", resume=True).setup().fit()
+    a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        assert abs(ra["loss_g"] - rb["loss_g"]) <= 1e-5, (ra["step"], ra["loss_g"], rb["loss_g"])
+    assert load_pretrained(tmp_path / "a" / "final").config.geometry_sketch

@@ -47,6 +47,8 @@ class ModelConfig:
     generator_width: float = 1.0  # channel multiplier of the generator (paper = 1.0)
     discriminator_width: int = 64  # first-layer channels of the PatchGAN
     adaconv_init: Literal["identity", "normal"] = "identity"
+    # also give the renderer the predicted landmarks drawn as contours (models/sketch.py); `skip` generator only
+    geometry_sketch: bool = False
 
     def __post_init__(self) -> None:
         if self.image_size not in (64, 128, 256):
@@ -61,5 +63,7 @@ class ModelConfig:
             raise ValueError(f"num_landmarks must be {len(GEOMETRY_POINTS)} (len(GEOMETRY_POINTS))")
         if not 0.1 <= self.generator_width <= 4.0:
             raise ValueError(f"generator_width must be in [0.1, 4], got {self.generator_width}")
+        if self.geometry_sketch and self.generator != "skip":
+            raise ValueError(f"geometry_sketch needs generator 'skip', got {self.generator!r}")
         if self.adaconv_init not in ("identity", "normal"):
             raise ValueError(f"adaconv_init must be 'identity' or 'normal', got {self.adaconv_init!r}")

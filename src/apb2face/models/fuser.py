@@ -71,5 +71,8 @@ class AudioFuser(nn.Module):
         p = self.trans_pose(pose / POSE_SCALE_DEGREES)
         e = self.trans_eye(eyes * 2.0 - 1.0)
         latent = self.norm(self.trans_cat1(torch.cat([a, p, e], dim=1)))
-        landmarks = torch.sigmoid(self.trans_cat2(latent)).view(-1, self.config.num_landmarks, 2)
-        return latent, landmarks
+        return latent, self.landmarks(latent)
+
+    def landmarks(self, latent: torch.Tensor) -> torch.Tensor:
+        """The landmark head: latent (B, D) -> geometry points (B, K, 2) in [0, 1] of the crop."""
+        return torch.sigmoid(self.trans_cat2(latent)).view(-1, self.config.num_landmarks, 2)

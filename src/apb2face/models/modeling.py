@@ -137,6 +137,42 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
                       preprocessing=raw.get("preprocessing", {}))
 
 
+def warm_start(model: APB2Face, directory: str | Path) -> None:
+    """Copy a release checkpoint's weights into `model`, whose architecture may add input channels.
+
+    Tensors of equal shape are copied. A conv weight the new model widens along its input channels (dim 1, new
+    channels appended last, as the sketch's are) gets the old weights in its first channels and zeros in the rest,
+    so the warm-started model computes exactly what the checkpoint did. Anything else is a one-line error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    load_config(directory)
+    weights = directory / WEIGHTS_FILE
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"cannot read weights ({str(exc).splitlines()[0][:160]})", weights) from None
+    target = model.state_dict()
+    missing = sorted(set(target) - set(state))
+    if missing:
+        raise UserError(f"cannot warm-start: {len(missing)} weights missing (e.g. {missing[0]})", weights)
+    merged = {}
+    for key, new in target.items():
+        old = state[key]
+        if old.shape == new.shape:
+            merged[key] = old
+        elif old.dim() == 4 and old.shape[0] == new.shape[0] and old.shape[2:] == new.shape[2:] \
+                and old.shape[1] < new.shape[1]:
+            widened = torch.zeros_like(new)
+            widened[:, : old.shape[1]] = old
+            merged[key] = widened
+        else:
+            raise UserError(f"cannot warm-start: {key} has shape {tuple(old.shape)}, the model needs "
+                            f"{tuple(new.shape)}", weights)
+    model.load_state_dict(merged, strict=True)
+
+
 def load_references(directory: str | Path, raw: dict[str, Any]) -> dict[str, np.ndarray]:
     """The identity crops listed in a checkpoint's config.json (`raw`), name -> (S, S, 3) uint8 RGB."""
     references = {}

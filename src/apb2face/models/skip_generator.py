@@ -7,8 +7,13 @@ decoder, so a few hundred CPU steps give a sharp face and training time goes int
 (mouth, eyes, pose). The latent still enters only through AdaConvs (per-channel scale/shift), as in the paper:
 one after each trunk block and one at half resolution in the decoder, where the mouth's shape is resolved.
 
+With `geometry_sketch` the fuser's predicted landmarks, drawn as contours at half resolution (models/sketch.py),
+also enter the trunk's input and both decoder merges: AdaConv says what the geometry is, the sketch where it is.
+Their input channels come last in each concatenation, so a model trained without the sketch warm-starts a sketch
+model exactly (zero weights for the new channels; training/trainer.py `init_from`).
+
     encode(reference (B,3,S,S)) -> features (B, SKIP + 12, S/2, S/2)     once per reference
-    render(features, latent (B,L)) -> image (B,3,S,S) in [-1, 1]          per frame
+    render(features, latent (B,L)[, geometry (B,K,2)]) -> image (B,3,S,S) in [-1, 1]          per frame
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import nn
 
 from apb2face.models.config import ModelConfig
 from apb2face.models.generator import AdaConv, make_divisible
+from apb2face.models.sketch import SKETCH_CHANNELS, geometry_sketch
 
 SKIP = 64  # half-resolution reference feature channels
 TRUNK = 96  # quarter-resolution trunk channels
@@ -56,16 +62,17 @@ class SkipGenerator(nn.Module):
         w = config.generator_width
         skip, trunk, full = (make_divisible(c * w) for c in (SKIP, TRUNK, FULL))
         self.skip_channels = skip
+        sketch = SKETCH_CHANNELS if config.geometry_sketch else 0
         self.encoder = nn.Sequential(_conv(3, full), _conv(full, skip, stride=2))  # (B, skip, S/2, S/2)
-        self.down = _conv(skip, trunk, stride=2)  # (B, trunk, S/4, S/4)
+        self.down = _conv(skip + sketch, trunk, stride=2)  # (B, trunk, S/4, S/4)
         self.blocks = nn.ModuleList(ResidualBlock(trunk) for _ in range(NUM_BLOCKS))
         self.adaconvs = nn.ModuleList(AdaConv(trunk, config.latent_dim, config.adaconv_init)
                                       for _ in range(NUM_BLOCKS))
         self.up_half = _conv(trunk, skip)
-        self.merge_half = _conv(2 * skip, skip)
+        self.merge_half = _conv(2 * skip + sketch, skip)
         self.adaconv_half = AdaConv(skip, config.latent_dim, config.adaconv_init)
         self.up_full = _conv(skip, full, norm=False)
-        self.merge_full = _conv(full + 3, full, norm=False)
+        self.merge_full = _conv(full + 3 + sketch, full, norm=False)
         self.head = nn.Conv2d(full, 3, 3, 1, 1)
         for ada in (*self.adaconvs, self.adaconv_half):
             ada.reset_parameters()
@@ -74,16 +81,25 @@ class SkipGenerator(nn.Module):
         """Reference-only part, cached by inference: half-resolution features + the reference's pixels."""
         return torch.cat([self.encoder(reference), F.pixel_unshuffle(reference, 2)], dim=1)
 
-    def render(self, features: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    def render(self, features: torch.Tensor, latent: torch.Tensor,
+               geometry: torch.Tensor | None = None) -> torch.Tensor:
         skip, pixels = features[:, : self.skip_channels], F.pixel_shuffle(features[:, self.skip_channels:], 2)
-        x = self.down(skip)  # (B, trunk, S/4, S/4)
+        half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
+        full: list[torch.Tensor] = []
+        if self.config.geometry_sketch:
+            if geometry is None:
+                raise ValueError("this generator draws the geometry sketch: pass the predicted landmarks")
+            sketch = geometry_sketch(geometry, skip.shape[-1]).to(skip.dtype)
+            half, full = [sketch], [F.interpolate(sketch, scale_factor=2.0, mode="bilinear", align_corners=False)]
+        x = self.down(torch.cat([skip, *half], dim=1))  # (B, trunk, S/4, S/4)
         for block, ada in zip(self.blocks, self.adaconvs):
             x = ada(block(x), latent)
         x = self.up_half(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, skip, S/2, S/2)
-        x = self.adaconv_half(self.merge_half(torch.cat([x, skip], dim=1)), latent)
+        x = self.adaconv_half(self.merge_half(torch.cat([x, skip, *half], dim=1)), latent)
         x = self.up_full(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, full, S, S)
-        x = self.merge_full(torch.cat([x, pixels], dim=1))
+        x = self.merge_full(torch.cat([x, pixels, *full], dim=1))
         return torch.tanh(self.head(x))
 
-    def forward(self, reference: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        return self.render(self.encode(reference), latent)
+    def forward(self, reference: torch.Tensor, latent: torch.Tensor,
+                geometry: torch.Tensor | None = None) -> torch.Tensor:
+        return self.render(self.encode(reference), latent, geometry)

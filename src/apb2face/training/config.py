@@ -27,6 +27,12 @@ class TrainConfig:
     # references are drawn from the identity's frames whose mouth opening is at most this quantile: 1.0 = any frame
     # (the paper); 0.3 = closed-mouth references, as inference uses, so a skip path cannot copy an open mouth
     reference_mouth_quantile: float = 1.0
+    # sketch generators: share of samples whose sketch is drawn from the true landmarks instead of the predicted
+    # ones (teacher forcing: the renderer learns what a sketch means before the fuser predicts it well)
+    sketch_teacher_forcing: float = 0.5
+    # warm start from a release checkpoint's weights (a fresh run only; --resume restores a run's own state).
+    # Input channels the checkpoint lacks (e.g. the sketch's) start at zero, so the start equals the checkpoint.
+    init_from: str = ""
     seed: int = 0
     workers: int = 2
     log_interval: int = 10  # TensorBoard scalars (metrics.jsonl gets every step)
@@ -39,6 +45,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.reference_mouth_quantile <= 1.0:
             raise ValueError(f"reference_mouth_quantile must be in (0, 1], got {self.reference_mouth_quantile}")
+        if not 0.0 <= self.sketch_teacher_forcing <= 1.0:
+            raise ValueError(f"sketch_teacher_forcing must be in [0, 1], got {self.sketch_teacher_forcing}")
         if self.lambda_mouth < 0:
             raise ValueError(f"lambda_mouth must be >= 0, got {self.lambda_mouth}")
         for name in ("batch_size", "steps", "log_interval", "image_interval", "ckpt_interval", "keep_checkpoints"):

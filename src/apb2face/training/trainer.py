@@ -44,7 +44,7 @@ from apb2face.io import atomic_dir, atomic_path, read_json, write_json
 from apb2face.models.apb2face import APB2Face
 from apb2face.models.config import GEOMETRY_GROUPS
 from apb2face.models.discriminator import PatchDiscriminator
-from apb2face.models.modeling import save_pretrained
+from apb2face.models.modeling import save_pretrained, warm_start
 from apb2face.training.config import RunConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
 
@@ -115,6 +115,10 @@ class Trainer:
         checkpoint = latest_checkpoint(self.out) if self.resume else None
         if checkpoint is not None:
             self._load_checkpoint(checkpoint)
+        elif train.init_from:
+            # the checkpoint's audio statistics come with its fuser: the fuser was trained on them
+            warm_start(self.model, train.init_from)
+            log.info("initialised from %s", train.init_from)
         else:
             mean, std = self.data.audio_stats()
             self.model.fuser.set_audio_stats(mean, std)
@@ -204,8 +208,14 @@ class Trainer:
         self.model_ddp.train()
         self.disc_ddp.train()
         ref, target = batch["reference"], batch["target"]
+        sketch: dict[str, torch.Tensor] = {}
+        if self.run.model.geometry_sketch:
+            # a pure function of (seed, step, rank), like the data order: resume draws the same masks
+            draw = torch.Generator().manual_seed((train.seed * 1_000_003 + self.step) * 64 + self.dist.rank)
+            teacher = torch.rand(len(ref), generator=draw) < train.sketch_teacher_forcing
+            sketch = {"geometry": batch["landmarks"], "teacher": teacher.to(self.device)}
         with self._autocast():
-            fake, landmarks = self.model_ddp(ref, batch["audio"], batch["pose"], batch["eyes"])
+            fake, landmarks = self.model_ddp(ref, batch["audio"], batch["pose"], batch["eyes"], **sketch)
 
         # D step: real and fake in one forward (one DDP reduction; InstanceNorm is per sample so this is exact)
         self.disc.requires_grad_(True)

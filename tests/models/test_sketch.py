@@ -1,0 +1,97 @@
+"""The geometry sketch: contours land where the landmarks are, the mouth channel opens with the mouth, and a sketch
+generator uses it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from apb2face.models.apb2face import APB2Face
+from apb2face.models.config import GEOMETRY_GROUPS, GEOMETRY_POINTS, ModelConfig
+from apb2face.models.sketch import SKETCH_CHANNELS, geometry_sketch
+
+
+def _face(mouth_open: float) -> torch.Tensor:
+    """A (1, K, 2) landmark set: every group a small ellipse; the inner lips an ellipse of height `mouth_open`."""
+    centres = {"face_oval": (0.5, 0.5, 0.35, 0.45), "lips_outer": (0.5, 0.72, 0.12, 0.06),
+               "lips_inner": (0.5, 0.72, 0.09, mouth_open / 2), "right_eye": (0.35, 0.4, 0.06, 0.02),
+               "left_eye": (0.65, 0.4, 0.06, 0.02), "right_brow": (0.35, 0.32, 0.08, 0.01),
+               "left_brow": (0.65, 0.32, 0.08, 0.01), "nose": (0.5, 0.55, 0.04, 0.04)}
+    points = []
+    for name, group in GEOMETRY_GROUPS.items():
+        cx, cy, rx, ry = centres[name]
+        angles = np.linspace(0, 2 * np.pi, len(group), endpoint=False)
+        points += [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
+    assert len(points) == len(GEOMETRY_POINTS)
+    return torch.tensor([points], dtype=torch.float32)
+
+
+def test_a_segment_is_drawn_where_it_is():
+    sketch = geometry_sketch(_face(0.0), 64)
+    assert sketch.shape == (1, SKETCH_CHANNELS, 64, 64)
+    assert float(sketch.min()) >= 0.0 and float(sketch.max()) <= 1.0
+    lips = sketch[0, 2]  # outer lips: centre (0.5, 0.72) -> pixel (31.5, 45.6), half-width 7.7 px
+    assert float(lips[46, 24]) > 0.3  # on the contour's left end
+    assert float(lips[10, 10]) < 1e-3 and float(lips[46, 32]) < 0.05  # far away, and the mouth's inside
+
+
+def test_the_inner_lip_channel_opens_with_the_mouth():
+    def height(sketch: torch.Tensor) -> int:
+        rows = (sketch[0, 3] > 0.5).any(dim=1).nonzero().flatten()
+        return int(rows.max() - rows.min() + 1)
+
+    closed, open_ = geometry_sketch(_face(0.0), 64), geometry_sketch(_face(0.12), 64)
+    assert height(open_) >= height(closed) + 5  # 0.12 of 64 px = 7.7 px taller
+    torch.testing.assert_close(closed[:, :3], open_[:, :3])  # the other channels do not change
+
+
+def test_only_the_skip_generator_draws_it():
+    with pytest.raises(ValueError, match="skip"):
+        ModelConfig(image_size=64, generator="paper", geometry_sketch=True)
+
+
+def test_the_sketch_steers_the_image_and_teacher_forcing_replaces_the_points():
+    config = ModelConfig(image_size=64, generator="skip", geometry_sketch=True, adaconv_init="normal")
+    torch.manual_seed(0)
+    model = APB2Face(config).eval()
+    ref = torch.rand(2, 3, 64, 64) * 2 - 1
+    audio, pose, eyes = torch.randn(2, 1, 64, 60), torch.zeros(2, 3), torch.ones(2, 2)
+    with torch.no_grad():
+        own, landmarks = model(ref, audio, pose, eyes)
+        latent, _ = model.fuse(audio, pose, eyes)
+        features = model.encode_reference(ref)
+        torch.testing.assert_close(own, model.render(features, latent))  # default: the fuser's own landmarks
+        closed, wide = _face(0.0).expand(2, -1, -1), _face(0.15).expand(2, -1, -1)
+        a = model.render(features, latent, closed)
+        b = model.render(features, latent, wide)
+        mixed, _ = model(ref, audio, pose, eyes, geometry=wide, teacher=torch.tensor([True, False]))
+    assert (a - b).abs().mean() > 1e-3  # same latent, another sketch: another image
+    torch.testing.assert_close(mixed[0], b[0])
+    torch.testing.assert_close(mixed[1], own[1])
+
+
+def test_warm_start_from_a_model_without_the_sketch_is_exact(tmp_path):
+    from apb2face.models.modeling import save_pretrained, warm_start
+
+    plain = ModelConfig(image_size=64, generator="skip", adaconv_init="normal")
+    torch.manual_seed(1)
+    before = APB2Face(plain).eval()
+    save_pretrained(before, tmp_path / "ckpt")
+    after = APB2Face(dataclasses.replace(plain, geometry_sketch=True)).eval()
+    warm_start(after, tmp_path / "ckpt")
+    ref = torch.rand(2, 3, 64, 64) * 2 - 1
+    args = (ref, torch.randn(2, 1, 64, 60), torch.zeros(2, 3), torch.ones(2, 2))
+    with torch.no_grad():
+        torch.testing.assert_close(after(*args)[0], before(*args)[0], rtol=0, atol=1e-6)
+
+
+def test_warm_start_refuses_another_architecture(tmp_path):
+    from apb2face.errors import UserError
+    from apb2face.models.modeling import save_pretrained, warm_start
+
+    save_pretrained(APB2Face(ModelConfig(image_size=64, generator="skip")), tmp_path / "ckpt")
+    with pytest.raises(UserError, match="cannot warm-start"):
+        warm_start(APB2Face(ModelConfig(image_size=64, generator="mobile")), tmp_path / "ckpt")
