@@ -19,25 +19,27 @@ from apb2face.models.config import ModelConfig
 from apb2face.models.modeling import save_pretrained
 
 
-def make_checkpoint(directory: Path, generator: str, width: float = 0.25, seed: int = 0) -> Path:
+def make_checkpoint(directory: Path, generator: str, width: float = 0.25, seed: int = 0, sketch: bool = False) -> Path:
     """A random-weight checkpoint whose every layer matters (AdaConvs initialised N(0, 0.02) like upstream)."""
     torch.manual_seed(seed)
-    config = ModelConfig(image_size=64, generator=generator, generator_width=width, adaconv_init="normal")
+    config = ModelConfig(image_size=64, generator=generator, generator_width=width, adaconv_init="normal",
+                         geometry_sketch=sketch)
     model = APB2Face(config).eval()
     with torch.no_grad():  # untrained mobile blocks start as the identity: perturb them so the test sees them
         for p in model.generator.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     face = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    return save_pretrained(model, directory / generator, references={"anna": face})
+    return save_pretrained(model, directory / (generator + ("_sketch" if sketch else "")), references={"anna": face})
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ckpt")
-    return {g: make_checkpoint(root, g) for g in ("paper", "mobile", "skip")}
+    found = {g: make_checkpoint(root, g) for g in ("paper", "mobile", "skip")}
+    return {**found, "skip_sketch": make_checkpoint(root, "skip", sketch=True)}
 
 
-@pytest.mark.parametrize("generator", ["paper", "mobile", "skip"])
+@pytest.mark.parametrize("generator", ["paper", "mobile", "skip", "skip_sketch"])
 def test_onnx_matches_pytorch(checkpoints, tmp_path, generator):
     manifest = export_onnx(checkpoints[generator], tmp_path / "onnx")
     parity = manifest["parity"]
@@ -45,7 +47,7 @@ def test_onnx_matches_pytorch(checkpoints, tmp_path, generator):
     assert parity["features_max_abs_diff"] <= 1e-3
     assert parity["landmarks_max_abs_diff"] <= 1e-3
     assert parity["frames_max_level_diff"] <= 1
-    assert json.loads((tmp_path / "onnx" / MANIFEST_FILE).read_text())["generator"] == generator
+    assert json.loads((tmp_path / "onnx" / MANIFEST_FILE).read_text())["generator"] == generator.split("_")[0]
     # independent check on other inputs and another batch size than the exported example
     from apb2face.models.modeling import load_pretrained
 

@@ -47,6 +47,8 @@ def _segments() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 _SEG_A, _SEG_B, _SEG_CHANNEL = _segments()
+# segment indices per channel as integer lists (exporters keep these as constants; a boolean mask would not be)
+_CHANNEL_SEGMENTS = [torch.nonzero(_SEG_CHANNEL == c).flatten() for c in range(SKETCH_CHANNELS)]
 
 
 def geometry_sketch(landmarks: torch.Tensor, size: int, sigma: float = 0.75) -> torch.Tensor:
@@ -65,5 +67,5 @@ def geometry_sketch(landmarks: torch.Tensor, size: int, sigma: float = 0.75) -> 
     t = ((rel * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)).clamp(0.0, 1.0)  # (B, N, P)
     dist2 = ((rel - t[..., None] * d) ** 2).sum(-1)
     ink = torch.exp(-dist2 / (2.0 * sigma * sigma))  # (B, N, P)
-    channels = [ink[:, _SEG_CHANNEL == c].amax(dim=1) for c in range(SKETCH_CHANNELS)]
+    channels = [ink.index_select(1, idx.to(ink.device)).amax(dim=1) for idx in _CHANNEL_SEGMENTS]
     return torch.stack(channels, dim=1).view(landmarks.shape[0], SKETCH_CHANNELS, size, size)
