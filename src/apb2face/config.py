@@ -122,6 +122,12 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return dict(value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads `5e-5` (no dot) as a string; a float field takes any number Python reads
+        try:
+            return float(value)
+        except ValueError:
+            raise UserError(f"config key {key!r} must be a number, got {value!r}") from None
     if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise UserError(f"config key {key!r} must be {hint.__name__}, got {value!r}")
     return value
