@@ -297,28 +297,43 @@ STILL_MOUTH_LEVELS = 1.5
 MOUTH_POINTS = [61, 291, 0, 17, 13, 14]  # lip corners, outer and inner lip midpoints (mediapipe mesh)
 
 
-def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, str]:
-    """Upper end of the identity's closed-mouth openings: the 95th percentile over its quiet frames (audio RMS in
-    the clip's lowest fifth) in the training data when that is on disk, otherwise the generic closed-mouth bound."""
-    from apb2face.data.face import mouth_opening
+def upscaled_mesh(mesh, image: np.ndarray) -> np.ndarray | None:
+    """Face mesh points of a small crop, read at twice the size (mediapipe reads small faces better so)."""
+    if image.shape[0] >= 256:
+        return mesh.detect(image)
+    found = mesh.detect(np.kron(image, np.ones((2, 2, 1), np.uint8)))
+    return None if found is None else found / 2
+
+
+def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, float, str]:
+    """The identity's closed-mouth openings as the face mesh reads them: (median, 95th percentile) over its quiet
+    training frames (audio RMS in the clip's lowest fifth) when the data is on disk, else a generic bound.
+
+    Read with the same detector, on the same kind of image, as the generated frames: mediapipe reads some synth
+    people's closed lips as parted (id02/id04 show teeth between closed lips: 0.17-0.20 on their real quiet frames,
+    whose renderer truth is 0.00), so a range taken from the renderer's landmarks would call their closed mouths open.
+    """
+    from apb2face.data.face import FaceMesh, mouth_opening
     from apb2face.data.format import Dataset
 
     if dataset is None or not (dataset / "dataset.json").is_file():
-        return CLOSED_MOUTH_MAX, "generic bound"
+        return CLOSED_MOUTH_MAX, CLOSED_MOUTH_MAX, "generic bound"
     data = Dataset(dataset)
     quiet = []
-    for record in data.clips(identity=identity):
-        clip = data.load_clip(record)
-        rms = A.rms_per_frame(clip.audio, len(clip.landmarks), clip.fps, clip.sample_rate)
-        for i in np.flatnonzero(rms <= np.percentile(rms, 20)):
-            quiet.append(mouth_opening(clip.landmarks[i]))
+    with FaceMesh(video=False) as mesh:
+        for record in data.clips(identity=identity)[:6]:
+            clip = data.load_clip(record)
+            rms = A.rms_per_frame(clip.audio, len(clip.landmarks), clip.fps, clip.sample_rate)
+            for i in np.flatnonzero(rms <= np.percentile(rms, 20))[::3]:
+                found = upscaled_mesh(mesh, np.asarray(clip.frames[i]))
+                if found is not None:
+                    quiet.append(mouth_opening(found))
     if len(quiet) < 10:
-        return CLOSED_MOUTH_MAX, "generic bound"
-    return float(np.percentile(quiet, 95)), f"{len(quiet)} quiet frames of {dataset}"
+        return CLOSED_MOUTH_MAX, CLOSED_MOUTH_MAX, "generic bound"
+    return float(np.median(quiet)), float(np.percentile(quiet, 95)), f"face mesh on {len(quiet)} quiet frames of {dataset}"
 
 
-# A quality check of the trained demo model (about a minute), so it runs with the slow set (RUN_SLOW=1). It FAILS
-# on the committed demo checkpoint: three of six identities keep the mouth open in silence (see its model card).
+# A quality check of the trained demo model (about a minute), so it runs with the slow set (RUN_SLOW=1).
 @pytest.mark.slow
 @pytest.mark.skipif(demo_checkpoint() is None, reason="needs the trained demo checkpoint (checkpoints/demo): "
                     "silence behaviour is a property of a trained model")
@@ -349,16 +364,12 @@ def silence_problems(pipe: APB2FacePipeline, identity: str, pcm: np.ndarray, sil
     """What is wrong with `identity`'s mouth during the `silent` stretch of `pcm` (empty: closed and still)."""
     from apb2face.data.face import FaceMesh, mouth_opening
 
-    closed_max, source = closed_mouth_range(identity, Path(dataset) if dataset else None)
+    closed_median, closed_max, source = closed_mouth_range(identity, Path(dataset) if dataset else None)
     frames = push_in_chunks(StreamingSession(pipe, identity, seed=0), pcm, [320])
     quiet_frames = [f.image for f in frames if silent[0] <= f.timestamp <= silent[1]]
     assert len(quiet_frames) >= 40
     with FaceMesh(video=False) as mesh:
-        points = []
-        for image in quiet_frames:  # mediapipe reads small faces better at twice the size
-            big = image.shape[0] < 256
-            found = mesh.detect(np.kron(image, np.ones((2, 2, 1), np.uint8)) if big else image)
-            points.append(None if found is None else found / (2 if big else 1))
+        points = [upscaled_mesh(mesh, image) for image in quiet_frames]
     found = [p for p in points if p is not None]
     if len(found) < 0.9 * len(points):
         return [f"{identity}: no face found in {len(points) - len(found)} of {len(points)} silent frames"]
@@ -373,12 +384,13 @@ def silence_problems(pipe: APB2FacePipeline, identity: str, pcm: np.ndarray, sil
     boxes = np.stack([f[rows, cols].astype(np.float32) for f in quiet_frames])
     change = np.abs(np.diff(boxes, axis=0)).mean(axis=(1, 2, 3))
     summary = (f"{identity}: silence opening median {np.median(opening):.3f} p95 {np.percentile(opening, 95):.3f} "
-               f"vs closed <= {closed_max:.3f} ({source}); mouth-box change p95 {np.percentile(change, 95):.2f} "
+               f"vs closed median {closed_median:.3f} p95 {closed_max:.3f} ({source}); mouth-box change p95 {np.percentile(change, 95):.2f} "
                "levels/frame")
     print(summary)
     problems = []
-    # closed: within the identity's closed-mouth range (plus the detector's spread)
-    if np.median(opening) > closed_max + DETECTOR_NOISE or np.percentile(opening, 95) > closed_max + 2 * DETECTOR_NOISE:
+    # closed: within the identity's own closed-mouth range as the detector reads it (the median inside it, the
+    # 95th percentile inside it plus the detector's frame-to-frame spread)
+    if np.median(opening) > closed_max or np.percentile(opening, 95) > closed_max + DETECTOR_NOISE:
         problems.append(f"mouth open in silence ({summary})")
     if np.percentile(change, 95) > STILL_MOUTH_LEVELS or np.median(np.abs(np.diff(opening))) > DETECTOR_NOISE:
         problems.append(f"mouth jitters in silence ({summary})")
