@@ -186,7 +186,8 @@ def test_prepare_video_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     c = ds.load_clip(clips[0])
     assert c.frames.shape == (51, 128, 128, 3) and c.landmarks.shape == (51, 478, 2)
     assert c.audio.shape == (51 * 640,) and c.sample_rate == 16000
-    assert (c.eyes >= 0).all() and (c.eyes <= 1).all() and np.median(c.eyes) > 0.9
+    # eyes open (mediapipe's readings shift with its thread count: median 0.89 on one core, above 0.9 on two)
+    assert (c.eyes >= 0).all() and (c.eyes <= 1).all() and np.median(c.eyes) > 0.85
     assert np.abs(c.pose).max() < 25
     # landmarks lie on the face in the crop and the crop is steady: the face sways +-4 px, the crop follows smoothly
     assert 0.2 < c.landmarks[..., 0].mean() < 0.8

@@ -83,7 +83,9 @@ def test_feature_rows_are_final_after_a_bounded_horizon():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt"), "mobile")
+    # `paper` (64 px, width 0.25): with random weights its frames follow the latent strongly (the skip paths of
+    # `mobile`/`skip` copy the reference so closely that random-weight frames change by one grey level)
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt"), "paper")
 
 
 @pytest.fixture(scope="module")
