@@ -158,3 +158,20 @@ def test_sketch_model_resumes_exactly_and_warm_starts(tiny_dataset, tmp_path):
     for ra, rb in zip(a, b):
         assert abs(ra["loss_g"] - rb["loss_g"]) <= 1e-5, (ra["step"], ra["loss_g"], rb["loss_g"])
     assert load_pretrained(tmp_path / "a" / "final").config.geometry_sketch
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (AMP is CUDA-only)")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_training_on_cuda(tiny_dataset, tmp_path, amp):
+    """Mixed precision on a GPU: finite losses, a checkpoint that loads on the CPU, exact resume."""
+    import math
+
+    config = tiny("train.steps=4", "train.ckpt_interval=10", f"train.amp={amp}", "train.device=cuda")
+    Trainer(config, tiny_dataset, tmp_path / "a").setup().fit()
+    Trainer(config, tiny_dataset, tmp_path / "b", max_steps=2).setup().fit()
+    Trainer(config, tiny_dataset, tmp_path / "b", resume=True).setup().fit()
+    a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    assert all(math.isfinite(r["loss_g"]) and math.isfinite(r["loss_d"]) for r in a)
+    for ra, rb in zip(a, b):
+        assert abs(ra["loss_g"] - rb["loss_g"]) <= 1e-3 * max(1.0, abs(ra["loss_g"]))
+    assert load_pretrained(tmp_path / "a" / "final").config.image_size == 64
