@@ -77,8 +77,7 @@ class _FrameGraph(nn.Module):
         latent, landmarks = self.model.fuse(audio, pose, eyes)
         if self.expand:
             features = features.expand(latent.shape[0], *(int(d) for d in features.shape[1:]))
-        geometry = (landmarks,) if self.model.config.geometry_sketch else ()
-        image = self.model.generator.render(features, latent, *geometry)
+        image = self.model.render(features, latent, landmarks, broadcast=False)
         # same arithmetic as APB2FacePipeline.postprocess (ONNX Round and torch.round both round half to even)
         frames = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return image, frames, landmarks
@@ -88,8 +87,7 @@ def _needs_expand(model: nn.Module, features: torch.Tensor, latent: torch.Tensor
     """Whether the generator's render fails to broadcast batch-1 features over a batch of latents."""
     try:
         with torch.no_grad():
-            geometry = (model.fuser.landmarks(latent),) if model.config.geometry_sketch else ()
-            out = model.generator.render(features, latent, *geometry)
+            out = model.render(features, latent, broadcast=False)
     except RuntimeError:
         return True
     return out.shape[0] != latent.shape[0]

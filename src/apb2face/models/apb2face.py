@@ -33,13 +33,14 @@ class APB2Face(nn.Module):
         """Per-reference features (everything before the first AdaConv); cache them across frames."""
         return self.generator.encode(reference)
 
-    def render(self, features: torch.Tensor, latent: torch.Tensor,
-               geometry: torch.Tensor | None = None) -> torch.Tensor:
-        """Features of `encode_reference` (batch 1 broadcasts over the latent's batch) + latent -> image.
+    def render(self, features: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None,
+               broadcast: bool = True) -> torch.Tensor:
+        """Features of `encode_reference` + latent -> image. With `broadcast`, batch-1 features are expanded over the
+        latent's batch (exporters pass False and expand with static shapes themselves).
 
         Generators that draw the geometry sketch get `geometry` (B, K, 2), by default the fuser's landmarks for
-        this latent (training passes ground truth for part of the batch: teacher forcing)."""
-        if features.shape[0] == 1 and latent.shape[0] > 1:
+        this latent (training passes ground truth for part of the batch: teacher forcing); others ignore it."""
+        if broadcast and features.shape[0] == 1 and latent.shape[0] > 1:
             features = features.expand(latent.shape[0], *features.shape[1:])
         if not self.config.geometry_sketch:
             return self.generator.render(features, latent)
@@ -51,13 +52,14 @@ class APB2Face(nn.Module):
                 geometry: torch.Tensor | None = None,
                 teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Sketch generators draw the predicted landmarks; in training, `geometry` (B, K, 2) replaces them where the
-        (B,) bool mask `teacher` is set, and the predicted ones enter the sketch detached (the fuser learns geometry
-        from the landmark loss alone)."""
+        (B,) bool mask `teacher` is set (everywhere without a mask), and the predicted ones enter the sketch detached
+        (the fuser learns geometry from the landmark loss alone)."""
         latent, landmarks = self.fuse(audio, pose, eyes)
         sketch_points = None
         if self.config.geometry_sketch:
             sketch_points = landmarks
             if geometry is not None:
-                mask = torch.ones(len(landmarks), dtype=torch.bool, device=landmarks.device) if teacher is None else teacher
-                sketch_points = torch.where(mask[:, None, None], geometry.to(landmarks.dtype), landmarks.detach())
+                geometry = geometry.to(landmarks.dtype)
+                sketch_points = geometry if teacher is None else \
+                    torch.where(teacher[:, None, None], geometry, landmarks.detach())
         return self.render(self.encode_reference(reference), latent, sketch_points), landmarks

@@ -117,18 +117,9 @@ def load_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
 
 def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> Pretrained:
     """Load a release checkpoint written by `save_pretrained`; the model is in eval mode on `device`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     config, raw = load_config(directory)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise UserError("file not found", weights)
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"corrupt weights file ({str(exc).splitlines()[0][:160]})", weights) from None
+    weights, state = _read_weights(directory)
     model = APB2Face(config)
     _load_state(model, state, weights)
     references = load_references(directory, raw)
@@ -143,16 +134,9 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
     Tensors of equal shape are copied. A conv weight the new model widens along its input channels (dim 1, new
     channels appended last, as the sketch's are) gets the old weights in its first channels and zeros in the rest,
     so the warm-started model computes exactly what the checkpoint did. Anything else is a one-line error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     load_config(directory)
-    weights = directory / WEIGHTS_FILE
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"cannot read weights ({str(exc).splitlines()[0][:160]})", weights) from None
+    weights, state = _read_weights(directory)
     target = model.state_dict()
     missing = sorted(set(target) - set(state))
     if missing:
@@ -183,6 +167,20 @@ def load_references(directory: str | Path, raw: dict[str, Any]) -> dict[str, np.
             raise UserError("missing or unreadable identity image", path)
         references[name] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return references
+
+
+def _read_weights(directory: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The checkpoint's weights file and its tensors; a missing or corrupt file is a one-line UserError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise UserError("file not found", weights)
+    try:
+        return weights, load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"corrupt weights file ({str(exc).splitlines()[0][:160]})", weights) from None
 
 
 def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
