@@ -117,7 +117,10 @@ def table(results: dict[str, dict]) -> str:
     for key, label, spec in ROWS:
         lines.append(f"| {label} | " + " | ".join(_fmt(results[n]["report"][key]["mean"], spec) for n in names) + " |")
     gt = results[names[0]]["report"]["ground_truth"]
+    copy = results[names[0]]["report"]["copy_reference"]
     lines.append("")
+    lines.append(f"copying the reference (the floor to beat): SSIM {copy['ssim']['mean']:.3f}, "
+                 f"PSNR {copy['psnr']['mean']:.2f} dB")
     lines.append("ground truth through the same tools: " + ", ".join(
         f"{label.split(' ')[0]} {_fmt(gt[key]['mean'], spec)}" for key, label, spec in ROWS if key in gt))
     return "\n".join(lines)
@@ -177,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         eval_size = args.eval_size or min(sizes.values())
         results: dict[str, dict] = {}
         for config in args.configs:
+            name = Path(config).stem  # a preset's name, or a YAML file's
             log.info("== training %s for %.1f min", config, args.minutes)
-            train = train_for(config, overrides[config], data, out / "runs" / config, args.minutes)
+            train = train_for(config, overrides[config], data, out / "runs" / name, args.minutes)
             log.info("== evaluating %s (%d steps)", config, train["steps"])
-            report = evaluate(train["checkpoint"], data, out / "eval" / config,
+            report = evaluate(train["checkpoint"], data, out / "eval" / name,
                               EvalConfig(max_frames_per_clip=args.eval_max_frames, eval_size=eval_size,
                                          fid_weights="none" if args.no_fid else None)).report
             results[config] = {"train": train, "report": report}
@@ -189,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = table(results)
     summary = {"minutes_per_config": args.minutes, "data": str(data), "eval_size": eval_size,
+               "copy_reference": {key: row["mean"]
+                                  for key, row in results[args.configs[0]]["report"]["copy_reference"].items()},
                "eval_max_frames_per_clip": args.eval_max_frames, "torch_threads": torch.get_num_threads(),
                "results": {n: {"train": r["train"], "metrics": {k: r["report"][k]["mean"] for k, _, _ in ROWS}}
                            for n, r in results.items()}}

@@ -42,10 +42,15 @@ def test_evaluate_report_structure_and_ranges(tiny_dataset: Path, tiny_checkpoin
     assert report["ground_truth"]["face_mesh_rate"]["mean"] >= 0.9
     assert report["ground_truth"]["pose_error_deg"]["mean"] < 10
     assert report["protocol"]["frames"] == 2 * 12
+    # the do-nothing baseline: the reference scored against the real frames (another frame of the same face)
+    copy = report["copy_reference"]
+    assert sorted(copy["ssim"]["per_identity"]) == identities
+    assert 0.2 < copy["ssim"]["mean"] < 1 and 5 < copy["psnr"]["mean"] < M.PSNR_CAP_DB
     assert all("TRAIN" in src for src in report["protocol"]["references"].values())
     for name in identities:
         assert (out / "strips" / f"{name}.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
+    assert "Copying the reference" in md
     assert "| SSIM ↑ |" in md and "Gaussian window 11x11, sigma 1.5" in md and "BlazeFace" in md and "Haar" in md
 
 

@@ -29,6 +29,37 @@ def _face(mouth_open: float) -> torch.Tensor:
     return torch.tensor([points], dtype=torch.float32)
 
 
+def _dense_sketch(landmarks: torch.Tensor, size: int, sigma: float = 0.75) -> torch.Tensor:
+    """The sketch by definition: every segment's ink evaluated at every pixel, max per channel."""
+    from apb2face.models.sketch import _SEG_A, _SEG_B, _SEG_CHANNEL
+
+    p, q = landmarks[:, _SEG_A] * size - 0.5, landmarks[:, _SEG_B] * size - 0.5
+    coords = torch.arange(size, dtype=landmarks.dtype)
+    gy, gx = torch.meshgrid(coords, coords, indexing="ij")
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)
+    d, rel = (q - p)[:, :, None], grid[None, None] - p[:, :, None]
+    t = ((rel * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)).clamp(0.0, 1.0)
+    ink = torch.exp(-((rel - t[..., None] * d) ** 2).sum(-1) / (2.0 * sigma * sigma))
+    channels = [ink[:, _SEG_CHANNEL == c].amax(dim=1) for c in range(SKETCH_CHANNELS)]
+    return torch.stack(channels, dim=1).view(landmarks.shape[0], SKETCH_CHANNELS, size, size)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_the_windowed_sketch_equals_the_definition(size):
+    torch.manual_seed(size)
+    faces = torch.cat([_face(0.0), _face(0.12), _face(0.05) * 1.3 - 0.15])  # the last one crosses the image edge
+    faces = faces + torch.randn_like(faces) * 0.01
+    torch.testing.assert_close(geometry_sketch(faces, size), _dense_sketch(faces, size), rtol=0, atol=1e-5)
+
+
+def test_low_precision_landmarks_are_drawn_in_float32():
+    # under CUDA autocast the fuser's landmarks arrive in bf16, which cannot hold pixel coordinates or indices > 256
+    faces = _face(0.08).bfloat16()
+    sketch = geometry_sketch(faces, 256)
+    assert sketch.dtype == torch.float32
+    torch.testing.assert_close(sketch, geometry_sketch(faces.float(), 256), rtol=0, atol=0)
+
+
 def test_a_segment_is_drawn_where_it_is():
     sketch = geometry_sketch(_face(0.0), 64)
     assert sketch.shape == (1, SKETCH_CHANNELS, 64, 64)
@@ -48,15 +79,24 @@ def test_the_inner_lip_channel_opens_with_the_mouth():
     torch.testing.assert_close(closed[:, :3], open_[:, :3])  # the other channels do not change
 
 
-def test_only_the_skip_generator_draws_it():
-    with pytest.raises(ValueError, match="skip"):
+def test_only_the_skip_and_mobile_generators_draw_it():
+    with pytest.raises(ValueError, match="'skip' or 'mobile'"):
         ModelConfig(image_size=64, generator="paper", geometry_sketch=True)
 
 
-def test_the_sketch_steers_the_image_and_teacher_forcing_replaces_the_points():
-    config = ModelConfig(image_size=64, generator="skip", geometry_sketch=True, adaconv_init="normal")
+def _perturb(model: APB2Face) -> APB2Face:
+    """Untrained mobile blocks and its sketch input start as no-ops: perturb every generator weight."""
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.mark.parametrize("generator", ["skip", "mobile"])
+def test_the_sketch_steers_the_image_and_teacher_forcing_replaces_the_points(generator):
+    config = ModelConfig(image_size=64, generator=generator, geometry_sketch=True, adaconv_init="normal")
     torch.manual_seed(0)
-    model = APB2Face(config).eval()
+    model = _perturb(APB2Face(config)).eval()
     ref = torch.rand(2, 3, 64, 64) * 2 - 1
     audio, pose, eyes = torch.randn(2, 1, 64, 60), torch.zeros(2, 3), torch.ones(2, 2)
     with torch.no_grad():
@@ -73,12 +113,13 @@ def test_the_sketch_steers_the_image_and_teacher_forcing_replaces_the_points():
     torch.testing.assert_close(mixed[1], own[1])
 
 
-def test_warm_start_from_a_model_without_the_sketch_is_exact(tmp_path):
+@pytest.mark.parametrize("generator", ["skip", "mobile"])
+def test_warm_start_from_a_model_without_the_sketch_is_exact(tmp_path, generator):
     from apb2face.models.modeling import save_pretrained, warm_start
 
-    plain = ModelConfig(image_size=64, generator="skip", adaconv_init="normal")
+    plain = ModelConfig(image_size=64, generator=generator, adaconv_init="normal")
     torch.manual_seed(1)
-    before = APB2Face(plain).eval()
+    before = _perturb(APB2Face(plain)).eval()
     save_pretrained(before, tmp_path / "ckpt")
     after = APB2Face(dataclasses.replace(plain, geometry_sketch=True)).eval()
     warm_start(after, tmp_path / "ckpt")

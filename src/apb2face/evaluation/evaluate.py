@@ -284,6 +284,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
     generated: dict[str, list[np.ndarray]] = {n: [] for n in identities}
     truth: dict[str, list[np.ndarray]] = {n: [] for n in identities}
     strips_src: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    # the do-nothing renderer: the reference itself scored against every frame (what a model must beat)
+    copy_scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in identities}
     try:
         with tqdm(total=sum(lengths), desc="evaluate", unit="frame", dynamic_ncols=True) as bar:
             for record, n in zip(records, lengths):
@@ -296,6 +298,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
                     gen=measure_frames(gen, detectors), gt=measure_frames(gt, detectors),
                     driving_pose=np.asarray(clip.pose[:n], np.float64), driving_eyes=np.asarray(clip.eyes[:n]),
                     rms=A.rms_per_frame(clip.audio, n, clip.fps, clip.sample_rate)))
+                copy = np.repeat(_resize(ref_state.crop[None], size), n, axis=0)
+                copy_scores[record.identity].append((M.ssim(copy, gt), M.psnr(copy, gt)))
                 generated[record.identity].append(gen)
                 truth[record.identity].append(gt)
                 strips_src.setdefault(record.identity, (gen, gt))
@@ -311,6 +315,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
 
     report: dict[str, Any] = _table(per_identity_gen, METRIC_KEYS + EXTRA_KEYS, fid_per, fid_pooled)
     report["ground_truth"] = _table(per_identity_gt, GROUND_TRUTH_KEYS, None, None)
+    report["copy_reference"] = _table(
+        {name: {key: float(np.concatenate([scores[i] for scores in copy_scores[name]]).mean())
+                for i, key in enumerate(("ssim", "psnr"))} for name in identities}, ("ssim", "psnr"), None, None)
     report["details"] = {name: {k: v for k, v in m.items() if k not in METRIC_KEYS + EXTRA_KEYS}
                          for name, m in per_identity_gen.items()}
     report["protocol"] = {
@@ -435,6 +442,13 @@ def report_markdown(report: dict[str, Any]) -> str:
         row = report["ground_truth"][key]
         cells = [_fmt(row["per_identity"].get(n), spec) for n in names] + [_fmt(row["mean"], spec)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |\n")
+    lines += ["\n## Copying the reference (a renderer that ignores audio, pose and blink: the floor to beat)\n\n",
+              head]
+    for key, label, spec in ROWS:
+        if key in report.get("copy_reference", {}):
+            row = report["copy_reference"][key]
+            cells = [_fmt(row["per_identity"].get(n), spec) for n in names] + [_fmt(row["mean"], spec)]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |\n")
     lines.append("\n## Definitions\n\n")
     for key in ("ssim", "psnr", "landmarks", "detection", "pose", "blink", "lipsync", "cpbd", "fid", "aggregation"):
         lines.append(f"- **{key}**: {p[key]}\n")

@@ -32,6 +32,7 @@ GEOMETRY_SCHEME = "mediapipe-478"  # the landmark scheme GEOMETRY_POINTS index i
 # Control-signal scaling applied inside the fuser so its inputs are O(1): pose degrees / POSE_SCALE,
 # eye openness (0 closed .. 1 open) mapped to [-1, 1].
 POSE_SCALE_DEGREES = 30.0
+SKETCH_GENERATORS = ("skip", "mobile")  # generators whose render takes the geometry sketch
 
 
 @dataclass
@@ -47,7 +48,7 @@ class ModelConfig:
     generator_width: float = 1.0  # channel multiplier of the generator (paper = 1.0)
     discriminator_width: int = 64  # first-layer channels of the PatchGAN
     adaconv_init: Literal["identity", "normal"] = "identity"
-    # also give the renderer the predicted landmarks drawn as contours (models/sketch.py); `skip` generator only
+    # also give the renderer the predicted landmarks drawn as contours (models/sketch.py); `skip` and `mobile` only
     geometry_sketch: bool = False
 
     def __post_init__(self) -> None:
@@ -63,7 +64,7 @@ class ModelConfig:
             raise ValueError(f"num_landmarks must be {len(GEOMETRY_POINTS)} (len(GEOMETRY_POINTS))")
         if not 0.1 <= self.generator_width <= 4.0:
             raise ValueError(f"generator_width must be in [0.1, 4], got {self.generator_width}")
-        if self.geometry_sketch and self.generator != "skip":
-            raise ValueError(f"geometry_sketch needs generator 'skip', got {self.generator!r}")
+        if self.geometry_sketch and self.generator not in SKETCH_GENERATORS:
+            raise ValueError(f"geometry_sketch needs generator 'skip' or 'mobile', got {self.generator!r}")
         if self.adaconv_init not in ("identity", "normal"):
             raise ValueError(f"adaconv_init must be 'identity' or 'normal', got {self.adaconv_init!r}")

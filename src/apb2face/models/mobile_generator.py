@@ -12,16 +12,23 @@ reference skip path whose cost is paid once per reference:
   keeps train and eval identical at any batch size (BatchNorm would need batch >= 8 and drift at CPU batch sizes);
 * decoder: `1x1 96->48 -> nearest x2 -> dw3x3 -> ReLU`, merge with the cached half-resolution reference features
   (1x1, InstanceNorm, ReLU) and a tenth AdaConv there (where the mouth's shape is resolved), `1x1 48->16 -> nearest
-  x2 -> dw3x3 -> ReLU`, merge with the reference pixels (1x1, ReLU), 3x3 16->3, tanh. No transposed convs (no
-  checkerboard), no PixelShuffle on the per-frame path's feature maps (slow DepthToSpace), no 7x7 head.
+  x2 -> dw3x3 -> ReLU`, merge with the reference pixels (1x1, ReLU), 3x3 16->3 added to the reference's pixels in
+  tanh's input space (atanh), tanh: the head starts at zero, so the untrained model returns the reference and
+  training spends its steps on what differs from it. No transposed convs (no checkerboard), no PixelShuffle on the
+  per-frame path's feature maps (slow DepthToSpace), no 7x7 head.
 
 Without the skip path every pixel is rebuilt through the 1/4-resolution bottleneck, which stays blurry for the
 first thousands of CPU steps (as the paper topology does); with it, appearance is copied and training goes into what
 the latent changes. The cached features are one tensor at half resolution: [trunk features space-to-depth packed
 (96 @ S/4 -> 24 @ S/2, unpacked exactly per frame), skip features (32), reference pixels packed (3 @ S -> 12)].
 
-At 256x256: ~8x fewer MACs than `paper` in total, ~11x fewer per frame with the encoder cached (see
-`apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`, `forward`.
+With `geometry_sketch` (models/sketch.py) the fuser's landmarks, drawn as contours at half resolution, enter where
+the skip generator takes them: the trunk (average-pooled to 1/4, a zero-initialised 1x1 added to the cached
+features, so a model without the sketch warm-starts this one exactly) and both decoder merges (channels appended
+last). Cost at 256 px: 0.01 GMAC of convs plus drawing the sketch.
+
+At 256x256: 7.5x fewer generator MACs than `paper` (1.32 vs 9.87 GMAC), 6.9x with the fuser, 9.5x per frame with
+the reference cached (see `apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`, `forward`.
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ from torch import nn
 
 from apb2face.models.config import ModelConfig
 from apb2face.models.generator import AdaConv, make_divisible
+from apb2face.models.sketch import SKETCH_CHANNELS, geometry_sketch
 
 ENCODER = (24, 48, 96)
 TRUNK = 96
 DECODER = (48, 16)
 SKIP = 32  # half-resolution reference feature channels on the skip path
 NUM_BLOCKS = 9
+PIXEL_LIMIT = 0.995  # reference pixels are clamped to this before atanh (the output residual's base)
 
 
 def _norm(channels: int) -> nn.InstanceNorm2d:
@@ -84,6 +93,7 @@ class MobileGenerator(nn.Module):
         d0, d1 = (make_divisible(c * w) for c in DECODER)
         skip = make_divisible(SKIP * w)
         self.trunk_channels, self.skip_channels = trunk, skip
+        sketch = SKETCH_CHANNELS if config.geometry_sketch else 0
         self.stem_half = nn.Sequential(
             nn.Conv2d(3, e0, 3, 1, 1, bias=False), _norm(e0), nn.ReLU(inplace=True),
             nn.Conv2d(e0, e1, 3, 2, 1, bias=False), _norm(e1), nn.ReLU(inplace=True))
@@ -93,12 +103,14 @@ class MobileGenerator(nn.Module):
         self.skip = nn.Sequential(nn.Conv2d(e1, skip, 1, bias=False), _norm(skip), nn.ReLU(inplace=True))
         self.blocks = nn.ModuleList(SeparableBlock(trunk) for _ in range(NUM_BLOCKS))
         self.norms = nn.ModuleList(_norm(trunk) for _ in range(NUM_BLOCKS))
-        self.adaconvs = nn.ModuleList(AdaConv(trunk, config.latent_dim, config.adaconv_init) for _ in range(NUM_BLOCKS))
+        self.adaconvs = nn.ModuleList(AdaConv(trunk, config.latent_dim, config.adaconv_init)
+                                      for _ in range(NUM_BLOCKS))
+        self.sketch_in = nn.Conv2d(sketch, trunk, 1) if sketch else None
         self.up_half = UpBlock(trunk, d0)
-        self.merge_half = nn.Sequential(nn.Conv2d(d0 + skip, d0, 1), _norm(d0), nn.ReLU(inplace=True))
+        self.merge_half = nn.Sequential(nn.Conv2d(d0 + skip + sketch, d0, 1), _norm(d0), nn.ReLU(inplace=True))
         self.adaconv_half = AdaConv(d0, config.latent_dim, config.adaconv_init)
         self.up_full = UpBlock(d0, d1)
-        self.merge_full = nn.Sequential(nn.Conv2d(d1 + 3, d1, 1), nn.ReLU(inplace=True))
+        self.merge_full = nn.Sequential(nn.Conv2d(d1 + 3 + sketch, d1, 1), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(d1, 3, 3, 1, 1)
         self.reset_parameters()
 
@@ -114,6 +126,11 @@ class MobileGenerator(nn.Module):
             nn.init.zeros_(block.body[-1].weight)
         for ada in (*self.adaconvs, self.adaconv_half):
             ada.reset_parameters()
+        nn.init.zeros_(self.head.weight)  # output = reference until trained (see render)
+        nn.init.zeros_(self.head.bias)
+        if self.sketch_in is not None:  # the sketch starts as a no-op on the trunk (exact warm start)
+            nn.init.zeros_(self.sketch_in.weight)
+            nn.init.zeros_(self.sketch_in.bias)
 
     def encode(self, reference: torch.Tensor) -> torch.Tensor:
         """Everything that depends on the reference only, computed once per reference by inference: trunk features
@@ -122,19 +139,33 @@ class MobileGenerator(nn.Module):
         trunk = self.norms[0](self.blocks[0](self.stem_quarter(half)))
         return torch.cat([F.pixel_shuffle(trunk, 2), self.skip(half), F.pixel_unshuffle(reference, 2)], dim=1)
 
-    def render(self, features: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    def render(self, features: torch.Tensor, latent: torch.Tensor,
+               geometry: torch.Tensor | None = None) -> torch.Tensor:
         packed = self.trunk_channels // 4
         trunk = F.pixel_unshuffle(features[:, :packed], 2)
         skip = features[:, packed: packed + self.skip_channels]
         pixels = F.pixel_shuffle(features[:, packed + self.skip_channels:], 2)
+        half: list[torch.Tensor] = []  # extra half- and full-resolution inputs (the sketch)
+        full: list[torch.Tensor] = []
+        if self.sketch_in is not None:
+            if geometry is None:
+                raise ValueError("this generator draws the geometry sketch: pass the predicted landmarks")
+            sketch = geometry_sketch(geometry, skip.shape[-1]).to(skip.dtype)
+            half, full = [sketch], [F.interpolate(sketch, scale_factor=2.0, mode="bilinear", align_corners=False)]
+            trunk = trunk + self.sketch_in(F.avg_pool2d(sketch, 2))
+        batch = latent.shape[0]
         x = self.adaconvs[0](trunk, latent)
         for block, norm, ada in zip(self.blocks[1:], self.norms[1:], self.adaconvs[1:]):
             x = ada(norm(block(x)), latent)
         x = self.up_half(x)
-        x = self.adaconv_half(self.merge_half(torch.cat([x, skip.expand(x.shape[0], -1, -1, -1)], dim=1)), latent)
+        x = self.adaconv_half(self.merge_half(torch.cat([x, skip.expand(batch, -1, -1, -1), *half], dim=1)), latent)
         x = self.up_full(x)
-        x = self.merge_full(torch.cat([x, pixels.expand(x.shape[0], -1, -1, -1)], dim=1))
-        return torch.tanh(self.head(x))
+        x = self.merge_full(torch.cat([x, pixels.expand(batch, -1, -1, -1), *full], dim=1))
+        # the head predicts a change of the reference in tanh's input space (it starts at zero: the untrained model
+        # returns the reference), so training goes into what differs from the reference from the first step
+        base = pixels.clamp(-PIXEL_LIMIT, PIXEL_LIMIT)
+        return torch.tanh(self.head(x) + 0.5 * torch.log((1 + base) / (1 - base)))  # atanh (no ONNX export op)
 
-    def forward(self, reference: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        return self.render(self.encode(reference), latent)
+    def forward(self, reference: torch.Tensor, latent: torch.Tensor,
+                geometry: torch.Tensor | None = None) -> torch.Tensor:
+        return self.render(self.encode(reference), latent, geometry)

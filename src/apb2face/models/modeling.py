@@ -132,18 +132,20 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
     """Copy a release checkpoint's weights into `model`, whose architecture may add input channels.
 
     Tensors of equal shape are copied. A conv weight the new model widens along its input channels (dim 1, new
-    channels appended last, as the sketch's are) gets the old weights in its first channels and zeros in the rest,
-    so the warm-started model computes exactly what the checkpoint did. Anything else is a one-line error."""
+    channels appended last, as the sketch's are) gets the old weights in its first channels and zeros in the rest;
+    a tensor the checkpoint lacks is accepted only if the new model initialises it to zero (a new branch that starts
+    as a no-op, e.g. the mobile sketch's trunk 1x1). So the warm-started model computes exactly what the checkpoint
+    did. Anything else is a one-line error."""
     directory = Path(directory)
     load_config(directory)
     weights, state = _read_weights(directory)
     target = model.state_dict()
-    missing = sorted(set(target) - set(state))
+    missing = sorted(key for key in set(target) - set(state) if target[key].any())
     if missing:
         raise UserError(f"cannot warm-start: {len(missing)} weights missing (e.g. {missing[0]})", weights)
     merged = {}
     for key, new in target.items():
-        old = state[key]
+        old = state.get(key, new)
         if old.shape == new.shape:
             merged[key] = old
         elif old.dim() == 4 and old.shape[0] == new.shape[0] and old.shape[2:] == new.shape[2:] \
