@@ -22,10 +22,12 @@ first thousands of CPU steps (as the paper topology does); with it, appearance i
 the latent changes. The cached features are one tensor at half resolution: [trunk features space-to-depth packed
 (96 @ S/4 -> 24 @ S/2, unpacked exactly per frame), skip features (32), reference pixels packed (3 @ S -> 12)].
 
-With `geometry_sketch` (models/sketch.py) the fuser's landmarks, drawn as contours at half resolution, enter where
-the skip generator takes them: the trunk (average-pooled to 1/4, a zero-initialised 1x1 added to the cached
-features, so a model without the sketch warm-starts this one exactly) and both decoder merges (channels appended
-last). Cost at 256 px: 0.01 GMAC of convs plus drawing the sketch.
+With `geometry_sketch` (models/sketch.py) the fuser's landmarks, drawn as contours at half resolution, enter the
+trunk (average-pooled to 1/4, a zero-initialised 1x1 added to the cached features, so a model without the sketch
+warm-starts this one exactly) and the half-resolution merge (channels appended last), not the full-resolution one:
+there the output already starts from the reference's pixels, and in 15-minute runs leaving it out measured the same
+or better (SSIM 0.599 / 0.599 vs 0.598 / 0.595, seeds 0 / 1; docs/results.md). Cost at 256 px: 0.005 GMAC of convs
+plus drawing the sketch.
 
 At 256x256: 7.5x fewer generator MACs than `paper` (1.32 vs 9.87 GMAC), 6.9x with the fuser, 9.5x per frame with
 the reference cached (see `apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`, `forward`.
@@ -110,7 +112,7 @@ class MobileGenerator(nn.Module):
         self.merge_half = nn.Sequential(nn.Conv2d(d0 + skip + sketch, d0, 1), _norm(d0), nn.ReLU(inplace=True))
         self.adaconv_half = AdaConv(d0, config.latent_dim, config.adaconv_init)
         self.up_full = UpBlock(d0, d1)
-        self.merge_full = nn.Sequential(nn.Conv2d(d1 + 3 + sketch, d1, 1), nn.ReLU(inplace=True))
+        self.merge_full = nn.Sequential(nn.Conv2d(d1 + 3, d1, 1), nn.ReLU(inplace=True))
         self.head = nn.Conv2d(d1, 3, 3, 1, 1)
         self.reset_parameters()
 
@@ -145,13 +147,12 @@ class MobileGenerator(nn.Module):
         trunk = F.pixel_unshuffle(features[:, :packed], 2)
         skip = features[:, packed: packed + self.skip_channels]
         pixels = F.pixel_shuffle(features[:, packed + self.skip_channels:], 2)
-        half: list[torch.Tensor] = []  # extra half- and full-resolution inputs (the sketch)
-        full: list[torch.Tensor] = []
+        half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         if self.sketch_in is not None:
             if geometry is None:
                 raise ValueError("this generator draws the geometry sketch: pass the predicted landmarks")
             sketch = geometry_sketch(geometry, skip.shape[-1]).to(skip.dtype)
-            half, full = [sketch], [F.interpolate(sketch, scale_factor=2.0, mode="bilinear", align_corners=False)]
+            half = [sketch]
             trunk = trunk + self.sketch_in(F.avg_pool2d(sketch, 2))
         batch = latent.shape[0]
         x = self.adaconvs[0](trunk, latent)
@@ -160,7 +161,7 @@ class MobileGenerator(nn.Module):
         x = self.up_half(x)
         x = self.adaconv_half(self.merge_half(torch.cat([x, skip.expand(batch, -1, -1, -1), *half], dim=1)), latent)
         x = self.up_full(x)
-        x = self.merge_full(torch.cat([x, pixels.expand(batch, -1, -1, -1), *full], dim=1))
+        x = self.merge_full(torch.cat([x, pixels.expand(batch, -1, -1, -1)], dim=1))
         # the head predicts a change of the reference in tanh's input space (it starts at zero: the untrained model
         # returns the reference), so training goes into what differs from the reference from the first step
         base = pixels.clamp(-PIXEL_LIMIT, PIXEL_LIMIT)
