@@ -41,7 +41,7 @@ from torch import nn
 
 from apb2face.models.config import ModelConfig
 from apb2face.models.generator import AdaConv, make_divisible
-from apb2face.models.sketch import SKETCH_CHANNELS, geometry_sketch
+from apb2face.models.sketch import SKETCH_CHANNELS, sketch_for
 
 ENCODER = (24, 48, 96)
 TRUNK = 96
@@ -149,9 +149,7 @@ class MobileGenerator(nn.Module):
         pixels = F.pixel_shuffle(features[:, packed + self.skip_channels:], 2)
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         if self.sketch_in is not None:
-            if geometry is None:
-                raise ValueError("this generator draws the geometry sketch: pass the predicted landmarks")
-            sketch = geometry_sketch(geometry, skip.shape[-1]).to(skip.dtype)
+            sketch = sketch_for(geometry, skip)
             half = [sketch]
             trunk = trunk + self.sketch_in(F.avg_pool2d(sketch, 2))
         batch = latent.shape[0]

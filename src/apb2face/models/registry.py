@@ -1,7 +1,8 @@
 """Generator choice by name (`ModelConfig.generator`). Explicit table: add a line here to add a generator.
 
 Every generator is built as `cls(config: ModelConfig)` and provides `encode(reference) -> features`,
-`render(features, latent) -> image` and `forward(reference, latent) -> image` (see models/generator.py).
+`render(features, latent) -> image` and `forward(reference, latent) -> image` (see models/generator.py); those that
+draw the geometry sketch (config.SKETCH_GENERATORS) also take `geometry` (B, K, 2) after the latent.
 """
 
 from __future__ import annotations

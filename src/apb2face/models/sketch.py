@@ -84,3 +84,11 @@ def geometry_sketch(landmarks: torch.Tensor, size: int, sigma: float = 0.75) -> 
     canvas = torch.zeros(batch, outside + 1, device=device, dtype=dtype)
     canvas = canvas.scatter_reduce(1, index.reshape(batch, -1), ink.reshape(batch, -1), reduce="amax")
     return canvas[:, :outside].reshape(-1, SKETCH_CHANNELS, size, size)  # -1: exporters keep the rest static
+
+
+def sketch_for(geometry: torch.Tensor | None, features: torch.Tensor) -> torch.Tensor:
+    """The sketch a generator's render draws: at the resolution and dtype of its half-resolution `features`
+    (B, C, S/2, S/2). `geometry` is required (a one-line error names what is missing)."""
+    if geometry is None:
+        raise ValueError("this generator draws the geometry sketch: pass the predicted landmarks")
+    return geometry_sketch(geometry, features.shape[-1]).to(features.dtype)

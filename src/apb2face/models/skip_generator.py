@@ -24,7 +24,7 @@ from torch import nn
 
 from apb2face.models.config import ModelConfig
 from apb2face.models.generator import AdaConv, make_divisible
-from apb2face.models.sketch import SKETCH_CHANNELS, geometry_sketch
+from apb2face.models.sketch import SKETCH_CHANNELS, sketch_for
 
 SKIP = 64  # half-resolution reference feature channels
 TRUNK = 96  # quarter-resolution trunk channels
@@ -87,9 +87,7 @@ class SkipGenerator(nn.Module):
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         full: list[torch.Tensor] = []
         if self.config.geometry_sketch:
-            if geometry is None:
-                raise ValueError("this generator draws the geometry sketch: pass the predicted landmarks")
-            sketch = geometry_sketch(geometry, skip.shape[-1]).to(skip.dtype)
+            sketch = sketch_for(geometry, skip)
             half, full = [sketch], [F.interpolate(sketch, scale_factor=2.0, mode="bilinear", align_corners=False)]
         x = self.down(torch.cat([skip, *half], dim=1))  # (B, trunk, S/4, S/4)
         for block, ada in zip(self.blocks, self.adaconvs):
