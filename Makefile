@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_CKPT := checkpoints/demo
 
-.PHONY: demo test test-slow install bench clean
+.PHONY: demo test test-slow lint install bench clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,8 +20,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/apb2face demo --checkpoint $(DEMO_CKPT) --out outputs
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 test-slow: $(STAMP)
 	RUN_SLOW=1 $(BIN)/python -m pytest -q -m "slow or real"

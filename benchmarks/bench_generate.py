@@ -80,17 +80,23 @@ def main() -> None:
 
     s = pipe.image_size
     total = t_ref + t_audio + t_motion + t_model + t_encode
-    print(f"{'checkpoint ' + str(args.checkpoint) if args.checkpoint else 'config ' + args.config}: {s}x{s}, "
-          f"{n} frames ({n / 25:.1f} s of speech), batch {args.batch}, {args.threads} torch threads")
+    print(
+        f"{'checkpoint ' + str(args.checkpoint) if args.checkpoint else 'config ' + args.config}: {s}x{s}, "
+        f"{n} frames ({n / 25:.1f} s of speech), batch {args.batch}, {args.threads} torch threads"
+    )
     print(f"  reference photo (detect, crop, encode) {t_ref * 1000:8.0f} ms  (once per reference)")
     print(f"  audio features                         {t_audio * 1000:8.0f} ms")
     print(f"  motion (natural)                       {t_motion * 1000:8.0f} ms")
     print(f"  fuse + render + postprocess            {t_model * 1000:8.0f} ms  = {n / t_model:6.1f} frames/s")
     print(f"  H.264 + AAC encode                     {t_encode * 1000:8.0f} ms")
-    print(f"  total                                  {total * 1000:8.0f} ms  = {n / total:6.1f} frames/s, "
-          f"{total / (n / 25):.2f} x real time")
-    print(f"  pipe(identity, audio) call             {t_call * 1000:8.0f} ms  = {n / t_call:6.1f} frames/s "
-          "(bundled identity: its pose measured once, then cached)")
+    print(
+        f"  total                                  {total * 1000:8.0f} ms  = {n / total:6.1f} frames/s, "
+        f"{total / (n / 25):.2f} x real time"
+    )
+    print(
+        f"  pipe(identity, audio) call             {t_call * 1000:8.0f} ms  = {n / t_call:6.1f} frames/s "
+        "(bundled identity: its pose measured once, then cached)"
+    )
 
 
 if __name__ == "__main__":

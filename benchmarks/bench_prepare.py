@@ -69,9 +69,22 @@ def make_720p(path: Path, source: Path | None, seconds: float, seed: int) -> int
         from apb2face.data.format import Dataset
 
         tmp = Path(tempfile.mkdtemp(prefix="bench_synth_"))
-        subprocess.run(APB + ["synth", str(tmp / "s"), "--identities", "1", "--clips-per-identity",
-                              str(max(1, int(seconds // 3))), "--seed", str(seed), "--no-videos"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            APB
+            + [
+                "synth",
+                str(tmp / "s"),
+                "--identities",
+                "1",
+                "--clips-per-identity",
+                str(max(1, int(seconds // 3))),
+                "--seed",
+                str(seed),
+                "--no-videos",
+            ],
+            check=True,
+            capture_output=True,
+        )
         ds = Dataset(tmp / "s")
         clips = [ds.load_clip(c) for c in ds.clips()]
         frames = (np.asarray(f) for c in clips for f in c.frames)
@@ -87,7 +100,7 @@ def make_720p(path: Path, source: Path | None, seconds: float, seed: int) -> int
             out = np.empty((720, 1280, 3), np.uint8)
             out[:] = (40, 60, 90)
             x = (1280 - f.shape[1]) // 2
-            out[:, x: x + f.shape[1]] = f
+            out[:, x : x + f.shape[1]] = f
             yield out
 
     return write_video(path, gen(), fps=25, audio=audio, sample_rate=16000, crf=20)
@@ -97,8 +110,16 @@ def bench_speed(args: argparse.Namespace) -> None:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_prepare_"))
     vids = work / "videos"
     vids.mkdir(parents=True, exist_ok=True)
-    sources = ([REAL / "dfrf_cnn_anchor.mp4", REAL / "mimictalk_german_anchor.mp4", REAL / "dfrf_macron_french.mp4",
-                REAL / "sadtalker_hdtf_katiehill.mp4"] if REAL.is_dir() else [None] * 4)
+    sources = (
+        [
+            REAL / "dfrf_cnn_anchor.mp4",
+            REAL / "mimictalk_german_anchor.mp4",
+            REAL / "dfrf_macron_french.mp4",
+            REAL / "sadtalker_hdtf_katiehill.mp4",
+        ]
+        if REAL.is_dir()
+        else [None] * 4
+    )
     total = 0
     for i in range(args.videos):
         path = vids / f"v720_{i}.mp4"
@@ -114,16 +135,19 @@ def bench_speed(args: argparse.Namespace) -> None:
     for workers in sorted({1, args.workers}):
         out = work / f"ds_w{workers}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
-        inputs = [str(vids / f"v720_{i}.mp4") for i in range(args.videos)] if workers > 1 else [
-            str(vids / "v720_0.mp4")]
+        inputs = (
+            [str(vids / f"v720_{i}.mp4") for i in range(args.videos)] if workers > 1 else [str(vids / "v720_0.mp4")]
+        )
         frames = total if workers > 1 else int(round(_probe_frames(vids / "v720_0.mp4")))
         wall, cpu, _ = _run(APB + ["prepare", *inputs, "--out", str(out), "--workers", str(workers)])
         summary = json.loads((out / "reports" / "summary.json").read_text())
         kept = sum(v["frames_kept"] for v in summary["videos"])
-        print(f"workers={workers}: {len(inputs)} video(s), {frames} frames (kept {kept}) in {wall:.1f} s wall "
-              f"= {frames / wall:.0f} frames/s; CPU {cpu:.1f} s = {frames / cpu:.0f} frames per CPU-second "
-              f"(x{min(workers, os.cpu_count() or 1)} cores: {frames / cpu * min(workers, os.cpu_count() or 1):.0f}"
-              f" frames/s); load average before: {load[0]:.1f}")
+        print(
+            f"workers={workers}: {len(inputs)} video(s), {frames} frames (kept {kept}) in {wall:.1f} s wall "
+            f"= {frames / wall:.0f} frames/s; CPU {cpu:.1f} s = {frames / cpu:.0f} frames per CPU-second "
+            f"(x{min(workers, os.cpu_count() or 1)} cores: {frames / cpu * min(workers, os.cpu_count() or 1):.0f}"
+            f" frames/s); load average before: {load[0]:.1f}"
+        )
     print(f"(machine: {os.cpu_count()} cores; work dir {work})")
 
 
@@ -142,21 +166,45 @@ def bench_accuracy(args: argparse.Namespace) -> None:
     truth, out = work / "synth", work / "prepared"
     subprocess.run(["rm", "-rf", str(truth), str(out)], check=True)
     t = time.perf_counter()
-    _run(APB + ["synth", str(truth), "--identities", str(args.identities), "--clips-per-identity", str(args.clips),
-                "--seed", str(args.seed)])
+    _run(
+        APB
+        + [
+            "synth",
+            str(truth),
+            "--identities",
+            str(args.identities),
+            "--clips-per-identity",
+            str(args.clips),
+            "--seed",
+            str(args.seed),
+        ]
+    )
     print(f"synth: {args.identities} identities x {args.clips} clips in {time.perf_counter() - t:.0f} s")
     ids = Dataset(truth).identities
     (work / "map.txt").write_text("".join(f"*/{i}/* {i}\n" for i in ids))
-    wall, cpu, _ = _run(APB + ["prepare", str(truth / "videos"), "--out", str(out), "--identity-map",
-                               str(work / "map.txt"), "--workers", str(args.workers)])
+    wall, cpu, _ = _run(
+        APB
+        + [
+            "prepare",
+            str(truth / "videos"),
+            "--out",
+            str(out),
+            "--identity-map",
+            str(work / "map.txt"),
+            "--workers",
+            str(args.workers),
+        ]
+    )
     r = compare_with_truth(out, truth)
     n_truth = sum(c.num_frames for c in Dataset(truth).clips())
     lm, pe, bl = r["landmark_error_iod_percent"], r["pose_error_degrees"], r["blink"]
     print(f"prepared {r['frames']} of {n_truth} rendered frames ({r['clips']} clips) in {wall:.0f} s")
     print(f"landmarks: mean {lm['mean']:.2f} % IOD (p95 {lm['p95']:.2f}, max {lm['max']:.2f})   target <= 5")
     for k, lim in (("yaw", 3), ("pitch", 5), ("roll", 3)):
-        print(f"{k:5s}: mean |error| {pe[k]['mean_abs']:.2f} deg (bias {pe[k]['bias']:+.2f}, rms {pe[k]['rms']:.2f})"
-              f"   target <= {lim}")
+        print(
+            f"{k:5s}: mean |error| {pe[k]['mean_abs']:.2f} deg (bias {pe[k]['bias']:+.2f}, rms {pe[k]['rms']:.2f})"
+            f"   target <= {lim}"
+        )
     print(f"blinks: F1 {bl['f1']:.3f} (tp {bl['tp']}, fp {bl['fp']}, fn {bl['fn']})   target >= 0.9")
     # calibration: what PITCH_BIAS and EYE_CLOSED_FRACTION measure on this data
     p, t_ = Dataset(out), Dataset(truth)
@@ -169,17 +217,19 @@ def bench_accuracy(args: argparse.Namespace) -> None:
             s = info["source_start_frame"]
             lmk = p.load_clip(rec).landmarks
             ears.append(np.array([face.eye_aspect_ratios(x) for x in lmk]))
-            truth_eyes.append(tc.eyes[s: s + rec.num_frames])
+            truth_eyes.append(tc.eyes[s : s + rec.num_frames])
         e, te = np.concatenate(ears), np.concatenate(truth_eyes)
         ref = np.percentile(e, 90, axis=0)
         closed = te < 0.1
         if closed.any():
             ratios.append(np.median((e / ref)[closed]))
         open_ratio.append(np.median((e / ref)[te > 0.95]))
-    print(f"calibration: pitch bias left after face.PITCH_BIAS={face.PITCH_BIAS:+.2f}: {pe['pitch']['bias']:+.2f} "
-          f"(-> PITCH_BIAS {face.PITCH_BIAS + pe['pitch']['bias']:+.2f}); closed-eye EAR / open EAR median "
-          f"{np.median(ratios) if ratios else float('nan'):.2f} (face.EYE_CLOSED_FRACTION={face.EYE_CLOSED_FRACTION})"
-          f", open frames {np.median(open_ratio):.2f}")
+    print(
+        f"calibration: pitch bias left after face.PITCH_BIAS={face.PITCH_BIAS:+.2f}: {pe['pitch']['bias']:+.2f} "
+        f"(-> PITCH_BIAS {face.PITCH_BIAS + pe['pitch']['bias']:+.2f}); closed-eye EAR / open EAR median "
+        f"{np.median(ratios) if ratios else float('nan'):.2f} (face.EYE_CLOSED_FRACTION={face.EYE_CLOSED_FRACTION})"
+        f", open frames {np.median(open_ratio):.2f}"
+    )
 
 
 def bench_real(args: argparse.Namespace) -> None:
@@ -191,12 +241,27 @@ def bench_real(args: argparse.Namespace) -> None:
     videos = sorted(p for p in REAL.iterdir() if p.suffix in (".mp4", ".mpg"))
     map_file = Path(tempfile.mkdtemp(prefix="bench_real_")) / "identities.txt"
     map_file.write_text(REAL_IDENTITY_MAP)
-    wall, cpu, stdout = _run(APB + ["prepare", *map(str, videos), "--out", str(out), "--identity-map", str(map_file),
-                                    "--workers", str(args.workers), "--split", args.split])
+    wall, cpu, stdout = _run(
+        APB
+        + [
+            "prepare",
+            *map(str, videos),
+            "--out",
+            str(out),
+            "--identity-map",
+            str(map_file),
+            "--workers",
+            str(args.workers),
+            "--split",
+            args.split,
+        ]
+    )
     print(stdout)
     print(f"{len(videos)} videos in {wall:.0f} s wall, {cpu:.0f} CPU-s")
-    print(f"{'video':40s} {'identity':28s} {'frames':>6s} {'kept':>5s} {'clips':>5s} {'offset':>14s} "
-          f"{'crop side px':>13s} {'IOD px':>9s}")
+    print(
+        f"{'video':40s} {'identity':28s} {'frames':>6s} {'kept':>5s} {'clips':>5s} {'offset':>14s} "
+        f"{'crop side px':>13s} {'IOD px':>9s}"
+    )
     for path in videos:
         rep = next((out / "reports").glob(f"*__{path.stem}.json"), None)
         if rep is None:
@@ -206,8 +271,10 @@ def bench_real(args: argparse.Namespace) -> None:
         o = r["offset"]
         off = f"{o['frames']:+d} r{o['r']:.2f}" + (" fixed" if o["applied"] else " ok" if o["clear"] else " ?")
         side, iod = r["face_size_px"]["crop_side"], r["face_size_px"]["inter_ocular"]
-        print(f"{path.name:40s} {r['identity']:28s} {r['frames']:6d} {r['frames_kept']:5d} {len(r['clips']):5d} "
-              f"{off:>14s} {side['min']:6.0f}-{side['max']:<6.0f} {iod['min']:4.0f}-{iod['max']:<4.0f}")
+        print(
+            f"{path.name:40s} {r['identity']:28s} {r['frames']:6d} {r['frames_kept']:5d} {len(r['clips']):5d} "
+            f"{off:>14s} {side['min']:6.0f}-{side['max']:<6.0f} {iod['min']:4.0f}-{iod['max']:<4.0f}"
+        )
 
 
 def main() -> None:

@@ -36,9 +36,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             path = Path(tmp) / f"run{i}.json"
-            subprocess.run([sys.executable, "-m", "apb2face", "bench", "--configs", args.configs, "--size",
-                            str(args.size), "--seconds", str(args.seconds), "--out", str(path)], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "apb2face",
+                    "bench",
+                    "--configs",
+                    args.configs,
+                    "--size",
+                    str(args.size),
+                    "--seconds",
+                    str(args.seconds),
+                    "--out",
+                    str(path),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             reports.append(json.loads(path.read_text()))
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
 
@@ -46,18 +61,31 @@ def main() -> None:
     combined: dict = {"runs": args.runs, "size": args.size, "configs": {}}
     for name in names:
         runs = [r["configs"][name] for r in reports]
-        fps = {k: {"best": max(r["fps"][k] for r in runs), "median": statistics.median(r["fps"][k] for r in runs)}
-               for k in runs[0]["fps"]}
-        lat = {k: {"best": min(r["stream_latency_ms"][k] for r in runs),
-                   "median": statistics.median(r["stream_latency_ms"][k] for r in runs)} for k in ("p50", "p95")}
-        combined["configs"][name] = {"params": runs[0]["params"], "gmac": runs[0]["gmac"],
-                                     "gmac_per_frame": reports[0]["setup"]["per_config"][name]["gmac_per_frame"],
-                                     "fps": fps, "stream_latency_ms": lat}
+        fps = {
+            k: {"best": max(r["fps"][k] for r in runs), "median": statistics.median(r["fps"][k] for r in runs)}
+            for k in runs[0]["fps"]
+        }
+        lat = {
+            k: {
+                "best": min(r["stream_latency_ms"][k] for r in runs),
+                "median": statistics.median(r["stream_latency_ms"][k] for r in runs),
+            }
+            for k in ("p50", "p95")
+        }
+        combined["configs"][name] = {
+            "params": runs[0]["params"],
+            "gmac": runs[0]["gmac"],
+            "gmac_per_frame": reports[0]["setup"]["per_config"][name]["gmac_per_frame"],
+            "fps": fps,
+            "stream_latency_ms": lat,
+        }
 
     print(f"{args.runs} fresh processes, {args.size}x{args.size}, 2 threads; best / median")
     for name, c in combined["configs"].items():
-        print(f"{name}: {c['params'] / 1e6:.2f}M params, {c['gmac']:.2f} GMAC ({c['gmac_per_frame']:.2f} per frame, "
-              "reference cached)")
+        print(
+            f"{name}: {c['params'] / 1e6:.2f}M params, {c['gmac']:.2f} GMAC ({c['gmac_per_frame']:.2f} per frame, "
+            "reference cached)"
+        )
         for k, v in c["fps"].items():
             print(f"  {k:<14} {v['best']:7.1f} / {v['median']:7.1f} fps")
         for k, v in c["stream_latency_ms"].items():
@@ -68,11 +96,15 @@ def main() -> None:
         print(f"MACs paper/mobile: {ratio:.1f}x  {'PASS' if ratio >= 6 else 'FAIL'} (>= 6x)")
     if "mobile" in cfg:
         e2e = cfg["mobile"]["fps"]["e2e_b1"]
-        print(f"mobile end to end: best {e2e['best']:.1f}, median {e2e['median']:.1f} fps  "
-              f"{'PASS' if e2e['median'] >= 25 else 'FAIL'} (>= 25, median)")
+        print(
+            f"mobile end to end: best {e2e['best']:.1f}, median {e2e['median']:.1f} fps  "
+            f"{'PASS' if e2e['median'] >= 25 else 'FAIL'} (>= 25, median)"
+        )
         p95 = cfg["mobile"]["stream_latency_ms"]["p95"]
-        print(f"mobile live latency p95: best {p95['best']:.0f}, median {p95['median']:.0f} ms  "
-              f"{'PASS' if p95['median'] <= 200 else 'FAIL'} (<= 200, median)")
+        print(
+            f"mobile live latency p95: best {p95['best']:.0f}, median {p95['median']:.0f} ms  "
+            f"{'PASS' if p95['median'] <= 200 else 'FAIL'} (<= 200, median)"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(combined, indent=2) + "\n")
 

@@ -52,8 +52,21 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "synth"
-        cmd = [sys.executable, "-m", "apb2face", "synth", str(out), "--identities", str(args.identities),
-               "--clips-per-identity", str(args.clips), "--size", str(args.size), "--workers", str(args.workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "apb2face",
+            "synth",
+            str(out),
+            "--identities",
+            str(args.identities),
+            "--clips-per-identity",
+            str(args.clips),
+            "--size",
+            str(args.size),
+            "--workers",
+            str(args.workers),
+        ]
         start = time.perf_counter()
         subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
         elapsed = time.perf_counter() - start
@@ -61,15 +74,21 @@ def main() -> None:
 
         meta = Dataset(out).meta
         frames = sum(c.num_frames for c in meta.clips)
-        print(f"synth {args.identities} identities x {args.clips} clips at {args.size}x{args.size}, "
-              f"{args.workers} workers: {elapsed:.1f} s wall ({frames} frames, {frames / elapsed:.0f} frames/s, "
-              f"{frames / 25:.0f} s of video)")
+        print(
+            f"synth {args.identities} identities x {args.clips} clips at {args.size}x{args.size}, "
+            f"{args.workers} workers: {elapsed:.1f} s wall ({frames} frames, {frames / elapsed:.0f} frames/s, "
+            f"{frames / 25:.0f} s of video)"
+        )
         mib = 2**20
-        print(f"dataset files {dir_size(out / 'clips') / mib:.0f} MiB (frames.npy "
-              f"{dir_size(out / 'clips', 'frames.npy') / mib:.0f} MiB), MP4s {dir_size(out / 'videos') / mib:.1f} MiB")
+        print(
+            f"dataset files {dir_size(out / 'clips') / mib:.0f} MiB (frames.npy "
+            f"{dir_size(out / 'clips', 'frames.npy') / mib:.0f} MiB), MP4s {dir_size(out / 'videos') / mib:.1f} MiB"
+        )
         found, total, err = detector_check(out, args.detect_step)
-        print(f"mediapipe face mesh: face found in {found}/{total} sampled frames ({100 * found / total:.1f} %), "
-              f"mean landmark error {err:.2f} % of inter-ocular distance")
+        print(
+            f"mediapipe face mesh: face found in {found}/{total} sampled frames ({100 * found / total:.1f} %), "
+            f"mean landmark error {err:.2f} % of inter-ocular distance"
+        )
 
 
 if __name__ == "__main__":

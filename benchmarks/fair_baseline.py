@@ -20,7 +20,6 @@ Long jobs: run it under `nice -n 10`; it uses torch's default threads unless --t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -74,8 +73,11 @@ def train_for(config: str, overrides: list[str], data: Path, run_dir: Path, minu
     from apb2face.config import load
     from apb2face.training.config import RunConfig
 
-    run = load(RunConfig, config, overrides + ["train.steps=100000000", "train.ckpt_interval=100000000",
-                                               "train.image_interval=100000000"])
+    run = load(
+        RunConfig,
+        config,
+        overrides + ["train.steps=100000000", "train.ckpt_interval=100000000", "train.image_interval=100000000"],
+    )
     trainer = budget_trainer(minutes * 60)(run, data, run_dir)
     t_setup = time.perf_counter()
     trainer.setup()
@@ -86,16 +88,32 @@ def train_for(config: str, overrides: list[str], data: Path, run_dir: Path, minu
         pass
     loop_s = time.perf_counter() - trainer.t0
     params = sum(p.numel() for p in trainer.model.parameters())
-    return {"config": config, "overrides": overrides, "steps": trainer.step, "loop_seconds": round(loop_s, 1),
-            "setup_seconds": round(setup_s, 1), "image_size": run.model.image_size, "batch_size": run.train.batch_size,
-            "generator": run.model.generator, "params_m": round(params / 1e6, 3),
-            "checkpoint": str(run_dir / "final")}
+    return {
+        "config": config,
+        "overrides": overrides,
+        "steps": trainer.step,
+        "loop_seconds": round(loop_s, 1),
+        "setup_seconds": round(setup_s, 1),
+        "image_size": run.model.image_size,
+        "batch_size": run.train.batch_size,
+        "generator": run.model.generator,
+        "params_m": round(params / 1e6, 3),
+        "checkpoint": str(run_dir / "final"),
+    }
 
 
-ROWS = (("ssim", "SSIM ↑", "{:.3f}"), ("psnr", "PSNR dB ↑", "{:.2f}"), ("lmd_mouth", "M-LMD % ↓", "{:.2f}"),
-        ("lmd_face", "F-LMD % ↓", "{:.2f}"), ("detection_rate", "DR % ↑", "pct"),
-        ("pose_error_deg", "pose err ° ↓", "{:.2f}"), ("blink_f1", "blink F1 ↑", "{:.2f}"),
-        ("lipsync_corr", "lip sync r ↑", "{:.2f}"), ("cpbd", "CPBD ↑", "{:.3f}"), ("fid", "FID ↓", "{:.1f}"))
+ROWS = (
+    ("ssim", "SSIM ↑", "{:.3f}"),
+    ("psnr", "PSNR dB ↑", "{:.2f}"),
+    ("lmd_mouth", "M-LMD % ↓", "{:.2f}"),
+    ("lmd_face", "F-LMD % ↓", "{:.2f}"),
+    ("detection_rate", "DR % ↑", "pct"),
+    ("pose_error_deg", "pose err ° ↓", "{:.2f}"),
+    ("blink_f1", "blink F1 ↑", "{:.2f}"),
+    ("lipsync_corr", "lip sync r ↑", "{:.2f}"),
+    ("cpbd", "CPBD ↑", "{:.3f}"),
+    ("fid", "FID ↓", "{:.1f}"),
+)
 
 
 def _fmt(value, spec: str) -> str:  # noqa: ANN001
@@ -107,11 +125,13 @@ def _fmt(value, spec: str) -> str:  # noqa: ANN001
 def table(results: dict[str, dict]) -> str:
     names = list(results)
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    facts = (("image size", lambda r: str(r["train"]["image_size"])),
-             ("batch", lambda r: str(r["train"]["batch_size"])),
-             ("params (M)", lambda r: f"{r['train']['params_m']:.3f}"),
-             ("train steps", lambda r: str(r["train"]["steps"])),
-             ("train loop (s)", lambda r: f"{r['train']['loop_seconds']:.0f}"))
+    facts = (
+        ("image size", lambda r: str(r["train"]["image_size"])),
+        ("batch", lambda r: str(r["train"]["batch_size"])),
+        ("params (M)", lambda r: f"{r['train']['params_m']:.3f}"),
+        ("train steps", lambda r: str(r["train"]["steps"])),
+        ("train loop (s)", lambda r: f"{r['train']['loop_seconds']:.0f}"),
+    )
     for label, get in facts:
         lines.append(f"| {label} | " + " | ".join(get(results[n]) for n in names) + " |")
     for key, label, spec in ROWS:
@@ -119,20 +139,30 @@ def table(results: dict[str, dict]) -> str:
     gt = results[names[0]]["report"]["ground_truth"]
     copy = results[names[0]]["report"]["copy_reference"]
     lines.append("")
-    lines.append(f"copying the reference (the floor to beat): SSIM {copy['ssim']['mean']:.3f}, "
-                 f"PSNR {copy['psnr']['mean']:.2f} dB")
-    lines.append("ground truth through the same tools: " + ", ".join(
-        f"{label.split(' ')[0]} {_fmt(gt[key]['mean'], spec)}" for key, label, spec in ROWS if key in gt))
+    lines.append(
+        f"copying the reference (the floor to beat): SSIM {copy['ssim']['mean']:.3f}, "
+        f"PSNR {copy['psnr']['mean']:.2f} dB"
+    )
+    lines.append(
+        "ground truth through the same tools: "
+        + ", ".join(f"{label.split(' ')[0]} {_fmt(gt[key]['mean'], spec)}" for key, label, spec in ROWS if key in gt)
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--minutes", type=float, default=15.0, help="training wall-clock budget per config (default 15)")
     p.add_argument("--configs", nargs="+", default=["paper", "default"], help="presets to compare")
-    p.add_argument("--set", action="append", default=[], metavar="CONFIG:key=value",
-                   help="an override for one config, e.g. paper:model.image_size=128 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="CONFIG:key=value",
+        help="an override for one config, e.g. paper:model.image_size=128 (repeatable)",
+    )
     p.add_argument("--data", help="an existing dataset (default: render one with apb2face synth into OUT/data)")
     p.add_argument("--identities", type=int, default=6)
     p.add_argument("--clips-per-identity", type=int, default=10)
@@ -174,8 +204,16 @@ def main(argv: list[str] | None = None) -> int:
 
             data = out / "data"
             t = time.perf_counter()
-            generate(data, SynthConfig(identities=args.identities, clips_per_identity=args.clips_per_identity,
-                                       size=args.size or max(sizes.values()), seed=args.seed, videos=False))
+            generate(
+                data,
+                SynthConfig(
+                    identities=args.identities,
+                    clips_per_identity=args.clips_per_identity,
+                    size=args.size or max(sizes.values()),
+                    seed=args.seed,
+                    videos=False,
+                ),
+            )
             log.info("synth: %.0f s", time.perf_counter() - t)
         eval_size = args.eval_size or min(sizes.values())
         results: dict[str, dict] = {}
@@ -184,24 +222,40 @@ def main(argv: list[str] | None = None) -> int:
             log.info("== training %s for %.1f min", config, args.minutes)
             train = train_for(config, overrides[config], data, out / "runs" / name, args.minutes)
             log.info("== evaluating %s (%d steps)", config, train["steps"])
-            report = evaluate(train["checkpoint"], data, out / "eval" / name,
-                              EvalConfig(max_frames_per_clip=args.eval_max_frames, eval_size=eval_size,
-                                         fid_weights="none" if args.no_fid else None)).report
+            report = evaluate(
+                train["checkpoint"],
+                data,
+                out / "eval" / name,
+                EvalConfig(
+                    max_frames_per_clip=args.eval_max_frames,
+                    eval_size=eval_size,
+                    fid_weights="none" if args.no_fid else None,
+                ),
+            ).report
             results[config] = {"train": train, "report": report}
     except UserError as exc:
         print(f"fair_baseline: error: {exc}", file=sys.stderr)
         return 2
     text = table(results)
-    summary = {"minutes_per_config": args.minutes, "data": str(data), "eval_size": eval_size,
-               "copy_reference": {key: row["mean"]
-                                  for key, row in results[args.configs[0]]["report"]["copy_reference"].items()},
-               "eval_max_frames_per_clip": args.eval_max_frames, "torch_threads": torch.get_num_threads(),
-               "results": {n: {"train": r["train"], "metrics": {k: r["report"][k]["mean"] for k, _, _ in ROWS}}
-                           for n, r in results.items()}}
+    summary = {
+        "minutes_per_config": args.minutes,
+        "data": str(data),
+        "eval_size": eval_size,
+        "copy_reference": {
+            key: row["mean"] for key, row in results[args.configs[0]]["report"]["copy_reference"].items()
+        },
+        "eval_max_frames_per_clip": args.eval_max_frames,
+        "torch_threads": torch.get_num_threads(),
+        "results": {
+            n: {"train": r["train"], "metrics": {k: r["report"][k]["mean"] for k, _, _ in ROWS}}
+            for n, r in results.items()
+        },
+    }
     write_json(out / "fair_baseline.json", summary)
     (out / "fair_baseline.md").write_text(
         f"Same data ({data}), {args.minutes:g} min of training each, metrics at {eval_size} px on the test split "
-        f"(first {args.eval_max_frames} frames per clip), torch threads {torch.get_num_threads()}.\n\n{text}\n")
+        f"(first {args.eval_max_frames} frames per clip), torch threads {torch.get_num_threads()}.\n\n{text}\n"
+    )
     print(f"\nfair baseline: {args.minutes:g} min each, metrics at {eval_size} px\n")
     print(text)
     print(f"\n(details: {out / 'fair_baseline.json'}, per-config reports in {out / 'eval'})")

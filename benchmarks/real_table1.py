@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import torch
+    from fair_baseline import train_for
 
     from apb2face.cli.main import main as cli
     from apb2face.config import load
@@ -71,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     from apb2face.evaluation.evaluate import EvalConfig, evaluate, report_markdown
     from apb2face.io import read_json, write_json
     from apb2face.training.config import RunConfig
-
-    from fair_baseline import train_for
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,45 +89,86 @@ def main(argv: list[str] | None = None) -> int:
         identity_map.write_text("".join(f"{f} {name}\n" for f, name in people.items()))
 
         t = time.perf_counter()
-        rc = cli(["prepare", *[str(args.real_dir / f) for f in people], "--out", str(data), "--identity-map",
-                  str(identity_map), "--split", "time", "--test-fraction", str(args.test_fraction),
-                  "--size", str(args.size or model_size), "--workers", str(args.workers)])
+        rc = cli(
+            [
+                "prepare",
+                *[str(args.real_dir / f) for f in people],
+                "--out",
+                str(data),
+                "--identity-map",
+                str(identity_map),
+                "--split",
+                "time",
+                "--test-fraction",
+                str(args.test_fraction),
+                "--size",
+                str(args.size or model_size),
+                "--workers",
+                str(args.workers),
+            ]
+        )
         prepare_s = time.perf_counter() - t
         if rc == 2 or not (data / "dataset.json").is_file():
             raise UserError("prepare failed", data)
         ds = Dataset(data)
-        frames = {split: {n: sum(c.num_frames for c in ds.clips(split, identity=n)) for n in ds.identities}
-                  for split in ("train", "test")}
+        frames = {
+            split: {n: sum(c.num_frames for c in ds.clips(split, identity=n)) for n in ds.identities}
+            for split in ("train", "test")
+        }
         log.info("prepared %d identities in %.0f s: %s", len(ds.identities), prepare_s, frames)
 
         train = train_for(args.config, args.set, data, out / "run", args.minutes)
-        report = evaluate(train["checkpoint"], data, out / "eval",
-                          EvalConfig(max_frames_per_clip=args.eval_max_frames,
-                                     fid_weights="none" if args.no_fid else None)).report
+        report = evaluate(
+            train["checkpoint"],
+            data,
+            out / "eval",
+            EvalConfig(max_frames_per_clip=args.eval_max_frames, fid_weights="none" if args.no_fid else None),
+        ).report
     except UserError as exc:
         print(f"real_table1: error: {exc}", file=sys.stderr)
         return 2
 
     summary = read_json(data / "reports" / "summary.json")
-    device = (f"CUDA ({torch.cuda.get_device_name()})" if torch.cuda.is_available()
-              else f"CPU, {torch.get_num_threads()} torch threads")
-    budget = (f"{args.config} config ({train['image_size']} px, batch {train['batch_size']}, "
-              f"{train['params_m']:.2f} M parameters), {train['steps']} steps in {train['loop_seconds'] / 60:.1f} min "
-              f"of training loop on {device}")
-    data_line = ("| frames | " + " | ".join(f"{frames['train'][n]} / {frames['test'][n]}" for n in ds.identities)
-                 + " |")
-    text = (f"# Real people, Table 1 protocol\n\nData: {len(people)} real videos of {len(ds.identities)} people "
-            f"(../shared/data/real), `apb2face prepare --split time` (last {args.test_fraction:.0%} of every video "
-            f"held out), {prepare_s:.0f} s to prepare.\n\nBudget: {budget}.\n\n"
-            "Train / test frames per person:\n\n| | " + " | ".join(ds.identities) + " |\n|---|"
-            + "---:|" * len(ds.identities) + "\n" + data_line + "\n\n" + report_markdown(report).split("\n", 1)[1])
+    device = (
+        f"CUDA ({torch.cuda.get_device_name()})"
+        if torch.cuda.is_available()
+        else f"CPU, {torch.get_num_threads()} torch threads"
+    )
+    budget = (
+        f"{args.config} config ({train['image_size']} px, batch {train['batch_size']}, "
+        f"{train['params_m']:.2f} M parameters), {train['steps']} steps in {train['loop_seconds'] / 60:.1f} min "
+        f"of training loop on {device}"
+    )
+    data_line = "| frames | " + " | ".join(f"{frames['train'][n]} / {frames['test'][n]}" for n in ds.identities) + " |"
+    text = (
+        f"# Real people, Table 1 protocol\n\nData: {len(people)} real videos of {len(ds.identities)} people "
+        f"(../shared/data/real), `apb2face prepare --split time` (last {args.test_fraction:.0%} of every video "
+        f"held out), {prepare_s:.0f} s to prepare.\n\nBudget: {budget}.\n\n"
+        "Train / test frames per person:\n\n| | "
+        + " | ".join(ds.identities)
+        + " |\n|---|"
+        + "---:|" * len(ds.identities)
+        + "\n"
+        + data_line
+        + "\n\n"
+        + report_markdown(report).split("\n", 1)[1]
+    )
     (out / "real_table1.md").write_text(text)
-    write_json(out / "real_table1.json", {"train": train, "frames": frames, "prepare_seconds": round(prepare_s, 1),
-                                          "prepare_summary": summary,
-                                          "metrics": {k: report[k] for k in report if k not in ("details",)}})
+    write_json(
+        out / "real_table1.json",
+        {
+            "train": train,
+            "frames": frames,
+            "prepare_seconds": round(prepare_s, 1),
+            "prepare_summary": summary,
+            "metrics": {k: report[k] for k in report if k not in ("details",)},
+        },
+    )
     print(text)
-    print(f"\n(written {out / 'real_table1.md'}, {out / 'real_table1.json'}; strips of real people stay in "
-          f"{out / 'eval' / 'strips'}: do not commit them)")
+    print(
+        f"\n(written {out / 'real_table1.md'}, {out / 'real_table1.json'}; strips of real people stay in "
+        f"{out / 'eval' / 'strips'}: do not commit them)"
+    )
     return 0
 
 

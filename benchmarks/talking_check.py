@@ -51,8 +51,14 @@ def measure(frames: np.ndarray, speech: np.ndarray, fps: float) -> dict:
                 mouth[i] = mouth_opening(points)
     rms = audio_lib.rms_per_frame(speech, len(frames), fps)
     r, lag = lipsync_correlation(mouth, rms, max_lag=3)
-    return {"frames": len(frames), "face_rate": float(np.isfinite(mouth).mean()), "lipsync_r": r, "lag": lag,
-            "mouth_p10": float(np.nanpercentile(mouth, 10)), "mouth_p90": float(np.nanpercentile(mouth, 90))}
+    return {
+        "frames": len(frames),
+        "face_rate": float(np.isfinite(mouth).mean()),
+        "lipsync_r": r,
+        "lag": lag,
+        "mouth_p10": float(np.nanpercentile(mouth, 10)),
+        "mouth_p90": float(np.nanpercentile(mouth, 90)),
+    }
 
 
 def main() -> None:
@@ -69,18 +75,27 @@ def main() -> None:
     jobs = [(i, name, speech) for i in identities for name, speech in driving_audio(args.seconds)]
     for identity, name, speech in tqdm(jobs, desc="talking check"):
         result = pipe(identity, speech, sample_rate=audio_lib.SAMPLE_RATE, seed=0)
-        write_video(args.out / f"{identity}_{name}.mp4", result.frames, fps=result.fps, audio=speech,
-                    sample_rate=audio_lib.SAMPLE_RATE)
+        write_video(
+            args.out / f"{identity}_{name}.mp4",
+            result.frames,
+            fps=result.fps,
+            audio=speech,
+            sample_rate=audio_lib.SAMPLE_RATE,
+        )
         rows.append({"identity": identity, "audio": name, **measure(result.frames, speech, result.fps)})
     (args.out / "talking_check.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(f"{'identity':10s} {'audio':32s} {'frames':>6s} {'face %':>7s} {'r':>6s} {'lag':>4s} {'mouth p10-p90':>14s}")
     for row in rows:
         r = "n/a" if row["lipsync_r"] is None else f"{row['lipsync_r']:.2f}"
-        print(f"{row['identity']:10s} {row['audio']:32s} {row['frames']:6d} {100 * row['face_rate']:6.1f}% {r:>6s} "
-              f"{row['lag']:4d} {row['mouth_p10']:6.3f}-{row['mouth_p90']:.3f}")
+        print(
+            f"{row['identity']:10s} {row['audio']:32s} {row['frames']:6d} {100 * row['face_rate']:6.1f}% {r:>6s} "
+            f"{row['lag']:4d} {row['mouth_p10']:6.3f}-{row['mouth_p90']:.3f}"
+        )
     rs = [row["lipsync_r"] for row in rows if row["lipsync_r"] is not None]
-    print(f"mean face rate {100 * np.mean([row['face_rate'] for row in rows]):.1f}%, "
-          f"mean r {np.mean(rs):.3f}, min r {np.min(rs):.3f} over {len(rows)} videos")
+    print(
+        f"mean face rate {100 * np.mean([row['face_rate'] for row in rows]):.1f}%, "
+        f"mean r {np.mean(rs):.3f}, min r {np.min(rs):.3f} over {len(rows)} videos"
+    )
 
 
 if __name__ == "__main__":

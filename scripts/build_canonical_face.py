@@ -29,7 +29,10 @@ def frontalize(points: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    images = [data.astronaut(), np.asarray(matplotlib.image.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg")))]
+    images = [
+        data.astronaut(),
+        np.asarray(matplotlib.image.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg"))),
+    ]
     meshes = []
     with face.FaceMesh(video=False) as mesh:
         for image in images:

@@ -1,6 +1,6 @@
 """Plot a training run's losses from RUN/metrics.jsonl into a PNG (the loss curve of a model card).
 
-    .venv/bin/python scripts/plot_losses.py runs/demo2 --out checkpoints/demo/loss_curve.png
+.venv/bin/python scripts/plot_losses.py runs/demo2 --out checkpoints/demo/loss_curve.png
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-CURVES = (("loss_l1", "L1 (image)"), ("loss_mouth", "L1 (mouth box)"), ("loss_geometry", "landmark L1"),
-          ("loss_gan", "LSGAN (G)"), ("loss_d", "D"))
+CURVES = (
+    ("loss_l1", "L1 (image)"),
+    ("loss_mouth", "L1 (mouth box)"),
+    ("loss_geometry", "landmark L1"),
+    ("loss_gan", "LSGAN (G)"),
+    ("loss_d", "D"),
+)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -39,7 +44,7 @@ def main() -> None:
         values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
         ax.plot(steps, values, color="0.8", linewidth=0.5)
         s = smooth(values, args.smooth)
-        ax.plot(steps[len(steps) - len(s):], s, color="C0")
+        ax.plot(steps[len(steps) - len(s) :], s, color="C0")
         ax.set_title(label)
         ax.set_xlabel("step")
         ax.set_yscale("log")

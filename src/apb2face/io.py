@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from apb2face.errors import UserError
 
 
 @contextlib.contextmanager
@@ -37,8 +40,6 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory next to `path`; when the block succeeds it replaces `path` (an existing
     directory there is swapped out and removed), otherwise it is deleted. Readers never see a half-written tree."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -56,6 +57,41 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def prepare_output_dir(out: str | Path) -> Path:
+    """Check that OUT can receive a new output folder: it must not exist or be an empty, writable directory."""
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise UserError("output exists and is not a directory", out)
+        if any(out.iterdir()):
+            raise UserError("output directory exists and is not empty", out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"output directory is not writable ({exc.strerror})", out) from None
+    return out
+
+
+def remove_partial(out: str | Path) -> None:
+    """Remove an output directory left incomplete by a failed run (it never held anything of the user's)."""
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def new_output_dir(out: str | Path) -> Iterator[Path]:
+    """An output folder that is new or empty (see `prepare_output_dir`); removed again if the block fails, which
+    loses nothing of the user's because it held nothing before."""
+    path = prepare_output_dir(out)
+    try:
+        yield path
+    except BaseException:
+        remove_partial(path)
+        raise
+
+
 def _file_mode() -> int:
     """0666 minus the process umask: the mode `open()` would have given a new file."""
     mask = os.umask(0)
@@ -70,8 +106,6 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    from apb2face.errors import UserError
-
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:

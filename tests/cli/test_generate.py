@@ -18,8 +18,9 @@ from tests.inference.helpers import astronaut, speech, write_wav
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apb2face", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "apb2face", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 def count_streams(path: Path) -> tuple[int, float, float]:
@@ -50,8 +51,9 @@ def wav(tmp_path) -> Path:
 
 def test_generate_writes_h264_with_aac_as_long_as_the_audio(tiny_checkpoint, wav, tmp_path):
     out = tmp_path / "out.mp4"
-    result = run_cli("generate", "--reference", "astronaut", "--audio", wav, "--checkpoint", tiny_checkpoint,
-                     "--out", out)
+    result = run_cli(
+        "generate", "--reference", "astronaut", "--audio", wav, "--checkpoint", tiny_checkpoint, "--out", out
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     audio, sr = speech()
@@ -72,8 +74,25 @@ def test_generate_from_photo_text_pose_and_blink(tiny_checkpoint, photo, tmp_pat
     blink = tmp_path / "blink.npy"
     np.save(blink, np.tile([[1.0, 1.0]], (40, 1)))
     out = tmp_path / "talk.mp4"
-    rc = main(["generate", "--reference", str(photo), "--text", "One two three.", "--pose", str(pose),
-               "--blink", str(blink), "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--size", "96"])
+    rc = main(
+        [
+            "generate",
+            "--reference",
+            str(photo),
+            "--text",
+            "One two three.",
+            "--pose",
+            str(pose),
+            "--blink",
+            str(blink),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--out",
+            str(out),
+            "--size",
+            "96",
+        ]
+    )
     assert rc == 0
     from apb2face.data.speech import synthesize
 
@@ -86,12 +105,28 @@ def test_generate_from_photo_text_pose_and_blink(tiny_checkpoint, photo, tmp_pat
 
 def test_generate_with_driving_video(tiny_checkpoint, tmp_path):
     audio, sr = speech()
-    short = write_wav(tmp_path / "a.wav", audio[: sr], sr)
+    short = write_wav(tmp_path / "a.wav", audio[:sr], sr)
     driving = tmp_path / "driving.mp4"
     write_video(driving, [astronaut()] * 10, fps=25)  # shorter than the audio: the last pose is held
     out = tmp_path / "d.mp4"
-    assert main(["generate", "--reference", "mirrored", "--audio", str(short), "--driving", str(driving),
-                 "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--reference",
+                "mirrored",
+                "--audio",
+                str(short),
+                "--driving",
+                str(driving),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert count_streams(out)[0] == 25
 
 
@@ -104,8 +139,24 @@ def test_identities_lists_names_first(tiny_checkpoint, capsys):
 
 def test_demo_writes_video_and_strip(tiny_checkpoint, tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--text", "Hello there.",
-                 "--tile", "128", "--strip-frames", "5"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(out),
+                "--text",
+                "Hello there.",
+                "--tile",
+                "128",
+                "--strip-frames",
+                "5",
+            ]
+        )
+        == 0
+    )
     frames, fps, audio_seconds = count_streams(out / "demo.mp4")
     assert fps == 25 and frames > 10 and audio_seconds > 0.3
     with av.open(str(out / "demo.mp4")) as c:
@@ -149,40 +200,79 @@ def _bad_inputs(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str, 
 
     ok = ["--checkpoint", str(checkpoint)]
     return {
-        "missing image": (["--reference", str(tmp / "nobody.jpg"), "--audio", str(good_wav), *ok],
-                          str(tmp / "nobody.jpg"), "file not found"),
-        "corrupt image": (["--reference", str(corrupt_jpg), "--audio", str(good_wav), *ok], str(corrupt_jpg),
-                          "cannot read image"),
-        "image without a face": (["--reference", str(blank), "--audio", str(good_wav), *ok], str(blank),
-                                 "no face"),
+        "missing image": (
+            ["--reference", str(tmp / "nobody.jpg"), "--audio", str(good_wav), *ok],
+            str(tmp / "nobody.jpg"),
+            "file not found",
+        ),
+        "corrupt image": (
+            ["--reference", str(corrupt_jpg), "--audio", str(good_wav), *ok],
+            str(corrupt_jpg),
+            "cannot read image",
+        ),
+        "image without a face": (["--reference", str(blank), "--audio", str(good_wav), *ok], str(blank), "no face"),
         "unknown identity": (["--reference", "zelda", "--audio", str(good_wav), *ok], "zelda", "identit"),
-        "audio with no samples": (["--reference", "astronaut", "--audio", str(empty_wav), *ok], str(empty_wav),
-                                  "no samples"),
-        "text file as audio": (["--reference", "astronaut", "--audio", str(text_file), *ok], str(text_file),
-                               "audio"),
+        "audio with no samples": (
+            ["--reference", "astronaut", "--audio", str(empty_wav), *ok],
+            str(empty_wav),
+            "no samples",
+        ),
+        "text file as audio": (["--reference", "astronaut", "--audio", str(text_file), *ok], str(text_file), "audio"),
         "image as audio": (["--reference", "astronaut", "--audio", str(png), *ok], str(png), "audio"),
-        "missing audio": (["--reference", "astronaut", "--audio", str(tmp / "gone.wav"), *ok],
-                          str(tmp / "gone.wav"), "not found"),
-        "truncated weights": (["--reference", "astronaut", "--audio", str(good_wav), "--checkpoint",
-                               str(truncated)], str(truncated / "model.safetensors"), "corrupt"),
-        "weights not matching config.json": (["--reference", "astronaut", "--audio", str(good_wav),
-                                              "--checkpoint", str(mismatched)],
-                                             str(mismatched / "model.safetensors"), "do not match"),
-        "config.json not JSON": (["--reference", "astronaut", "--audio", str(good_wav), "--checkpoint",
-                                  str(broken_json)], str(broken_json / "config.json"), "JSON"),
-        "missing checkpoint": (["--reference", "astronaut", "--audio", str(good_wav), "--checkpoint",
-                                str(tmp / "nockpt")], str(tmp / "nockpt"), "not found"),
-        "malformed pose file": (["--reference", "astronaut", "--audio", str(good_wav), "--pose", str(bad_pose),
-                                 *ok], str(bad_pose), "expected 3 values"),
-        "driving video without a face": (["--reference", "astronaut", "--audio", str(good_wav), "--driving",
-                                          str(faceless_video), *ok], str(faceless_video), "no face"),
+        "missing audio": (
+            ["--reference", "astronaut", "--audio", str(tmp / "gone.wav"), *ok],
+            str(tmp / "gone.wav"),
+            "not found",
+        ),
+        "truncated weights": (
+            ["--reference", "astronaut", "--audio", str(good_wav), "--checkpoint", str(truncated)],
+            str(truncated / "model.safetensors"),
+            "corrupt",
+        ),
+        "weights not matching config.json": (
+            ["--reference", "astronaut", "--audio", str(good_wav), "--checkpoint", str(mismatched)],
+            str(mismatched / "model.safetensors"),
+            "do not match",
+        ),
+        "config.json not JSON": (
+            ["--reference", "astronaut", "--audio", str(good_wav), "--checkpoint", str(broken_json)],
+            str(broken_json / "config.json"),
+            "JSON",
+        ),
+        "missing checkpoint": (
+            ["--reference", "astronaut", "--audio", str(good_wav), "--checkpoint", str(tmp / "nockpt")],
+            str(tmp / "nockpt"),
+            "not found",
+        ),
+        "malformed pose file": (
+            ["--reference", "astronaut", "--audio", str(good_wav), "--pose", str(bad_pose), *ok],
+            str(bad_pose),
+            "expected 3 values",
+        ),
+        "driving video without a face": (
+            ["--reference", "astronaut", "--audio", str(good_wav), "--driving", str(faceless_video), *ok],
+            str(faceless_video),
+            "no face",
+        ),
     }
 
 
-BAD_CASES = ["missing image", "corrupt image", "image without a face", "unknown identity", "audio with no samples",
-             "text file as audio", "image as audio", "missing audio", "truncated weights",
-             "weights not matching config.json", "config.json not JSON", "missing checkpoint", "malformed pose file",
-             "driving video without a face"]
+BAD_CASES = [
+    "missing image",
+    "corrupt image",
+    "image without a face",
+    "unknown identity",
+    "audio with no samples",
+    "text file as audio",
+    "image as audio",
+    "missing audio",
+    "truncated weights",
+    "weights not matching config.json",
+    "config.json not JSON",
+    "missing checkpoint",
+    "malformed pose file",
+    "driving video without a face",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -208,8 +298,9 @@ def test_bad_input_from_a_fresh_process(tiny_checkpoint, tmp_path):
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((300, 300, 3), 128, np.uint8))
     out = tmp_path / "o.mp4"
-    result = run_cli("generate", "--reference", blank, "--text", "Hello.", "--checkpoint", tiny_checkpoint,
-                     "--out", out)
+    result = run_cli(
+        "generate", "--reference", blank, "--text", "Hello.", "--checkpoint", tiny_checkpoint, "--out", out
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"apb2face generate: error: {blank}: no face found in the image"]
     assert not out.exists()
@@ -218,8 +309,19 @@ def test_bad_input_from_a_fresh_process(tiny_checkpoint, tmp_path):
 def test_unwritable_output_fails_before_any_work(tiny_checkpoint, tmp_path, capfd):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    rc = main(["generate", "--reference", "astronaut", "--text", "Hi.", "--checkpoint", str(tiny_checkpoint),
-               "--out", str(blocker / "out.mp4")])
+    rc = main(
+        [
+            "generate",
+            "--reference",
+            "astronaut",
+            "--text",
+            "Hi.",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--out",
+            str(blocker / "out.mp4"),
+        ]
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "not a writable directory" in err[0]
 
@@ -230,8 +332,24 @@ def test_real_photo_driven_by_a_real_recording(tiny_checkpoint, real_dir, tmp_pa
     clip = real_dir / "grid_bbaf2n.mpg"
     photo = real_dir / "still_celeba_000007_young_man.jpg"
     out = tmp_path / "real.mp4"
-    assert main(["generate", "--reference", str(photo), "--audio", str(clip), "--driving", str(clip),
-                 "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--reference",
+                str(photo),
+                "--audio",
+                str(clip),
+                "--driving",
+                str(clip),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     from apb2face.data.audio import load_audio
 
     duration = len(load_audio(clip)) / 16000

@@ -18,8 +18,10 @@ def test_native_log_lines_are_dropped_and_everything_else_passes(capfd):
         print("Warning: something a user should see", file=sys.stderr, flush=True)
         print("apb2face generate: error: x.png: no face found in the image", file=sys.stderr)
     err = capfd.readouterr().err
-    assert err == ("progress  10%\rWarning: something a user should see\n"
-                   "apb2face generate: error: x.png: no face found in the image\n")
+    assert err == (
+        "progress  10%\rWarning: something a user should see\n"
+        "apb2face generate: error: x.png: no face found in the image\n"
+    )
 
 
 def test_output_after_the_block_goes_straight_to_stderr(capfd):

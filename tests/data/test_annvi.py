@@ -38,8 +38,15 @@ def _blink(n: int) -> np.ndarray:
 
 
 def _line(name: str, size: tuple[int, int], pts: np.ndarray, pose: np.ndarray, blink: np.ndarray) -> str:
-    return " ".join([name, f"{size[0]}-{size[1]}"] + [f"{x}-{y}" for x, y in pts] + [str(v) for v in pose]
-                    + [str(v) for v in blink]) + "\n"
+    return (
+        " ".join(
+            [name, f"{size[0]}-{size[1]}"]
+            + [f"{x}-{y}" for x, y in pts]
+            + [str(v) for v in pose]
+            + [str(v) for v in blink]
+        )
+        + "\n"
+    )
 
 
 def _write_m4a(path: Path, seconds: float, rate: int = 44100) -> None:
@@ -82,8 +89,13 @@ def make_annvi(root: Path, kind: str) -> None:
         box = annvi.official_crop_box(pts)
         if kind == "crops":
             (feat / "256_image_crop").mkdir(parents=True, exist_ok=True)
-            crop = cv2.resize(full[int(box.cy - box.side / 2): int(box.cy + box.side / 2),
-                                   int(box.cx - box.side / 2): int(box.cx + box.side / 2)], (256, 256))
+            crop = cv2.resize(
+                full[
+                    int(box.cy - box.side / 2) : int(box.cy + box.side / 2),
+                    int(box.cx - box.side / 2) : int(box.cx + box.side / 2),
+                ],
+                (256, 256),
+            )
             cv2.imwrite(str(feat / "256_image_crop" / f"{n}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
             x0, y0, zoom = box.cx - box.side / 2, box.cy - box.side / 2, box.side / 256
             crop_lines.append(_line(f"{n}.jpg", (256, 256), (pts - [x0, y0]) / zoom, _pose(n), _blink(n)))
@@ -130,7 +142,7 @@ def test_import_annvi_layouts(tmp_path: Path, kind: str) -> None:
     # frames: the face region of the astronaut (not padding): crop centre matches the source at the box centre
     full = _full_frame()
     box = annvi.official_crop_box(_points(125))
-    centre = full[int(box.cy) - 8: int(box.cy) + 8, int(box.cx) - 8: int(box.cx) + 8].mean((0, 1))
+    centre = full[int(box.cy) - 8 : int(box.cy) + 8, int(box.cx) - 8 : int(box.cx) + 8].mean((0, 1))
     assert np.abs(clip.frames[0, 120:136, 120:136].mean((0, 1)) - centre).max() < 25
 
 

@@ -14,11 +14,13 @@ from apb2face.errors import UserError
 
 def _arrays(n: int, size: int = 16, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return dict(frames=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-                audio=(rng.standard_normal(640 * n) * 0.1).astype(np.float32),
-                landmarks=rng.random((n, 478, 2)).astype(np.float32),
-                pose=rng.uniform(-10, 10, (n, 3)).astype(np.float32),
-                eyes=rng.random((n, 2)).astype(np.float32))
+    return dict(
+        frames=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+        audio=(rng.standard_normal(640 * n) * 0.1).astype(np.float32),
+        landmarks=rng.random((n, 478, 2)).astype(np.float32),
+        pose=rng.uniform(-10, 10, (n, 3)).astype(np.float32),
+        eyes=rng.random((n, 2)).astype(np.float32),
+    )
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -95,17 +97,3 @@ def test_reader_refuses_missing_foreign_and_newer(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text(json.dumps({"format": "apb2face-dataset", "version": 99}))
     with pytest.raises(UserError, match="version 99"):
         fmt.Dataset(tmp_path)
-
-
-def test_prepare_output_dir(tmp_path: Path) -> None:
-    assert fmt.prepare_output_dir(tmp_path / "new").is_dir()
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "x").write_text("keep me")
-    with pytest.raises(UserError, match="not empty"):
-        fmt.prepare_output_dir(tmp_path / "full")
-    (tmp_path / "file").write_text("")
-    with pytest.raises(UserError, match="not a directory"):
-        fmt.prepare_output_dir(tmp_path / "file")
-    with pytest.raises(UserError, match="not writable"):
-        fmt.prepare_output_dir(tmp_path / "file" / "sub")
-    assert (tmp_path / "full" / "x").read_text() == "keep me"

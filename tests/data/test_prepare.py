@@ -34,8 +34,9 @@ def portrait(which: str = "astronaut") -> np.ndarray:
     return np.ascontiguousarray(img[33:433, 64:464, :3])
 
 
-def face_frames(n: int, size: tuple[int, int] = (320, 240), which: str = "astronaut", face_px: int = 200,
-                fps: float = 25.0) -> list[np.ndarray]:
+def face_frames(
+    n: int, size: tuple[int, int] = (320, 240), which: str = "astronaut", face_px: int = 200, fps: float = 25.0
+) -> list[np.ndarray]:
     """n RGB frames (w, h = size) with the portrait gently swaying (+-4 px, +-3 % scale) on a grey canvas."""
     w, h = size
     img = portrait(which)
@@ -43,8 +44,12 @@ def face_frames(n: int, size: tuple[int, int] = (320, 240), which: str = "astron
     for i in range(n):
         t = i / fps
         s = face_px / img.shape[0] * (1 + 0.03 * math.sin(2 * math.pi * 0.4 * t))
-        m = np.array([[s, 0, (w - img.shape[1] * s) / 2 + 4 * math.sin(2 * math.pi * 0.3 * t)],
-                      [0, s, (h - img.shape[0] * s) / 2 + 3 * math.cos(2 * math.pi * 0.5 * t)]])
+        m = np.array(
+            [
+                [s, 0, (w - img.shape[1] * s) / 2 + 4 * math.sin(2 * math.pi * 0.3 * t)],
+                [0, s, (h - img.shape[0] * s) / 2 + 3 * math.cos(2 * math.pi * 0.5 * t)],
+            ]
+        )
         out.append(cv2.warpAffine(img, m, (w, h), borderValue=(128, 128, 128)))
     return out
 
@@ -60,9 +65,19 @@ def speechy(seconds: float, rate: int, pause: tuple[float, float] | None = None,
     return sig.astype(np.float32)
 
 
-def write_video(path: Path, frames: list[np.ndarray], *, fps: float = 25.0, times: list[float] | None = None,
-                audio: np.ndarray | None = None, audio_rate: int = 16000, channels: int = 1, rotation: int = 0,
-                vcodec: str = "libx264", acodec: str = "aac") -> Path:
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    fps: float = 25.0,
+    times: list[float] | None = None,
+    audio: np.ndarray | None = None,
+    audio_rate: int = 16000,
+    channels: int = 1,
+    rotation: int = 0,
+    vcodec: str = "libx264",
+    acodec: str = "aac",
+) -> Path:
     """Any of the odd videos users have: VFR timestamps, display rotation, stereo / 8-48 kHz audio, other codecs."""
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as c:
@@ -86,8 +101,9 @@ def write_video(path: Path, frames: list[np.ndarray], *, fps: float = 25.0, time
             c.mux(p)
         if astream is not None:
             pcm = np.repeat(audio[None], channels, 0).T.reshape(1, -1) if channels == 2 else audio[None]
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm, np.float32), format="flt",
-                                            layout=astream.layout.name)
+            af = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(pcm, np.float32), format="flt", layout=astream.layout.name
+            )
             af.sample_rate, af.pts, af.time_base = audio_rate, 0, Fraction(1, audio_rate)
             for p in astream.encode(af):
                 c.mux(p)
@@ -144,8 +160,9 @@ def test_offset_found_and_judged(lag: int) -> None:
 
 def test_offset_unclear_without_relation() -> None:
     rng = np.random.default_rng(1)
-    est = prepare.estimate_offset(np.abs(rng.standard_normal(400)), np.abs(rng.standard_normal(400)),
-                                  prepare.PrepareConfig())
+    est = prepare.estimate_offset(
+        np.abs(rng.standard_normal(400)), np.abs(rng.standard_normal(400)), prepare.PrepareConfig()
+    )
     assert not est.clear and not est.applied and est.reason
 
 
@@ -234,8 +251,10 @@ def test_crop_smoothing_removes_landmark_jitter(tmp_path: Path) -> None:
     """The crop centre of a still face (only detector noise) moves far less than the raw landmark box."""
     frames = face_frames(50, (320, 240))
     still = [frames[0]] * 50
-    noisy = [np.clip(f.astype(np.int16) + np.random.default_rng(i).integers(-6, 7, f.shape), 0, 255).astype(np.uint8)
-             for i, f in enumerate(still)]
+    noisy = [
+        np.clip(f.astype(np.int16) + np.random.default_rng(i).integers(-6, 7, f.shape), 0, 255).astype(np.uint8)
+        for i, f in enumerate(still)
+    ]
     video = write_video(tmp_path / "still.mp4", noisy, audio=speechy(2.0, 16000))
     code, out = run_prepare(tmp_path, video)
     assert code == 0
@@ -277,14 +296,18 @@ def test_audio_rates_and_stereo_in_file(tmp_path: Path, rate: int, channels: int
     ds = Dataset(out)
     clip = ds.load_clip(ds.clips()[0])
     assert clip.sample_rate == 16000 and len(clip.audio) == clip.frames.shape[0] * 640
-    assert 0.02 < float(np.sqrt(np.mean(clip.audio ** 2))) < 0.3  # the speech survived resampling and downmix
+    assert 0.02 < float(np.sqrt(np.mean(clip.audio**2))) < 0.3  # the speech survived resampling and downmix
 
 
 def test_variable_frame_rate(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     times = np.cumsum(np.r_[0, rng.uniform(0.02, 0.07, 79)])  # 14-50 fps, irregular
-    video = write_video(tmp_path / "vfr.mp4", face_frames(80, (320, 240)), times=list(times),
-                        audio=speechy(float(times[-1]) + 0.1, 16000))
+    video = write_video(
+        tmp_path / "vfr.mp4",
+        face_frames(80, (320, 240)),
+        times=list(times),
+        audio=speechy(float(times[-1]) + 0.1, 16000),
+    )
     code, out = run_prepare(tmp_path, video)
     assert code == 0
     rep = json.loads((out / "reports" / "vfr__vfr.json").read_text())
@@ -327,14 +350,23 @@ def test_bad_inputs_fail_alone_with_one_line(tmp_path: Path, capsys: pytest.Capt
         for p in list(s.encode(af)) + list(s.encode(None)):
             c.mux(p)
     no_audio = write_video(tmp_path / "no_audio.mp4", face_frames(25))
-    no_face = write_video(tmp_path / "no_face.mp4", [np.full((240, 320, 3), v, np.uint8) for v in range(50, 100)],
-                          audio=speechy(2.0, 16000))
+    no_face = write_video(
+        tmp_path / "no_face.mp4",
+        [np.full((240, 320, 3), v, np.uint8) for v in range(50, 100)],
+        audio=speechy(2.0, 16000),
+    )
     missing = tmp_path / "missing.mp4"
     code, out = run_prepare(tmp_path, good, truncated, corrupt, audio_only, no_audio, no_face, missing)
     assert code == 1
     err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    expect = {"truncated.mp4": "", "corrupt.mp4": "", "audio_only.mp4": "no video stream",
-              "no_audio.mp4": "no audio stream", "no_face.mp4": "no face", "missing.mp4": ""}
+    expect = {
+        "truncated.mp4": "",
+        "corrupt.mp4": "",
+        "audio_only.mp4": "no video stream",
+        "no_audio.mp4": "no audio stream",
+        "no_face.mp4": "no face",
+        "missing.mp4": "",
+    }
     assert len(err) == len(expect)
     for name, phrase in expect.items():
         lines = [e for e in err if name in e]
@@ -374,9 +406,20 @@ def test_time_split_and_workers(tmp_path: Path) -> None:
     talking_video(tmp_path / "in" / "a.mp4", seconds=5.0)
     talking_video(tmp_path / "in" / "b.mp4", seconds=5.0, which="grace_hopper")
     (tmp_path / "map.txt").write_text("a.mp4 alice\nb.mp4 bea\n")
-    code, out = run_prepare(tmp_path, tmp_path / "in", extra=("--workers", "2", "--split", "time", "--identity-map",
-                                                               str(tmp_path / "map.txt"), "--set",
-                                                               "min_clip_seconds=0.5"))
+    code, out = run_prepare(
+        tmp_path,
+        tmp_path / "in",
+        extra=(
+            "--workers",
+            "2",
+            "--split",
+            "time",
+            "--identity-map",
+            str(tmp_path / "map.txt"),
+            "--set",
+            "min_clip_seconds=0.5",
+        ),
+    )
     assert code == 0
     ds = Dataset(out)
     assert ds.identities == ["alice", "bea"]
@@ -384,8 +427,9 @@ def test_time_split_and_workers(tmp_path: Path) -> None:
         test = ds.clips("test", identity=ident)
         train = ds.clips("train", identity=ident)
         assert test and train
-        starts = {c.name: json.loads((ds.clip_dir(c) / "clip.json").read_text())["source_start_frame"]
-                  for c in test + train}
+        starts = {
+            c.name: json.loads((ds.clip_dir(c) / "clip.json").read_text())["source_start_frame"] for c in test + train
+        }
         assert all(starts[c.name] >= 100 for c in test)  # the last 20 % of 125 frames
         assert all(starts[c.name] + c.num_frames <= 100 for c in train)
     assert "split by time" in ds.meta.source
@@ -397,8 +441,10 @@ def test_time_split_and_workers(tmp_path: Path) -> None:
 def test_accuracy_against_synth_truth(tmp_path: Path) -> None:
     """MP4s rendered by `apb2face synth` prepared back: landmarks, pose and blinks match the renderer's truth."""
     truth = tmp_path / "synth"
-    assert main(["synth", str(truth), "--identities", "2", "--clips-per-identity", "2", "--workers", "1",
-                 "--seed", "3"]) == 0
+    assert (
+        main(["synth", str(truth), "--identities", "2", "--clips-per-identity", "2", "--workers", "1", "--seed", "3"])
+        == 0
+    )
     (tmp_path / "map.txt").write_text("".join(f"*/{i}/* {i}\n" for i in Dataset(truth).identities))
     code, out = run_prepare(tmp_path, truth / "videos", extra=("--identity-map", str(tmp_path / "map.txt")))
     assert code == 0

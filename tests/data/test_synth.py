@@ -24,8 +24,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apb2face", "synth", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "apb2face", "synth", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_layout_and_ground_truth(tiny: Path) -> None:
@@ -105,8 +106,20 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
     runs = []
     for k, workers in enumerate(("1", "2")):
         out = tmp_path / f"run{k}"
-        res = _cli(str(out), "--identities", "2", "--clips-per-identity", "1", "--size", "64", "--seed", "9",
-                   "--workers", workers, "--no-videos")
+        res = _cli(
+            str(out),
+            "--identities",
+            "2",
+            "--clips-per-identity",
+            "1",
+            "--size",
+            "64",
+            "--seed",
+            "9",
+            "--workers",
+            workers,
+            "--no-videos",
+        )
         assert res.returncode == 0, res.stderr[-2000:]
         runs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert runs[0].keys() == runs[1].keys() and "dataset.json" in runs[0]
@@ -114,8 +127,12 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
     for key in runs[0]:
         assert runs[0][key] == runs[1][key], key
     other = tmp_path / "other"
-    assert _cli(str(other), "--identities", "2", "--clips-per-identity", "1", "--size", "64", "--seed", "10",
-                "--no-videos").returncode == 0
+    assert (
+        _cli(
+            str(other), "--identities", "2", "--clips-per-identity", "1", "--size", "64", "--seed", "10", "--no-videos"
+        ).returncode
+        == 0
+    )
     assert (other / "clips/id00/clip000/frames.npy").read_bytes() != runs[0]["clips/id00/clip000/frames.npy"]
 
 
@@ -129,9 +146,14 @@ def test_mediapipe_agrees_with_the_truth_at_256() -> None:
         for spec in specs:
             model = synth.build_identity(spec, 256)
             for _ in range(8):
-                e = face_render.Expression(jaw=float(rng.uniform(0, 0.3)), round=float(rng.uniform(-0.8, 1)),
-                                           close_left=float(rng.choice([0, 0, 1])), yaw=float(rng.uniform(-15, 15)),
-                                           pitch=float(rng.uniform(-8, 8)), roll=float(rng.uniform(-6, 6)))
+                e = face_render.Expression(
+                    jaw=float(rng.uniform(0, 0.3)),
+                    round=float(rng.uniform(-0.8, 1)),
+                    close_left=float(rng.choice([0, 0, 1])),
+                    yaw=float(rng.uniform(-15, 15)),
+                    pitch=float(rng.uniform(-8, 8)),
+                    roll=float(rng.uniform(-6, 6)),
+                )
                 e = face_render.Expression(**{**e.__dict__, "close_right": e.close_left})
                 image, truth = face_render.render(model, e)
                 points = mesh.detect(image)
@@ -152,8 +174,16 @@ def test_identities_are_distinct() -> None:
     for a in range(8):
         for b in range(a + 1, 8):
             sa, sb = specs[a], specs[b]
-            differences = sum([sa.skin != sb.skin, sa.hair != sb.hair, sa.iris != sb.iris, sa.lips != sb.lips,
-                               sa.accessories != sb.accessories, (sa.base, sa.mirrored) != (sb.base, sb.mirrored)])
+            differences = sum(
+                [
+                    sa.skin != sb.skin,
+                    sa.hair != sb.hair,
+                    sa.iris != sb.iris,
+                    sa.lips != sb.lips,
+                    sa.accessories != sb.accessories,
+                    (sa.base, sa.mirrored) != (sb.base, sb.mirrored),
+                ]
+            )
             assert differences >= 3, (sa.name, sb.name)
     models = [synth.build_identity(s, 64) for s in specs[:4]]
     tiles = [face_render.render(m, face_render.Expression())[0].astype(np.float32) for m in models]

@@ -17,11 +17,25 @@ from apb2face.evaluation import metrics as M
 from .conftest import make_checkpoint
 
 
-def test_evaluate_report_structure_and_ranges(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_report_structure_and_ranges(
+    tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "eval"
-    rc = main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dataset), "--out", str(out),
-               "--max-frames-per-clip", "12", "--fid-weights", "none"])
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--max-frames-per-clip",
+            "12",
+            "--fid-weights",
+            "none",
+        ]
+    )
     assert rc == 0
     assert "SSIM" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
@@ -70,8 +84,24 @@ def test_evaluate_fid_weights_path_and_unbundled_identity(tiny_dataset: Path, tm
     torch.jit.script(Pool()).save(str(weights))
     ckpt = make_checkpoint(tmp_path / "ckpt", tiny_dataset, identities=["id00"])
     out = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(tiny_dataset), "--out", str(out),
-                 "--max-frames-per-clip", "8", "--fid-weights", str(weights)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                "--max-frames-per-clip",
+                "8",
+                "--fid-weights",
+                str(weights),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["fid"]["mean"] > 0 and all(v > 0 for v in report["fid"]["per_identity"].values())
     assert "pool.pt" in report["protocol"]["fid"]
@@ -89,10 +119,19 @@ def test_perfect_generation_scores_perfectly(tiny_dataset: Path) -> None:
         clip = ds.load_clip(rec)
         frames = np.asarray(clip.frames[:16])
         measured = E.measure_frames(frames, det)
-        results.append(E.ClipResult(identity=rec.identity, key=rec.key, ssim=M.ssim(frames, frames),
-                                    psnr=M.psnr(frames, frames), gen=measured, gt=measured,
-                                    driving_pose=clip.pose[:16].astype(np.float64), driving_eyes=clip.eyes[:16],
-                                    rms=np.zeros(16)))
+        results.append(
+            E.ClipResult(
+                identity=rec.identity,
+                key=rec.key,
+                ssim=M.ssim(frames, frames),
+                psnr=M.psnr(frames, frames),
+                gen=measured,
+                gt=measured,
+                driving_pose=clip.pose[:16].astype(np.float64),
+                driving_eyes=clip.eyes[:16],
+                rms=np.zeros(16),
+            )
+        )
     gen = E.identity_metrics(results, "gen")
     gt = E.identity_metrics(results, "gt")
     assert gen["ssim"] == 1.0 and gen["psnr"] == M.PSNR_CAP_DB
@@ -102,8 +141,9 @@ def test_perfect_generation_scores_perfectly(tiny_dataset: Path) -> None:
         assert gen[key] == gt[key]
 
 
-def test_evaluate_bad_input(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path,
-                            capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_bad_input(
+    tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     args = ["--data", str(tiny_dataset), "--fid-weights", "none"]
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "a"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -118,6 +158,20 @@ def test_evaluate_bad_input(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path:
     (busy / "x").write_text("keep me")
     assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--out", str(busy), *args]) == 2
     assert (busy / "x").read_text() == "keep me"
-    assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "c"),
-                 "--fid-weights", str(tmp_path / "missing.pt"), "--data", str(tiny_dataset)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(tmp_path / "c"),
+                "--fid-weights",
+                str(tmp_path / "missing.pt"),
+                "--data",
+                str(tiny_dataset),
+            ]
+        )
+        == 2
+    )
     assert "FID weights not found" in capsys.readouterr().err

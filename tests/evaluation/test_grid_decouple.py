@@ -17,8 +17,22 @@ from apb2face.evaluation import decouple as D
 
 def test_grid_outputs(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "grid"
-    assert main(["grid", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_dataset), "--out", str(out),
-                 "--max-frames", "10"]) == 0
+    assert (
+        main(
+            [
+                "grid",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                "--max-frames",
+                "10",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "grid.json").read_text())
     assert summary["references"] == summary["drivers"] == ["id00", "id01"]
     assert all(key.split("/")[0] == name for name, key in summary["driving_clips"].items())
@@ -34,8 +48,22 @@ def test_grid_outputs(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path)
 
 def test_decouple_outputs(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "dec"
-    assert main(["decouple", "--checkpoint", str(tiny_checkpoint), "--reference", "id01", "--out", str(out),
-                 "--steps", "3"]) == 0
+    assert (
+        main(
+            [
+                "decouple",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--reference",
+                "id01",
+                "--out",
+                str(out),
+                "--steps",
+                "3",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "overall:" in printed
     report = json.loads((out / "decouple.json").read_text())

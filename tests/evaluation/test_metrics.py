@@ -32,8 +32,15 @@ def test_ssim_identical_is_one_and_noise_lowers_it(astronaut: np.ndarray) -> Non
     noisy = np.clip(astronaut / 255.0 + rng.normal(0, 0.05, astronaut.shape), 0, 1)
     ours = M.ssim(astronaut / 255.0, noisy)[0]
     # same definition as scikit-image's Gaussian SSIM except border handling (zero padding vs crop)
-    ref = structural_similarity(astronaut / 255.0, noisy, channel_axis=2, data_range=1.0, gaussian_weights=True,
-                                sigma=1.5, use_sample_covariance=False)
+    ref = structural_similarity(
+        astronaut / 255.0,
+        noisy,
+        channel_axis=2,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     assert 0.3 < ours < 0.9
     assert ours == pytest.approx(ref, abs=0.01)
 
@@ -72,7 +79,8 @@ def test_landmark_distance_known_shift(astronaut_landmarks: np.ndarray) -> None:
     mouth_only[list(M.MOUTH_POINTS)] += np.array([3.0, 4.0])
     assert M.landmark_distance(mouth_only, gt, M.MOUTH_POINTS)[0] == pytest.approx(100 * 5.0 / iod, rel=1e-6)
     assert M.landmark_distance(mouth_only, gt, M.FACE_POINTS)[0] == pytest.approx(
-        100 * 5.0 / iod * len(M.MOUTH_POINTS) / 468, rel=1e-6)
+        100 * 5.0 / iod * len(M.MOUTH_POINTS) / 468, rel=1e-6
+    )
 
 
 def test_mouth_points_are_mediapipe_lips() -> None:
@@ -82,8 +90,9 @@ def test_mouth_points_are_mediapipe_lips() -> None:
 
 
 @pytest.mark.parametrize("detector_cls", [M.BlazeFaceDetector, M.HaarFaceDetector])
-def test_detection_rate_blank_zero_face_found(detector_cls: type, astronaut: np.ndarray,
-                                              astronaut_landmarks: np.ndarray) -> None:
+def test_detection_rate_blank_zero_face_found(
+    detector_cls: type, astronaut: np.ndarray, astronaut_landmarks: np.ndarray
+) -> None:
     blank = np.zeros((128, 128, 3), np.uint8)
     grey = np.full((128, 128, 3), 127, np.uint8)
     noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3)).astype(np.uint8)

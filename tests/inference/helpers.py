@@ -38,8 +38,9 @@ def make_checkpoint(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = load(RunConfig, "tiny").model
     crop, _pose = align_face(astronaut(), config.image_size)
-    save_pretrained(APB2Face(config), directory,
-                    references={"astronaut": crop, "mirrored": np.ascontiguousarray(crop[:, ::-1])})
+    save_pretrained(
+        APB2Face(config), directory, references={"astronaut": crop, "mirrored": np.ascontiguousarray(crop[:, ::-1])}
+    )
     return directory
 
 

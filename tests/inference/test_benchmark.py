@@ -9,8 +9,27 @@ from apb2face.cli.main import main
 
 def test_bench_json_shape(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--configs", "mobile", "--size", "64", "--repeats", "1", "--seconds", "1",
-                 "--threads", "1", "--json", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--configs",
+                "mobile",
+                "--size",
+                "64",
+                "--repeats",
+                "1",
+                "--seconds",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads(out.read_text())
     assert list(report["configs"]) == ["mobile"]

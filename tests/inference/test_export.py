@@ -11,8 +11,15 @@ import torch
 
 from apb2face.cli.main import main
 from apb2face.errors import UserError
-from apb2face.inference.export import (FRAME_FILE, FRAME_INT8_FILE, MANIFEST_FILE, OnnxBackend, example_inputs,
-                                       export_onnx, load_onnx)
+from apb2face.inference.export import (
+    FRAME_FILE,
+    FRAME_INT8_FILE,
+    MANIFEST_FILE,
+    OnnxBackend,
+    example_inputs,
+    export_onnx,
+    load_onnx,
+)
 from apb2face.inference.pipeline import APB2FacePipeline
 from apb2face.models.apb2face import APB2Face
 from apb2face.models.config import ModelConfig
@@ -22,8 +29,9 @@ from apb2face.models.modeling import save_pretrained
 def make_checkpoint(directory: Path, generator: str, width: float = 0.25, seed: int = 0, sketch: bool = False) -> Path:
     """A random-weight checkpoint whose every layer matters (AdaConvs initialised N(0, 0.02) like upstream)."""
     torch.manual_seed(seed)
-    config = ModelConfig(image_size=64, generator=generator, generator_width=width, adaconv_init="normal",
-                         geometry_sketch=sketch)
+    config = ModelConfig(
+        image_size=64, generator=generator, generator_width=width, adaconv_init="normal", geometry_sketch=sketch
+    )
     model = APB2Face(config).eval()
     with torch.no_grad():  # zero-initialised layers (mobile blocks, head, sketch input) get real weights
         for p in model.generator.parameters():
@@ -36,8 +44,11 @@ def make_checkpoint(directory: Path, generator: str, width: float = 0.25, seed: 
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ckpt")
     found = {g: make_checkpoint(root, g) for g in ("paper", "mobile", "skip")}
-    return {**found, "skip_sketch": make_checkpoint(root, "skip", sketch=True),
-            "mobile_sketch": make_checkpoint(root, "mobile", sketch=True)}
+    return {
+        **found,
+        "skip_sketch": make_checkpoint(root, "skip", sketch=True),
+        "mobile_sketch": make_checkpoint(root, "mobile", sketch=True),
+    }
 
 
 @pytest.mark.parametrize("generator", ["paper", "mobile", "skip", "skip_sketch", "mobile_sketch"])
@@ -55,12 +66,16 @@ def test_onnx_matches_pytorch(checkpoints, tmp_path, generator):
     model = load_pretrained(checkpoints[generator]).model
     ex = example_inputs(model.config, batch=5, seed=7)
     backend = OnnxBackend(tmp_path / "onnx")
-    image, landmarks = backend.run(backend.encode(ex["reference"]), ex["audio"], ex["pose"], ex["eyes"],
-                                   outputs=("image", "landmarks"))
+    image, landmarks = backend.run(
+        backend.encode(ex["reference"]), ex["audio"], ex["pose"], ex["eyes"], outputs=("image", "landmarks")
+    )
     with torch.no_grad():
-        ref_image, ref_landmarks = model(torch.from_numpy(ex["reference"]).expand(5, -1, -1, -1),
-                                         torch.from_numpy(ex["audio"]), torch.from_numpy(ex["pose"]),
-                                         torch.from_numpy(ex["eyes"]))
+        ref_image, ref_landmarks = model(
+            torch.from_numpy(ex["reference"]).expand(5, -1, -1, -1),
+            torch.from_numpy(ex["audio"]),
+            torch.from_numpy(ex["pose"]),
+            torch.from_numpy(ex["eyes"]),
+        )
     assert image.shape == (5, 3, 64, 64)
     assert np.abs(image - ref_image.numpy()).max() <= 1e-3
     assert np.abs(landmarks - ref_landmarks.numpy()).max() <= 1e-3

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from apb2face.errors import UserError
-from apb2face.inference.motion import (NaturalMotion, blink_events, ears_to_openness, fit_length, load_blink,
-                                       load_pose, natural_motion)
+from apb2face.inference.motion import (
+    NaturalMotion,
+    blink_events,
+    ears_to_openness,
+    fit_length,
+    load_blink,
+    load_pose,
+    natural_motion,
+)
 
 
 def test_natural_blinks_every_2_to_6_seconds_with_both_eyes():
@@ -75,13 +82,16 @@ def test_load_blink_whitespace_table(tmp_path):
     np.testing.assert_allclose(eyes, [[1, 1], [0.5, 0.4], [0, 0]])
 
 
-@pytest.mark.parametrize("content, message", [
-    ("1,2\n3,4\n", "expected 3 values"),
-    ("yaw,pitch,roll\n", "no rows"),
-    ("1,2,3\n4,x,6\n", "line 2: not a number"),
-    ("1,2,3\n400,0,0\n", "within ±90"),
-    ("1,2,nan\n", "NaN"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("1,2\n3,4\n", "expected 3 values"),
+        ("yaw,pitch,roll\n", "no rows"),
+        ("1,2,3\n4,x,6\n", "line 2: not a number"),
+        ("1,2,3\n400,0,0\n", "within ±90"),
+        ("1,2,nan\n", "NaN"),
+    ],
+)
 def test_bad_pose_files_name_the_file_and_problem(tmp_path, content, message):
     f = tmp_path / "pose.csv"
     f.write_text(content)

@@ -7,8 +7,8 @@ import pytest
 from apb2face.data.audio import num_video_frames
 from apb2face.data.face import FaceMesh
 from apb2face.errors import UserError
-from apb2face.inference.motion import blink_events
 from apb2face.inference.faces import align_face
+from apb2face.inference.motion import blink_events
 from apb2face.inference.pipeline import APB2FacePipeline, default_checkpoint
 from tests.inference.helpers import astronaut, speech, write_wav
 
@@ -56,8 +56,10 @@ def test_photo_of_any_size_is_cropped_like_the_dataset(pipe, tmp_path):
     crop, pose = align_face(canvas, 64)
     # same framing: the face's landmarks sit at the same place in both crops (within ~1 px of 64) ...
     with FaceMesh() as mesh:
-        where = [mesh.detect(cv2.resize(c, (256, 256), interpolation=cv2.INTER_CUBIC))[:, :2] / 256
-                 for c in (reference, crop)]
+        where = [
+            mesh.detect(cv2.resize(c, (256, 256), interpolation=cv2.INTER_CUBIC))[:, :2] / 256
+            for c in (reference, crop)
+        ]
     assert np.linalg.norm(where[0] - where[1], axis=1).mean() < 0.035
     # ... and the same picture (blurred, so that a sub-pixel shift does not count; a mirrored crop scores ~47)
     blur = [cv2.GaussianBlur(c.astype(np.float32), (0, 0), 2) for c in (reference, crop)]
@@ -77,9 +79,9 @@ def test_reference_is_encoded_once(pipe, tiny_checkpoint):
     fresh.model.encode_reference = lambda x: calls.append(1) or original(x)
     audio, sr = speech()
     for _ in range(3):
-        fresh("astronaut", audio[: sr], sample_rate=sr)
-    fresh(astronaut(), audio[: sr], sample_rate=sr)
-    fresh(astronaut().copy(), audio[: sr], sample_rate=sr)
+        fresh("astronaut", audio[:sr], sample_rate=sr)
+    fresh(astronaut(), audio[:sr], sample_rate=sr)
+    fresh(astronaut().copy(), audio[:sr], sample_rate=sr)
     assert len(calls) == 2
 
 

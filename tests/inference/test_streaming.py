@@ -35,7 +35,7 @@ def noise_speech(seconds: float, seed: int = 0) -> np.ndarray:
 def push_in_chunks(session: StreamingSession, pcm: np.ndarray, sizes: list[int]) -> list:
     frames, lo, k = [], 0, 0
     while lo < len(pcm):
-        frames += session.push(pcm[lo: lo + sizes[k % len(sizes)]])
+        frames += session.push(pcm[lo : lo + sizes[k % len(sizes)]])
         lo += sizes[k % len(sizes)]
         k += 1
     return frames + session.finish()
@@ -63,7 +63,7 @@ def test_streaming_features_equal_offline_bit_for_bit(samples, chunk):
     pcm = noise_speech(samples / A.SAMPLE_RATE + 1e-9, seed=samples)[:samples]
     pcm = np.pad(pcm, (0, samples - len(pcm)))
     stream = StreamingFeatures()
-    rows = [stream.push(pcm[i: i + chunk]) for i in range(0, samples, chunk)] + [stream.finish()]
+    rows = [stream.push(pcm[i : i + chunk]) for i in range(0, samples, chunk)] + [stream.finish()]
     np.testing.assert_array_equal(np.concatenate(rows), A.audio_features(pcm))
 
 
@@ -72,7 +72,7 @@ def test_feature_rows_are_final_after_a_bounded_horizon():
     stream = StreamingFeatures()
     emitted = 0
     for i in range(len(pcm)):
-        emitted += len(stream.push(pcm[i: i + 1]))
+        emitted += len(stream.push(pcm[i : i + 1]))
         # row r comes out exactly when sample samples_for_row(r) has arrived: 52.5 ms after the row's centre
         assert emitted == sum(1 for r in range(100) if samples_for_row(r) <= i + 1)
     assert samples_for_row(0) == 840
@@ -117,7 +117,7 @@ def test_frames_come_out_with_bounded_lookahead(pipe):
     session = StreamingSession(pipe, "anna", seed=0)
     frames = []
     for lo in range(0, len(pcm), 320):
-        frames += session.push(pcm[lo: lo + 320])
+        frames += session.push(pcm[lo : lo + 320])
     live = len(frames)
     frames += session.finish()
     # 120 ms look-ahead of the config + 40 ms of delta context + half a 25 ms window, rounded up to the 20 ms chunk
@@ -135,8 +135,7 @@ def test_supplied_motion_and_int16_input_match_offline(pipe):
     n = A.num_video_frames(len(pcm), 25.0)
     pose = np.stack([np.linspace(-10, 10, n), np.zeros(n), np.linspace(5, -5, n)], axis=1)
     eyes = np.full((n - 3, 2), 0.7)  # shorter than the video: the last row is held
-    offline = pipe("anna", pcm16.astype(np.float32) / 32768.0, sample_rate=16000, pose=pose, eyes=eyes,
-                   batch_size=1)
+    offline = pipe("anna", pcm16.astype(np.float32) / 32768.0, sample_rate=16000, pose=pose, eyes=eyes, batch_size=1)
     session = StreamingSession(pipe, "anna", pose=pose, eyes=eyes)
     frames = push_in_chunks(session, pcm16, [640])
     np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
@@ -175,7 +174,7 @@ def test_long_stream_has_no_drift_and_flat_memory(checkpoint):
     try:
         for s in range(minutes * 60):
             for lo in range(0, A.SAMPLE_RATE, chunk):
-                for frame in session.push(second[lo: lo + chunk]):
+                for frame in session.push(second[lo : lo + chunk]):
                     assert frame.index == count and frame.timestamp == count / 25.0
                     lags.add(frame.ready_sample - count * A.SAMPLE_RATE // 25)
                     count += 1
@@ -197,8 +196,9 @@ def test_long_stream_has_no_drift_and_flat_memory(checkpoint):
 def test_simulated_live_latency_is_measured(pipe):
     session = StreamingSession(pipe, "anna")
     now = [0.0]
-    timing = simulate_live(session, noise_speech(1.0), chunk_ms=20, clock=lambda: now[0],
-                           sleep=lambda s: now.__setitem__(0, now[0] + s))
+    timing = simulate_live(
+        session, noise_speech(1.0), chunk_ms=20, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
+    )
     # with a clock that only advances while waiting, latency is the algorithmic part alone
     assert timing.frames == 21  # frames 0..20: frame n is ready at n * 40 ms + 180 ms <= 1 s
     np.testing.assert_allclose(timing.latencies_ms, 180.0, atol=1e-6)
@@ -254,12 +254,15 @@ def test_cli_stream_stdin_raw_pcm(checkpoint, tmp_path, monkeypatch):
     assert code == 0 and len(raw) == 25 * 64 * 64 * 3
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--audio-in", "missing.wav", "--out", "x.mp4"], "file not found"),
-    (["--audio-in", "-", "--out", "x.avi"], ".mp4"),
-    (["--audio-in", "-", "--int8"], "--backend onnx"),
-    (["--audio-in", "-", "--realtime"], "--realtime"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--audio-in", "missing.wav", "--out", "x.mp4"], "file not found"),
+        (["--audio-in", "-", "--out", "x.avi"], ".mp4"),
+        (["--audio-in", "-", "--int8"], "--backend onnx"),
+        (["--audio-in", "-", "--realtime"], "--realtime"),
+    ],
+)
 def test_cli_stream_bad_input(checkpoint, tmp_path, capsys, extra, message):
     os.chdir(tmp_path)
     assert main(["stream", "--checkpoint", str(checkpoint), "--reference", "anna", *extra]) == 2
@@ -332,15 +335,20 @@ def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, floa
                     quiet.append(mouth_opening(found))
     if len(quiet) < 10:
         return CLOSED_MOUTH_MAX, CLOSED_MOUTH_MAX, "generic bound"
-    return float(np.median(quiet)), float(np.percentile(quiet, 95)), f"face mesh on {len(quiet)} quiet frames of {dataset}"
+    return (
+        float(np.median(quiet)),
+        float(np.percentile(quiet, 95)),
+        f"face mesh on {len(quiet)} quiet frames of {dataset}",
+    )
 
 
 # A quality check of the trained demo model (about a minute), so it runs with the slow set (RUN_SLOW=1).
 @pytest.mark.slow
-@pytest.mark.skipif(demo_checkpoint() is None, reason="needs the trained demo checkpoint (checkpoints/demo): "
-                    "silence behaviour is a property of a trained model")
+@pytest.mark.skipif(
+    demo_checkpoint() is None,
+    reason="needs the trained demo checkpoint (checkpoints/demo): silence behaviour is a property of a trained model",
+)
 def test_silence_gives_a_closed_still_mouth():
-    from apb2face.data.face import FaceMesh, mouth_opening
     from apb2face.data.speech import synthesize
     from apb2face.models.modeling import load_config
 
@@ -356,13 +364,15 @@ def test_silence_gives_a_closed_still_mouth():
     window_before = (pipe.config.audio_window - pipe.config.audio_lookahead) / A.FEATURE_RATE
     window_after = pipe.config.audio_lookahead / A.FEATURE_RATE
     silent = (first_silent + window_before + 0.05, first_silent + 3.0 - window_after - 0.05)
-    failures = [problem for identity in pipe.identities
-                for problem in silence_problems(pipe, identity, pcm, silent, dataset)]
+    failures = [
+        problem for identity in pipe.identities for problem in silence_problems(pipe, identity, pcm, silent, dataset)
+    ]
     assert not failures, "; ".join(failures)
 
 
-def silence_problems(pipe: APB2FacePipeline, identity: str, pcm: np.ndarray, silent: tuple[float, float],
-                     dataset: str | None) -> list[str]:
+def silence_problems(
+    pipe: APB2FacePipeline, identity: str, pcm: np.ndarray, silent: tuple[float, float], dataset: str | None
+) -> list[str]:
     """What is wrong with `identity`'s mouth during the `silent` stretch of `pcm` (empty: closed and still)."""
     from apb2face.data.face import FaceMesh, mouth_opening
 
@@ -385,9 +395,12 @@ def silence_problems(pipe: APB2FacePipeline, identity: str, pcm: np.ndarray, sil
     cols = slice(max(0, int(x0 - pad)), min(size, int(np.ceil(x1 + pad))))
     boxes = np.stack([f[rows, cols].astype(np.float32) for f in quiet_frames])
     change = np.abs(np.diff(boxes, axis=0)).mean(axis=(1, 2, 3))
-    summary = (f"{identity}: silence opening median {np.median(opening):.3f} p95 {np.percentile(opening, 95):.3f} "
-               f"vs closed median {closed_median:.3f} p95 {closed_max:.3f} ({source}); mouth-box change p95 {np.percentile(change, 95):.2f} "
-               "levels/frame")
+    summary = (
+        f"{identity}: silence opening median {np.median(opening):.3f} p95 {np.percentile(opening, 95):.3f} "
+        f"vs closed median {closed_median:.3f} p95 {closed_max:.3f} ({source}); "
+        f"mouth-box change p95 {np.percentile(change, 95):.2f} "
+        "levels/frame"
+    )
     print(summary)
     problems = []
     # closed: within the identity's own closed-mouth range as the detector reads it (the median inside it, the

@@ -88,8 +88,7 @@ def test_the_untrained_generator_returns_the_reference():
     ref, latent = _inputs(64)
     with torch.no_grad():
         out = gen(ref[:1].expand(2, -1, -1, -1), latent)
-    torch.testing.assert_close(out, ref[:1].clamp(-PIXEL_LIMIT, PIXEL_LIMIT).expand(2, -1, -1, -1),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(out, ref[:1].clamp(-PIXEL_LIMIT, PIXEL_LIMIT).expand(2, -1, -1, -1), atol=1e-5, rtol=0)
 
 
 def test_fewer_parameters_than_paper():
@@ -136,4 +135,4 @@ def test_cached_features_pack_the_trunk_exactly():
         half = gen.stem_half(ref)
         trunk = gen.norms[0](gen.blocks[0](gen.stem_quarter(half)))
     torch.testing.assert_close(F.pixel_unshuffle(features[:, :24], 2), trunk, rtol=0, atol=0)
-    torch.testing.assert_close(F.pixel_shuffle(features[:, 24 + 32:], 2), ref, rtol=0, atol=0)
+    torch.testing.assert_close(F.pixel_shuffle(features[:, 24 + 32 :], 2), ref, rtol=0, atol=0)

@@ -27,8 +27,10 @@ def model() -> APB2Face:
 
 def refs(size: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"alice": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
-            "bob": rng.integers(0, 256, (size, size, 3), dtype=np.uint8)}
+    return {
+        "alice": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+        "bob": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+    }
 
 
 def test_save_load_exact(tmp_path, model):

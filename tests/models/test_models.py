@@ -23,8 +23,12 @@ def n_params(module: torch.nn.Module) -> int:
 def inputs(config: ModelConfig, batch: int = 2) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
     s = config.image_size
-    return (torch.rand(batch, 3, s, s, generator=g) * 2 - 1, torch.randn(batch, 1, config.audio_window, 60,
-            generator=g), torch.randn(batch, 3, generator=g) * 15, torch.rand(batch, 2, generator=g))
+    return (
+        torch.rand(batch, 3, s, s, generator=g) * 2 - 1,
+        torch.randn(batch, 1, config.audio_window, 60, generator=g),
+        torch.randn(batch, 3, generator=g) * 15,
+        torch.rand(batch, 2, generator=g),
+    )
 
 
 def test_geometry_points_are_106_unique_mesh_indices():
@@ -110,7 +114,7 @@ def test_adaconv_vectorised_equals_per_sample_loop():
     z = torch.randn(4, 256)
     scale, shift = ada.scale_shift(z)
     # upstream: one grouped 1x1 conv per sample with a predicted (C,1,1,1) kernel and (C,) bias
-    loop = torch.cat([F.conv2d(x[i:i + 1], scale[i].view(16, 1, 1, 1), shift[i], groups=16) for i in range(4)])
+    loop = torch.cat([F.conv2d(x[i : i + 1], scale[i].view(16, 1, 1, 1), shift[i], groups=16) for i in range(4)])
     torch.testing.assert_close(ada(x, z), loop, atol=1e-6, rtol=1e-5)
 
 
@@ -139,8 +143,9 @@ def test_unknown_generator_is_user_error():
     assert "paper" in GENERATORS
 
 
-@pytest.mark.parametrize("bad", ["model.image_size=100", "model.audio_window=50", "model.adaconv_init=zero",
-                                 "train.lr=0", "model.nope=1"])
+@pytest.mark.parametrize(
+    "bad", ["model.image_size=100", "model.audio_window=50", "model.adaconv_init=zero", "train.lr=0", "model.nope=1"]
+)
 def test_invalid_config_is_user_error(bad):
     with pytest.raises(UserError):
         load(RunConfig, "tiny", [bad])

@@ -16,10 +16,16 @@ from apb2face.models.sketch import SKETCH_CHANNELS, geometry_sketch
 
 def _face(mouth_open: float) -> torch.Tensor:
     """A (1, K, 2) landmark set: every group a small ellipse; the inner lips an ellipse of height `mouth_open`."""
-    centres = {"face_oval": (0.5, 0.5, 0.35, 0.45), "lips_outer": (0.5, 0.72, 0.12, 0.06),
-               "lips_inner": (0.5, 0.72, 0.09, mouth_open / 2), "right_eye": (0.35, 0.4, 0.06, 0.02),
-               "left_eye": (0.65, 0.4, 0.06, 0.02), "right_brow": (0.35, 0.32, 0.08, 0.01),
-               "left_brow": (0.65, 0.32, 0.08, 0.01), "nose": (0.5, 0.55, 0.04, 0.04)}
+    centres = {
+        "face_oval": (0.5, 0.5, 0.35, 0.45),
+        "lips_outer": (0.5, 0.72, 0.12, 0.06),
+        "lips_inner": (0.5, 0.72, 0.09, mouth_open / 2),
+        "right_eye": (0.35, 0.4, 0.06, 0.02),
+        "left_eye": (0.65, 0.4, 0.06, 0.02),
+        "right_brow": (0.35, 0.32, 0.08, 0.01),
+        "left_brow": (0.65, 0.32, 0.08, 0.01),
+        "nose": (0.5, 0.55, 0.04, 0.04),
+    }
     points = []
     for name, group in GEOMETRY_GROUPS.items():
         cx, cy, rx, ry = centres[name]

@@ -24,8 +24,15 @@ def write_tiny_dataset(root: Path, size: int = 64, frames: int = 12, fps: float 
             t = np.arange(n_samples) / 16000
             audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (rng.random(n_samples) > 0.5)).astype(np.float32)
             lms = (face[None] + rng.normal(0, 0.005, (frames, 478, 2))).astype(np.float32)
-            writer.add_clip(identity, clip, frames=imgs, audio=audio, landmarks=lms,
-                            pose=rng.normal(0, 5, (frames, 3)), eyes=rng.random((frames, 2)))
+            writer.add_clip(
+                identity,
+                clip,
+                frames=imgs,
+                audio=audio,
+                landmarks=lms,
+                pose=rng.normal(0, 5, (frames, 3)),
+                eyes=rng.random((frames, 2)),
+            )
     writer.finish(test_fraction=0.5, seed=0)
     return root
 

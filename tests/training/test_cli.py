@@ -44,8 +44,18 @@ def test_train_missing_dataset_one_line_exit_2(tmp_path):
 
 def test_train_cli_and_resume(tiny_dataset, tmp_path):
     run = tmp_path / "run"
-    result = cli("train", "--data", str(tiny_dataset), "--config", "tiny", "--out", str(run), "--max-steps", "1",
-                 "train.steps=2")
+    result = cli(
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--config",
+        "tiny",
+        "--out",
+        str(run),
+        "--max-steps",
+        "1",
+        "train.steps=2",
+    )
     assert result.returncode == 0, result.stderr
     result = cli("train", "--out", str(run), "--resume")
     assert result.returncode == 0, result.stderr
@@ -55,15 +65,43 @@ def test_train_cli_and_resume(tiny_dataset, tmp_path):
 
 
 def test_ddp_two_cpu_processes_match_one_process(tiny_dataset, tmp_path):
-    common = ["--data", str(tiny_dataset), "--config", "tiny", "train.steps=2", "train.batch_size=4",
-              "train.ckpt_interval=2"]
+    common = [
+        "--data",
+        str(tiny_dataset),
+        "--config",
+        "tiny",
+        "train.steps=2",
+        "train.batch_size=4",
+        "train.ckpt_interval=2",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "apb2face", "train", "--out", str(tmp_path / "ddp"), *common],
-                         capture_output=True, text=True, timeout=300, env=env)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "apb2face",
+            "train",
+            "--out",
+            str(tmp_path / "ddp"),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run([sys.executable, "-m", "apb2face", "train", "--out", str(tmp_path / "one"), *common],
-                            capture_output=True, text=True, timeout=300, env=env)
+    single = subprocess.run(
+        [sys.executable, "-m", "apb2face", "train", "--out", str(tmp_path / "one"), *common],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
 
     def rows(run: Path) -> list[dict]:

@@ -91,8 +91,17 @@ def test_train_two_steps_writes_everything(tiny_dataset, tmp_path):
     Trainer(tiny("train.steps=2", "train.ckpt_interval=1"), tiny_dataset, run).setup().fit()
     rows = metrics(run)
     assert [r["step"] for r in rows] == [1, 2]
-    for key in ("loss_g", "loss_d", "loss_l1", "loss_gan", "loss_geometry", "loss_d_real", "loss_d_fake", "lr",
-                "seconds"):
+    for key in (
+        "loss_g",
+        "loss_d",
+        "loss_l1",
+        "loss_gan",
+        "loss_geometry",
+        "loss_d_real",
+        "loss_d_fake",
+        "lr",
+        "seconds",
+    ):
         assert np.isfinite(rows[0][key]), key
     assert (run / "checkpoints" / "step_0000002" / "state.pt").is_file()
     assert (run / "images" / "step_0000002.png").is_file()
@@ -138,8 +147,10 @@ def test_closed_mouth_references(tiny_dataset):
         pool = closed.reference_frames[name]
         assert len(every.reference_frames[name]) == len(every.identity_frames[name])
         assert 0 < len(pool) < len(closed.identity_frames[name])
-        mouth = {int(f): closed.clips[int(closed.clip_of[f])].mouth[int(closed.frame_of[f])]
-                 for f in closed.identity_frames[name]}
+        mouth = {
+            int(f): closed.clips[int(closed.clip_of[f])].mouth[int(closed.frame_of[f])]
+            for f in closed.identity_frames[name]
+        }
         limit = np.quantile(list(mouth.values()), 0.3)
         assert all(mouth[int(f)] <= limit for f in pool)
 

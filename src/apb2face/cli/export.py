@@ -21,9 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory (replaced)")
     parser.add_argument("--int8", action="store_true", help="also write a dynamically INT8-quantised frame graph")
-    parser.add_argument("--int8-ops", default="MatMul", metavar="OPS",
-                        help="comma-separated ONNX node types to quantise with --int8 (default: MatMul; Conv is "
-                             "supported but dynamic ConvInteger is several times slower than fp32 on CPU)")
+    parser.add_argument(
+        "--int8-ops",
+        default="MatMul",
+        metavar="OPS",
+        help="comma-separated ONNX node types to quantise with --int8 (default: MatMul; Conv is "
+        "supported but dynamic ConvInteger is several times slower than fp32 on CPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,10 +41,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--out must differ from --checkpoint", args.out)
     manifest = export_onnx(args.checkpoint, args.out, int8=args.int8, int8_ops=ops)
     parity = manifest["parity"]
-    log.info("wrote %s: reference encoder + per-frame graph (opset %d); ORT vs PyTorch max abs diff %.2e",
-             args.out, manifest["opset"], parity["max_abs_diff"])
+    log.info(
+        "wrote %s: reference encoder + per-frame graph (opset %d); ORT vs PyTorch max abs diff %.2e",
+        args.out,
+        manifest["opset"],
+        parity["max_abs_diff"],
+    )
     if "int8" in manifest:
-        log.info("INT8 (%s): SSIM vs fp32 frames %.4f", ",".join(manifest["int8"]["op_types"]),
-                 manifest["int8"]["ssim_vs_fp32"])
+        log.info(
+            "INT8 (%s): SSIM vs fp32 frames %.4f",
+            ",".join(manifest["int8"]["op_types"]),
+            manifest["int8"]["ssim_vs_fp32"],
+        )
     print(json.dumps({k: manifest[k] for k in ("parity", "int8") if k in manifest}, indent=2))
     return 0

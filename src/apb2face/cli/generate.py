@@ -12,15 +12,27 @@ import argparse
 import logging
 from pathlib import Path
 
+from apb2face.cli.common import (
+    add_backend_arguments,
+    add_checkpoint_argument,
+    check_backend,
+    check_not_an_input,
+    check_writable,
+    resize,
+)
 from apb2face.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reference", required=True, metavar="IMAGE|IDENTITY",
-                        help="a photo with a face (any size) or the name of an identity bundled in the checkpoint "
-                             "(see `apb2face identities`)")
+    parser.add_argument(
+        "--reference",
+        required=True,
+        metavar="IMAGE|IDENTITY",
+        help="a photo with a face (any size) or the name of an identity bundled in the checkpoint "
+        "(see `apb2face identities`)",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--audio", type=Path, metavar="FILE", help="driving audio: any format FFmpeg reads")
     source.add_argument("--text", metavar="TEXT", help="speak this text with espeak-ng and drive the face with it")
@@ -32,24 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="OUT.mp4", help="output video")
     parser.add_argument("--seed", type=int, default=0, help="seed of the natural motion (default: 0)")
     parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default: 25)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="resize output frames to SIZE x SIZE for viewing (default: the model's resolution)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="resize output frames to SIZE x SIZE for viewing (default: the model's resolution)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="frames per model call (default: 16)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_backend_arguments(parser)
-
-
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                        help="torch: PyTorch; onnx: ONNX Runtime on CPU (CKPT may be an `apb2face export` directory; "
-                             "a checkpoint is exported on the fly) (default: torch)")
-    parser.add_argument("--int8", action="store_true",
-                        help="with --backend onnx: the dynamically INT8-quantised per-frame graph")
-
-
-def add_checkpoint_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=required, metavar="CKPT",
-                        help="checkpoint directory" + ("" if required else " (default: the demo checkpoint)"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out)
     if args.size is not None and not 16 <= args.size <= 2048:
         raise UserError(f"--size must be between 16 and 2048, got {args.size}")
-    if args.int8 and args.backend != "onnx":
-        raise UserError("--int8 needs --backend onnx")
-    pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend,
-                                            int8=args.int8)
+    check_backend(args)
+    check_not_an_input(args.out, args.audio, args.driving, args.pose, args.blink, args.reference)
+    pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend, int8=args.int8)
     if args.text is not None:
         from apb2face.data.speech import synthesize
 
@@ -74,9 +76,17 @@ def run(args: argparse.Namespace) -> int:
         audio, sample_rate = speech.audio, speech.sample_rate
     else:
         audio, sample_rate = args.audio, None
-    driving_audio, _motion, batches = pipe.generate(args.reference, audio, sample_rate=sample_rate, pose=args.pose,
-                                                    eyes=args.blink, driving=args.driving, fps=args.fps,
-                                                    seed=args.seed, batch_size=args.batch_size)
+    driving_audio, _motion, batches = pipe.generate(
+        args.reference,
+        audio,
+        sample_rate=sample_rate,
+        pose=args.pose,
+        eyes=args.blink,
+        driving=args.driving,
+        fps=args.fps,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     n = driving_audio.num_frames
     progress = tqdm(total=n, desc="generate", unit="frame")
 
@@ -86,33 +96,19 @@ def run(args: argparse.Namespace) -> int:
             yield from (resize(f, args.size) for f in batch) if args.size else batch
 
     try:
-        written = write_video(args.out, frames(), fps=args.fps, audio=driving_audio.audio,
-                              sample_rate=driving_audio.sample_rate)
+        written = write_video(
+            args.out, frames(), fps=args.fps, audio=driving_audio.audio, sample_rate=driving_audio.sample_rate
+        )
     finally:
         progress.close()
-    log.info("wrote %s: %d frames at %g fps (%.2f s), %dx%d, audio %.2f s", args.out, written, args.fps,
-             written / args.fps, args.size or pipe.image_size, args.size or pipe.image_size,
-             len(driving_audio.audio) / driving_audio.sample_rate)
+    log.info(
+        "wrote %s: %d frames at %g fps (%.2f s), %dx%d, audio %.2f s",
+        args.out,
+        written,
+        args.fps,
+        written / args.fps,
+        args.size or pipe.image_size,
+        args.size or pipe.image_size,
+        len(driving_audio.audio) / driving_audio.sample_rate,
+    )
     return 0
-
-
-def check_writable(path: Path) -> None:
-    """Fail before any work if `path` cannot be written (without creating anything: no partial output)."""
-    import os
-
-    if path.is_dir():
-        raise UserError("output is a directory", path)
-    ancestor = path.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"cannot create the output here ({ancestor} is not a writable directory)", path)
-
-
-def resize(frame, size: int):
-    import cv2
-
-    if frame.shape[0] == size:
-        return frame
-    interp = cv2.INTER_CUBIC if size > frame.shape[0] else cv2.INTER_AREA
-    return cv2.resize(frame, (size, size), interpolation=interp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from apb2face.cli.generate import add_checkpoint_argument
+from apb2face.cli.common import add_checkpoint_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

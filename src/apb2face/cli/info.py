@@ -40,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{source}: {config.image_size}x{config.image_size}, generator {config.generator} "
-          f"(width {config.generator_width}), audio window {config.audio_window} (+{config.audio_lookahead} ahead)")
+    print(
+        f"{source}: {config.image_size}x{config.image_size}, generator {config.generator} "
+        f"(width {config.generator_width}), audio window {config.audio_window} (+{config.audio_lookahead} ahead)"
+    )
     print(f"{'module':<34}{'params':>12}{'GMAC':>10}")
 
     def show(row: dict, indent: int = 0) -> None:

@@ -18,8 +18,10 @@ from collections.abc import Iterator
 # absl:   "W0000 00:00:1795523900.564348   21085 inference_feedback_manager.cc:114] ..."
 # TFLite: "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 # absl:   "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-NATIVE_LINE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] |INFO: Created TensorFlow Lite"
-                         rb"|WARNING: All log messages before absl::InitializeLog\(\))")
+NATIVE_LINE = re.compile(
+    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] |INFO: Created TensorFlow Lite"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\))"
+)
 _PREFIXES = (b"INFO: Created TensorFlow Lite", b"WARNING: All log messages before absl")
 _JOIN_TIMEOUT_S = 2.0
 
@@ -55,7 +57,7 @@ def _pump(read_fd: int, out_fd: int) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     with contextlib.suppress(OSError):
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
 
 
 @contextlib.contextmanager

@@ -23,25 +23,47 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files and/or directories of videos")
-    parser.add_argument("--out", "-o", type=Path, required=True, metavar="DATASET",
-                        help="output dataset directory (must not exist, or be empty)")
+    parser.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        required=True,
+        metavar="DATASET",
+        help="output dataset directory (must not exist, or be empty)",
+    )
     parser.add_argument("--identity", metavar="NAME", help="one identity for all inputs (default: one per video)")
-    parser.add_argument("--identity-map", type=Path, metavar="FILE",
-                        help="lines 'PATTERN IDENTITY': videos whose file name matches the glob PATTERN get IDENTITY "
-                             "(first match wins; others are named after their file)")
-    parser.add_argument("--audio", type=Path, metavar="FILE",
-                        help="audio of the (single) input video, when it is neither in the file nor beside it")
+    parser.add_argument(
+        "--identity-map",
+        type=Path,
+        metavar="FILE",
+        help="lines 'PATTERN IDENTITY': videos whose file name matches the glob PATTERN get IDENTITY "
+        "(first match wins; others are named after their file)",
+    )
+    parser.add_argument(
+        "--audio",
+        type=Path,
+        metavar="FILE",
+        help="audio of the (single) input video, when it is neither in the file nor beside it",
+    )
     parser.add_argument("--size", type=int, default=None, help="face crop size in pixels (default: 256)")
     parser.add_argument("--workers", type=int, default=1, metavar="K", help="videos prepared in parallel (default 1)")
-    parser.add_argument("--split", choices=("clip", "time"), default=None,
-                        help="clip: seeded random split by clip (default); time: the last --test-fraction of every "
-                             "video becomes test clips")
+    parser.add_argument(
+        "--split",
+        choices=("clip", "time"),
+        default=None,
+        help="clip: seeded random split by clip (default); time: the last --test-fraction of every "
+        "video becomes test clips",
+    )
     parser.add_argument("--test-fraction", type=float, default=None, help="fraction held out for test (default 0.2)")
     parser.add_argument("--seed", type=int, default=None, help="split seed (default 0)")
     parser.add_argument("--config", metavar="YAML", help="a YAML file of prepare settings")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set max_clip_seconds=8 (see apb2face.data.prepare."
-                             "PrepareConfig)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set max_clip_seconds=8 (see apb2face.data.prepare.PrepareConfig)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,12 +71,16 @@ def run(args: argparse.Namespace) -> int:
 
     from apb2face import config as config_mod
     from apb2face.data import prepare
-    from apb2face.data.format import prepare_output_dir, remove_partial
     from apb2face.data.video import probe
+    from apb2face.io import prepare_output_dir, remove_partial
 
     overrides = list(args.set)
-    for key, value in (("size", args.size), ("split", args.split), ("test_fraction", args.test_fraction),
-                       ("seed", args.seed)):
+    for key, value in (
+        ("size", args.size),
+        ("split", args.split),
+        ("test_fraction", args.test_fraction),
+        ("seed", args.seed),
+    ):
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = config_mod.load(prepare.PrepareConfig, args.config, overrides)

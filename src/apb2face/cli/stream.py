@@ -26,20 +26,33 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from apb2face.cli.generate import add_backend_arguments, add_checkpoint_argument
+    from apb2face.cli.common import add_backend_arguments, add_checkpoint_argument
 
-    parser.add_argument("--reference", required=True, metavar="IMAGE|IDENTITY",
-                        help="a photo with a face or the name of an identity bundled in the checkpoint")
-    parser.add_argument("--audio-in", required=True, metavar="FILE|-",
-                        help="driving audio: a file FFmpeg reads, or - for raw s16le mono PCM on stdin")
-    parser.add_argument("--out", metavar="OUT.mp4|-", help="write an MP4 (video + audio), or - for raw rgb24 frames "
-                        "on stdout; without it frames are only counted and timed")
+    parser.add_argument(
+        "--reference",
+        required=True,
+        metavar="IMAGE|IDENTITY",
+        help="a photo with a face or the name of an identity bundled in the checkpoint",
+    )
+    parser.add_argument(
+        "--audio-in",
+        required=True,
+        metavar="FILE|-",
+        help="driving audio: a file FFmpeg reads, or - for raw s16le mono PCM on stdin",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="OUT.mp4|-",
+        help="write an MP4 (video + audio), or - for raw rgb24 frames "
+        "on stdout; without it frames are only counted and timed",
+    )
     add_checkpoint_argument(parser)
     add_backend_arguments(parser)
     parser.add_argument("--sample-rate", type=int, default=16000, help="sample rate of PCM on stdin (default 16000)")
     parser.add_argument("--chunk-ms", type=float, default=20.0, help="audio chunk size fed per step (default 20)")
-    parser.add_argument("--realtime", action="store_true",
-                        help="feed a file at the speed of speech and report audio-to-frame latency")
+    parser.add_argument(
+        "--realtime", action="store_true", help="feed a file at the speed of speech and report audio-to-frame latency"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the natural motion (default: 0)")
     parser.add_argument("--pose", type=Path, metavar="FILE", help="head pose per frame: yaw,pitch,roll degrees")
     parser.add_argument("--blink", type=Path, metavar="FILE", help="eye openness per frame: left,right in [0, 1]")
@@ -76,10 +89,16 @@ def run(args: argparse.Namespace) -> int:
         num_frames = driving.num_frames
         chunks = _file_chunks(pcm, args.chunk_ms, args.realtime)
         mux_audio = (driving.audio, driving.sample_rate)
-    session = StreamingSession(pipe, args.reference, fps=args.fps, seed=args.seed, pose=args.pose, eyes=args.blink,
-                               sample_rate=rate)
-    log.info("streaming %s with %s (%s): look-ahead %.0f ms of audio per frame", args.reference,
-             args.checkpoint or "the demo checkpoint", args.backend, session.lookahead_s * 1000)
+    session = StreamingSession(
+        pipe, args.reference, fps=args.fps, seed=args.seed, pose=args.pose, eyes=args.blink, sample_rate=rate
+    )
+    log.info(
+        "streaming %s with %s (%s): look-ahead %.0f ms of audio per frame",
+        args.reference,
+        args.checkpoint or "the demo checkpoint",
+        args.backend,
+        session.lookahead_s * 1000,
+    )
 
     latencies: list[float] = []
     start = time.perf_counter()
@@ -107,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
                 count += 1
                 progress.update()
         else:
-            writer = LiveMp4Writer(args.out, args.fps, (pipe.image_size, pipe.image_size),
-                                   sample_rate=mux_audio[1] if mux_audio else rate)
+            writer = LiveMp4Writer(
+                args.out, args.fps, (pipe.image_size, pipe.image_size), sample_rate=mux_audio[1] if mux_audio else rate
+            )
             with writer:
                 if mux_audio is not None:
                     writer.write_audio(mux_audio[0])
@@ -125,10 +145,11 @@ def run(args: argparse.Namespace) -> int:
     audio_s = session.samples / A.SAMPLE_RATE
     summary = f"{count} frames for {audio_s:.2f} s of audio in {wall:.2f} s ({count / max(wall, 1e-9):.1f} fps)"
     if args.realtime:  # only a paced source gives meaningful latencies (a pipe may deliver faster than speech)
-        live = np.asarray(latencies[len(latencies) // 10:] or latencies)  # skip the start-up tenth
+        live = np.asarray(latencies[len(latencies) // 10 :] or latencies)  # skip the start-up tenth
         if live.size:
-            summary += (f"; audio-to-frame latency p50 {np.percentile(live, 50):.0f} ms, "
-                        f"p95 {np.percentile(live, 95):.0f} ms")
+            summary += (
+                f"; audio-to-frame latency p50 {np.percentile(live, 50):.0f} ms, p95 {np.percentile(live, 95):.0f} ms"
+            )
     print(summary + (f"; wrote {args.out}" if args.out not in (None, "-") else ""), file=sys.stderr)
     return 0
 
@@ -143,7 +164,7 @@ def _file_chunks(pcm: np.ndarray, chunk_ms: float, realtime: bool) -> Iterator[n
             wait = start + min(lo + step, len(pcm)) / A.SAMPLE_RATE - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
-        yield pcm[lo: lo + step]
+        yield pcm[lo : lo + step]
 
 
 def _stdin_chunks(rate: int, chunk_ms: float) -> Iterator[np.ndarray]:

@@ -27,12 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apb2face.data.format import prepare_output_dir, remove_partial
     from apb2face.data.synth import SynthConfig, generate
     from apb2face.errors import UserError
+    from apb2face.io import prepare_output_dir, remove_partial
 
-    for flag, value, lo in (("--identities", args.identities, 1), ("--clips-per-identity", args.clips_per_identity, 1),
-                            ("--size", args.size, 64), ("--workers", args.workers, 1)):
+    for flag, value, lo in (
+        ("--identities", args.identities, 1),
+        ("--clips-per-identity", args.clips_per_identity, 1),
+        ("--size", args.size, 64),
+        ("--workers", args.workers, 1),
+    ):
         if value < lo:
             raise UserError(f"{flag} must be at least {lo} (got {value})")
     if args.size % 2:
@@ -42,15 +46,28 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.test_fraction < 1:
         raise UserError(f"--test-fraction must be in [0, 1) (got {args.test_fraction})")
     out = prepare_output_dir(args.out)
-    cfg = SynthConfig(identities=args.identities, clips_per_identity=args.clips_per_identity, size=args.size,
-                      seed=args.seed, fps=args.fps, workers=args.workers, test_fraction=args.test_fraction,
-                      videos=not args.no_videos)
+    cfg = SynthConfig(
+        identities=args.identities,
+        clips_per_identity=args.clips_per_identity,
+        size=args.size,
+        seed=args.seed,
+        fps=args.fps,
+        workers=args.workers,
+        test_fraction=args.test_fraction,
+        videos=not args.no_videos,
+    )
     start = time.perf_counter()
     try:
         summary = generate(out, cfg)
     except BaseException:
         remove_partial(out)  # the directory was new or empty: nothing of the user's is lost
         raise
-    log.info("wrote %d clips (%d frames, %d identities) to %s in %.1f s", summary["clips"], summary["frames"],
-             summary["identities"], out, time.perf_counter() - start)
+    log.info(
+        "wrote %d clips (%d frames, %d identities) to %s in %.1f s",
+        summary["clips"],
+        summary["frames"],
+        summary["identities"],
+        out,
+        time.perf_counter() - start,
+    )
     return 0

@@ -13,8 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="dataset directory (apb2face format); on --resume defaults to the run's")
     parser.add_argument("--config", help="preset name (paper, default, tiny, ...) or a YAML file [default]")
     parser.add_argument("--out", required=True, help="run directory")
-    parser.add_argument("--max-steps", type=int, help="stop after this global step (the LR schedule still follows "
-                                                      "train.steps)")
+    parser.add_argument(
+        "--max-steps", type=int, help="stop after this global step (the LR schedule still follows train.steps)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
 
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         data = args.data
     last = Trainer(run_config, data, args.out, resume=args.resume, max_steps=args.max_steps).setup().fit()
     if last:
-        print(f"step {last['step']}: loss_g {last['loss_g']:.4f} loss_d {last['loss_d']:.4f} "
-              f"l1 {last['loss_l1']:.4f} geometry {last['loss_geometry']:.4f} -> {args.out}")
+        print(
+            f"step {last['step']}: loss_g {last['loss_g']:.4f} loss_d {last['loss_d']:.4f} "
+            f"l1 {last['loss_l1']:.4f} geometry {last['loss_geometry']:.4f} -> {args.out}"
+        )
     return 0

@@ -91,19 +91,22 @@ def parse_landmark_file(path: str | Path) -> dict[int, Annotation]:
         if not tokens:
             continue
         if len(tokens) != 2 + NUM_POINTS + 3 + 2:
-            raise UserError(f"line {number}: expected {2 + NUM_POINTS + 5} fields (name, W-H, {NUM_POINTS} x-y "
-                            f"points, 3 pose, 2 blink), got {len(tokens)}", path)
+            raise UserError(
+                f"line {number}: expected {2 + NUM_POINTS + 5} fields (name, W-H, {NUM_POINTS} x-y "
+                f"points, 3 pose, 2 blink), got {len(tokens)}",
+                path,
+            )
         try:
             frame = int(Path(tokens[0]).stem)
             w, h = (int(float(v)) for v in tokens[1].split("-"))
             pts = np.empty((NUM_POINTS, 2), np.float64)
-            for i, tok in enumerate(tokens[2: 2 + NUM_POINTS]):
+            for i, tok in enumerate(tokens[2 : 2 + NUM_POINTS]):
                 m = _POINT.match(tok)
                 if m is None:
                     raise ValueError(f"bad point {tok!r}")
                 pts[i] = float(m.group(1)), float(m.group(2))
-            pose = np.array([float(v) for v in tokens[2 + NUM_POINTS: 5 + NUM_POINTS]])
-            blink = np.array([float(v) for v in tokens[5 + NUM_POINTS:]])
+            pose = np.array([float(v) for v in tokens[2 + NUM_POINTS : 5 + NUM_POINTS]])
+            blink = np.array([float(v) for v in tokens[5 + NUM_POINTS :]])
         except ValueError as exc:
             raise UserError(f"line {number}: {exc}", path) from None
         if not (np.isfinite(pts).all() and np.isfinite(pose).all() and np.isfinite(blink).all()):
@@ -146,8 +149,13 @@ def find_identities(root: Path) -> list[str]:
     if (root / "landmark").is_dir():
         names |= {p.stem for p in (root / "landmark").glob("*.txt")}
     if (root / "feature").is_dir():
-        names |= {p.name for p in (root / "feature").iterdir() if p.is_dir() and p.name not in SKIPPED_ENTRIES
-                  and ((p / "256_landmark_crop.txt").is_file() or (root / "landmark" / f"{p.name}.txt").is_file())}
+        names |= {
+            p.name
+            for p in (root / "feature").iterdir()
+            if p.is_dir()
+            and p.name not in SKIPPED_ENTRIES
+            and ((p / "256_landmark_crop.txt").is_file() or (root / "landmark" / f"{p.name}.txt").is_file())
+        }
     return sorted(names)
 
 
@@ -185,8 +193,11 @@ class _FrameSource:
         elif self.video.is_file():
             self.kind = "video"
         else:
-            raise UserError(f"no frames for identity {idt} (no feature/{idt}/256_image_crop/, feature/{idt}/image/ "
-                            f"or video/{idt}.mp4)", root)
+            raise UserError(
+                f"no frames for identity {idt} (no feature/{idt}/256_image_crop/, feature/{idt}/image/ "
+                f"or video/{idt}.mp4)",
+                root,
+            )
 
     def available(self, frames: set[int]) -> set[int]:
         if self.kind == "256_image_crop":
@@ -218,8 +229,11 @@ class _FrameSource:
         if self.kind == "256_image_crop":
             img = _read_rgb(self.crop_dir / f"{n}.jpg")
             if img.shape[:2] != (self.size, self.size):
-                img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA
-                                 if img.shape[0] > self.size else cv2.INTER_LINEAR)
+                img = cv2.resize(
+                    img,
+                    (self.size, self.size),
+                    interpolation=cv2.INTER_AREA if img.shape[0] > self.size else cv2.INTER_LINEAR,
+                )
             return img
         return face.crop_image(_read_rgb(self.image_dir / f"{n}.jpg"), official_crop_box(ann.points), self.size)
 
@@ -241,8 +255,9 @@ def _contiguous(frames: list[int]) -> list[list[int]]:
     return out
 
 
-def import_annvi(root: str | Path, out: str | Path, cfg: AnnviConfig | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict:
+def import_annvi(
+    root: str | Path, out: str | Path, cfg: AnnviConfig | None = None, progress: Callable[[int], None] | None = None
+) -> dict:
     """Convert an AnnVI tree into a dataset at `out` (which must be new or empty); returns a summary."""
     cfg = cfg or AnnviConfig()
     root, out = Path(root), Path(out)
@@ -250,8 +265,9 @@ def import_annvi(root: str | Path, out: str | Path, cfg: AnnviConfig | None = No
         raise UserError("not a directory", root)
     identities = find_identities(root)
     if not identities:
-        raise UserError("no AnnVI identities found (expected landmark/<idt>.txt or feature/<idt>/256_landmark_crop"
-                        ".txt)", root)
+        raise UserError(
+            "no AnnVI identities found (expected landmark/<idt>.txt or feature/<idt>/256_landmark_crop.txt)", root
+        )
     plans = []
     fps_values = set()
     for idt in identities:
@@ -280,10 +296,15 @@ def import_annvi(root: str | Path, out: str | Path, cfg: AnnviConfig | None = No
     all_pose = np.array([a.pose for _, _, ann, _, _, _ in plans for a in ann.values()])
     scale, scale_text = _pose_scale(cfg, all_pose)
     order = [cfg.pose_order.index(name) for name in POSE_NAMES]  # stored index of yaw, pitch, roll
-    writer = DatasetWriter(out, image_size=cfg.size, sample_rate=cfg.sample_rate, fps=fps,
-                           source=f"AnnVI import (official layout); pose stored as {'/'.join(cfg.pose_order)} in "
-                                  f"{scale_text}; eyes = blink / identity p{cfg.eye_percentile:g}",
-                           landmark_scheme=LANDMARK_SCHEME)
+    writer = DatasetWriter(
+        out,
+        image_size=cfg.size,
+        sample_rate=cfg.sample_rate,
+        fps=fps,
+        source=f"AnnVI import (official layout); pose stored as {'/'.join(cfg.pose_order)} in "
+        f"{scale_text}; eyes = blink / identity p{cfg.eye_percentile:g}",
+        landmark_scheme=LANDMARK_SCHEME,
+    )
     spf = cfg.sample_rate / fps
     summary = {"identities": {}, "pose_units": scale_text, "pose_order": list(cfg.pose_order), "fps": fps}
     for idt, frames, ann, use_crop_txt, ranges, _ in plans:
@@ -304,24 +325,40 @@ def import_annvi(root: str | Path, out: str | Path, cfg: AnnviConfig | None = No
             if use_crop_txt:
                 lm = np.stack([it.points / np.array(it.image_size, np.float64) for it in items])
             else:
-                lm = np.stack([face.landmarks_to_crop(it.points, official_crop_box(it.points), cfg.size)
-                               for it in items])
+                lm = np.stack(
+                    [face.landmarks_to_crop(it.points, official_crop_box(it.points), cfg.size) for it in items]
+                )
             pose = np.stack([it.pose[order] * scale for it in items])
             eyes = face.eye_openness(np.stack([it.blink for it in items]), open_ref, closed_fraction=0.0)
             lo, hi = int(round(run[0] * spf)), int(round((run[-1] + 1) * spf))
             clip_audio = np.pad(audio[lo:hi], (0, max(0, hi - lo - len(audio[lo:hi]))))
-            writer.add_clip(idt, name, frames=crops, audio=clip_audio, landmarks=lm.astype(np.float32),
-                            pose=pose, eyes=eyes, extra={"source": f"AnnVI {idt} frames {run[0]}-{run[-1]}",
-                                                         "source_start_frame": run[0],
-                                                         "landmark_scheme": LANDMARK_SCHEME})
+            writer.add_clip(
+                idt,
+                name,
+                frames=crops,
+                audio=clip_audio,
+                landmarks=lm.astype(np.float32),
+                pose=pose,
+                eyes=eyes,
+                extra={
+                    "source": f"AnnVI {idt} frames {run[0]}-{run[-1]}",
+                    "source_start_frame": run[0],
+                    "landmark_scheme": LANDMARK_SCHEME,
+                },
+            )
             clips += 1
             if progress is not None:
                 progress(len(run))
-        summary["identities"][idt] = {"clips": clips, "frames_dropped": dropped, "frames_from": frames.kind,
-                                      "audio": audio_path.name}
+        summary["identities"][idt] = {
+            "clips": clips,
+            "frames_dropped": dropped,
+            "frames_from": frames.kind,
+            "audio": audio_path.name,
+        }
         if clips == 0:
-            raise UserError(f"identity {idt}: no run of at least {cfg.min_frames} frames with image, annotation "
-                            "and label", root)
+            raise UserError(
+                f"identity {idt}: no run of at least {cfg.min_frames} frames with image, annotation and label", root
+            )
     meta = writer.finish(test_fraction=cfg.test_fraction, seed=cfg.seed)
     summary["splits"] = {k: len(v) for k, v in meta.splits.items()}
     return summary

@@ -6,7 +6,7 @@ Constants and their derivations (all rates in Hz, all times in seconds)::
     HOP          = 160 samples    10 ms between feature frames  -> FEATURE_RATE = 100 feature frames / s
     WIN          = 400 samples    25 ms analysis window (Hamming), FFT 512, 40 mel bands
     NUM_CEPS     = 20             MFCC (c0 replaced by log frame energy)
-    NUM_FEATURES = 60             MFCC + delta + delta-delta, deltas along TIME (upstream took them across coefficients)
+    NUM_FEATURES = 60             MFCC + delta + delta-delta, deltas along TIME (upstream: across coefficients)
 
 A video frame n at `fps` is centred at feature index round(n / fps * FEATURE_RATE). Its window holds
 `window` feature frames, `lookahead` of which lie after the centre (bounded look-ahead for streaming); windows are
@@ -77,9 +77,19 @@ def mfcc(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     padded = np.pad(audio.astype(np.float64), (WIN // 2, WIN // 2))
     n_frames = len(audio) // HOP + 1
     padded = np.pad(padded, (0, max(0, (n_frames - 1) * HOP + WIN - len(padded))))
-    feats = psf.mfcc(padded, samplerate=SAMPLE_RATE, winlen=WIN / SAMPLE_RATE, winstep=HOP / SAMPLE_RATE,
-                     numcep=NUM_CEPS, nfilt=NUM_MELS, nfft=NFFT, preemph=0.97, ceplifter=22, appendEnergy=True,
-                     winfunc=np.hamming)
+    feats = psf.mfcc(
+        padded,
+        samplerate=SAMPLE_RATE,
+        winlen=WIN / SAMPLE_RATE,
+        winstep=HOP / SAMPLE_RATE,
+        numcep=NUM_CEPS,
+        nfilt=NUM_MELS,
+        nfft=NFFT,
+        preemph=0.97,
+        ceplifter=22,
+        appendEnergy=True,
+        winfunc=np.hamming,
+    )
     return feats[:n_frames].astype(np.float32)
 
 
@@ -88,7 +98,7 @@ def temporal_deltas(feats: np.ndarray, n: int = DELTA_N) -> np.ndarray:
     padded = np.pad(feats, ((n, n), (0, 0)), mode="edge")
     denom = 2 * sum(k * k for k in range(1, n + 1))
     t = len(feats)
-    return sum(k * (padded[n + k: n + k + t] - padded[n - k: n - k + t]) for k in range(1, n + 1)) / denom
+    return sum(k * (padded[n + k : n + k + t] - padded[n - k : n - k + t]) for k in range(1, n + 1)) / denom
 
 
 def audio_features(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -103,8 +113,9 @@ def frame_centre(frame_index: np.ndarray | int, fps: float) -> np.ndarray:
     return np.rint(np.asarray(frame_index, dtype=np.float64) / fps * FEATURE_RATE).astype(np.int64)
 
 
-def frame_windows(features: np.ndarray, frame_indices: np.ndarray, fps: float, window: int = 64,
-                  lookahead: int = 32) -> np.ndarray:
+def frame_windows(
+    features: np.ndarray, frame_indices: np.ndarray, fps: float, window: int = 64, lookahead: int = 32
+) -> np.ndarray:
     """(len(frame_indices), window, NUM_FEATURES) windows; rows [c - (window - lookahead), c + lookahead)."""
     centres = frame_centre(frame_indices, fps)
     rows = centres[:, None] + np.arange(-(window - lookahead), lookahead)[None, :]
@@ -121,6 +132,6 @@ def rms_per_frame(audio: np.ndarray, num_frames: int, fps: float, sample_rate: i
     edges = np.rint(np.arange(num_frames + 1) / fps * sample_rate).astype(np.int64)
     out = np.zeros(num_frames, dtype=np.float32)
     for i in range(num_frames):
-        seg = audio[edges[i]: edges[i + 1]]
+        seg = audio[edges[i] : edges[i + 1]]
         out[i] = float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if seg.size else 0.0
     return out

@@ -123,8 +123,13 @@ def crop_box_from_landmarks(points: np.ndarray, scale: float = 1.6) -> CropBox:
 
 def crop_image(image: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     """Cut `box` out of an RGB image and resize to `size`; outside the image is padded by edge replication."""
-    return cv2.warpAffine(image, box.affine(size), (size, size), flags=cv2.INTER_AREA if box.side > size * 1.5
-                          else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image,
+        box.affine(size),
+        (size, size),
+        flags=cv2.INTER_AREA if box.side > size * 1.5 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def landmarks_to_crop(points: np.ndarray, box: CropBox, size: int) -> np.ndarray:
@@ -143,9 +148,13 @@ class FaceMesh:
     def __init__(self, video: bool = False, min_confidence: float = 0.5) -> None:
         import mediapipe as mp  # imported lazily: it is slow to import and only some commands need it
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=not video, max_num_faces=1,
-                                                     refine_landmarks=True, min_detection_confidence=min_confidence,
-                                                     min_tracking_confidence=min_confidence)
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=not video,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
+        )
         self._started = False
 
     def __enter__(self) -> FaceMesh:
@@ -229,15 +238,24 @@ class PoseEstimator:
         camera = np.array([[f, 0, c[0]], [0, f, c[1]], [0, 0, 1]], dtype=np.float64)
         rvec, tvec, ok = self._rvec, self._tvec, False
         if rvec is not None:
-            ok, rvec, tvec = cv2.solvePnP(model, image_pts, camera, None, rvec.copy(), tvec.copy(),
-                                          useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+            ok, rvec, tvec = cv2.solvePnP(
+                model,
+                image_pts,
+                camera,
+                None,
+                rvec.copy(),
+                tvec.copy(),
+                useExtrinsicGuess=True,
+                flags=cv2.SOLVEPNP_ITERATIVE,
+            )
         if not ok or not np.isfinite(rvec).all():
             ok, rvec, tvec = cv2.solvePnP(model, image_pts, camera, None, flags=cv2.SOLVEPNP_EPNP)
             if not ok:
                 self._rvec = self._tvec = None
                 return (0.0, 0.0, 0.0)
-            _, rvec, tvec = cv2.solvePnP(model, image_pts, camera, None, rvec, tvec, useExtrinsicGuess=True,
-                                         flags=cv2.SOLVEPNP_ITERATIVE)
+            _, rvec, tvec = cv2.solvePnP(
+                model, image_pts, camera, None, rvec, tvec, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE
+            )
         self._rvec, self._tvec = rvec, tvec
         rot, _ = cv2.Rodrigues(rvec)
         yaw, pitch, roll = euler_from_rotation(rot)

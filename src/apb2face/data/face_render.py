@@ -24,8 +24,44 @@ from scipy.spatial import Delaunay
 from apb2face.data import face
 
 # mediapipe face-mesh index loops (468-point topology)
-FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
-             149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
+FACE_OVAL = [
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
+]
 LIPS_OUTER = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
 LIPS_INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 LIPS_INNER_LOWER = [308, 324, 318, 402, 317, 14, 87, 178, 88, 95, 78]
@@ -139,9 +175,17 @@ def jaw_weights(canon: np.ndarray) -> np.ndarray:
     return w
 
 
-def build_model(texture: np.ndarray, tex_origin: np.ndarray, tex_basis: np.ndarray, tex_scale: float,
-                canon: np.ndarray, shape: np.ndarray, size: int, accessories: dict | None = None,
-                mouth_colour: tuple = (72, 18, 24)) -> FaceModel:
+def build_model(
+    texture: np.ndarray,
+    tex_origin: np.ndarray,
+    tex_basis: np.ndarray,
+    tex_scale: float,
+    canon: np.ndarray,
+    shape: np.ndarray,
+    size: int,
+    accessories: dict | None = None,
+    mouth_colour: tuple = (72, 18, 24),
+) -> FaceModel:
     """Assemble a FaceModel. `canon` are the base face's canonical mesh points (478, 3), texture pixels are
     tex_origin + tex_scale * P @ tex_basis; `shape` is `canon` after this identity's face-shape warp."""
     rings_c, ring_follow = ring_points(canon)
@@ -161,13 +205,24 @@ def build_model(texture: np.ndarray, tex_origin: np.ndarray, tex_basis: np.ndarr
     jw_rings = np.concatenate([jw_mesh[FACE_OVAL] * k for k in (1.0, 0.6, 0.0)])
     jw = np.concatenate([jw_mesh, jw_rings, np.zeros(len(border_c))])
     tri_config[:, 1] += 0.3 * jw
-    mesh_ids = np.r_[0:468, NUM_MESH:len(verts_s)]  # iris points ride on the eyeball; keep them out of the mesh
+    mesh_ids = np.r_[0:468, NUM_MESH : len(verts_s)]  # iris points ride on the eyeball; keep them out of the mesh
     tri = Delaunay(tri_config[mesh_ids, :2]).simplices
     triangles = mesh_ids[tri].astype(np.int32)
     tri_sign = np.sign(_signed_area(tri_config[triangles][..., :2]))
-    return FaceModel(size=size, texture=texture, tex_points=tex.astype(np.float32), shape=verts_s,
-                     follow=follow, triangles=triangles, scale=scale, centre=centre, jaw_weight=jw, tri_sign=tri_sign,
-                     accessories=accessories or {}, mouth_colour=mouth_colour)
+    return FaceModel(
+        size=size,
+        texture=texture,
+        tex_points=tex.astype(np.float32),
+        shape=verts_s,
+        follow=follow,
+        triangles=triangles,
+        scale=scale,
+        centre=centre,
+        jaw_weight=jw,
+        tri_sign=tri_sign,
+        accessories=accessories or {},
+        mouth_colour=mouth_colour,
+    )
 
 
 @dataclass(frozen=True)
@@ -197,8 +252,10 @@ def deform(model: FaceModel, e: Expression) -> np.ndarray:
         amount = 0.28 * e.round if e.round > 0 else 0.12 * e.round
         v[:NUM_MESH, 0] -= amount * near * (v[:NUM_MESH, 0] - mouth_c[0])
         v[:NUM_MESH, 2] -= 0.08 * max(e.round, 0.0) * near
-    for upper, lower, fold, close in ((RIGHT_UPPER_LID, RIGHT_LOWER_LID, RIGHT_UPPER_FOLD, e.close_right),
-                                      (LEFT_UPPER_LID, LEFT_LOWER_LID, LEFT_UPPER_FOLD, e.close_left)):
+    for upper, lower, fold, close in (
+        (RIGHT_UPPER_LID, RIGHT_LOWER_LID, RIGHT_UPPER_FOLD, e.close_right),
+        (LEFT_UPPER_LID, LEFT_LOWER_LID, LEFT_UPPER_FOLD, e.close_left),
+    ):
         if close <= 0:
             continue
         u, lo = v[upper[1:-1]].copy(), v[lower[1:-1]].copy()
@@ -240,8 +297,10 @@ def warp(model: FaceModel, xy: np.ndarray, depth: np.ndarray) -> np.ndarray:
     m = np.stack([dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]], axis=2)  # (T, 2, 2) columns = edges
     det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
     det = np.where(np.abs(det) > 1e-9, det, 1e-9)
-    inv = np.stack([np.stack([m[:, 1, 1], -m[:, 0, 1]], 1), np.stack([-m[:, 1, 0], m[:, 0, 0]], 1)], 1) / det[:, None,
-                                                                                                           None]
+    inv = (
+        np.stack([np.stack([m[:, 1, 1], -m[:, 0, 1]], 1), np.stack([-m[:, 1, 0], m[:, 0, 0]], 1)], 1)
+        / det[:, None, None]
+    )
     se = np.stack([src[:, 1] - src[:, 0], src[:, 2] - src[:, 0]], axis=2)
     lin = se @ inv
     aff = np.concatenate([lin, (src[:, 0] - (lin @ dst[:, 0, :, None])[..., 0])[..., None]], axis=2)  # (T, 2, 3)
@@ -259,8 +318,9 @@ def warp(model: FaceModel, xy: np.ndarray, depth: np.ndarray) -> np.ndarray:
 
 
 def _signed_area(t: np.ndarray) -> np.ndarray:
-    return 0.5 * ((t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1]) -
-                  (t[:, 2, 0] - t[:, 0, 0]) * (t[:, 1, 1] - t[:, 0, 1]))
+    return 0.5 * (
+        (t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1]) - (t[:, 2, 0] - t[:, 0, 0]) * (t[:, 1, 1] - t[:, 0, 1])
+    )
 
 
 def _blend_poly(image: np.ndarray, polys: list[np.ndarray], colour: tuple, alpha: float = 1.0) -> None:
@@ -305,8 +365,18 @@ def draw_mouth(image: np.ndarray, xy: np.ndarray, model: FaceModel) -> None:
         bottom = xy[face.MOUTH_INNER_BOTTOM] - off
         axes = (int(0.28 * width * 16), int(0.22 * gap * 16))
         tongue = np.zeros((h, w), np.uint8)
-        cv2.ellipse(tongue, (int(bottom[0] * 16), int((bottom[1] - 0.05 * gap) * 16)), axes, 0, 180, 360, 255,
-                    -1, cv2.LINE_AA, shift=4)
+        cv2.ellipse(
+            tongue,
+            (int(bottom[0] * 16), int((bottom[1] - 0.05 * gap) * 16)),
+            axes,
+            0,
+            180,
+            360,
+            255,
+            -1,
+            cv2.LINE_AA,
+            shift=4,
+        )
         ta = (tongue.astype(np.float32) / 255.0)[..., None] * 0.9
         layer = layer * (1 - ta) + ta * np.array([170, 70, 80], np.float32)
     # darker towards the back of the mouth
@@ -344,14 +414,34 @@ def draw_accessories(image: np.ndarray, model: FaceModel, e: Expression) -> None
         top = shape[FACE_OVAL, 1].min()
         half = 0.92 * float(np.abs(shape[FACE_OVAL, 0]).max())
         z = shape[face.FOREHEAD, 2] + 0.15
-        crown = np.array([[-half * 1.05, top + 0.12, z], [-half * 0.95, top - 0.6, z], [-half * 0.6, top - 0.85, z],
-                          [half * 0.6, top - 0.85, z], [half * 0.95, top - 0.6, z], [half * 1.05, top + 0.12, z]])
-        brim = np.array([[-half * 1.45, top + 0.2, z - 0.1], [half * 1.45, top + 0.2, z - 0.1],
-                         [half * 1.45, top + 0.05, z - 0.1], [-half * 1.45, top + 0.05, z - 0.1]])
+        crown = np.array(
+            [
+                [-half * 1.05, top + 0.12, z],
+                [-half * 0.95, top - 0.6, z],
+                [-half * 0.6, top - 0.85, z],
+                [half * 0.6, top - 0.85, z],
+                [half * 0.95, top - 0.6, z],
+                [half * 1.05, top + 0.12, z],
+            ]
+        )
+        brim = np.array(
+            [
+                [-half * 1.45, top + 0.2, z - 0.1],
+                [half * 1.45, top + 0.2, z - 0.1],
+                [half * 1.45, top + 0.05, z - 0.1],
+                [-half * 1.45, top + 0.05, z - 0.1],
+            ]
+        )
         _blend_poly(image, [proj(crown)], colour)
         _blend_poly(image, [proj(brim)], tuple(0.7 * np.asarray(colour)))
-        band = np.array([[-half * 1.04, top + 0.06, z - 0.02], [half * 1.04, top + 0.06, z - 0.02],
-                         [half * 1.0, top - 0.12, z - 0.02], [-half * 1.0, top - 0.12, z - 0.02]])
+        band = np.array(
+            [
+                [-half * 1.04, top + 0.06, z - 0.02],
+                [half * 1.04, top + 0.06, z - 0.02],
+                [half * 1.0, top - 0.12, z - 0.02],
+                [-half * 1.0, top - 0.12, z - 0.02],
+            ]
+        )
         _blend_poly(image, [proj(band)], acc.get("hat_band", (30, 30, 30)))
     if "glasses" in acc:
         colour = acc["glasses"]
@@ -374,8 +464,7 @@ def draw_accessories(image: np.ndarray, model: FaceModel, e: Expression) -> None
         for rim, ear in ((rims[0], 234), (rims[1], 454)):
             outer = rim[16] if ear == 234 else rim[0]
             temple = proj(np.array([outer, shape[ear] + np.array([0, -0.05, -0.1])]))
-            cv2.polylines(image, [np.round(temple * 16).astype(np.int32)], False, colour, thick, cv2.LINE_AA,
-                          shift=4)
+            cv2.polylines(image, [np.round(temple * 16).astype(np.int32)], False, colour, thick, cv2.LINE_AA, shift=4)
 
 
 def render(model: FaceModel, e: Expression) -> tuple[np.ndarray, np.ndarray]:

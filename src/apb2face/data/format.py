@@ -18,7 +18,6 @@ Every file is written deterministically (no timestamps, no absolute paths): the 
 from __future__ import annotations
 
 import random
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -121,15 +120,35 @@ def split_by_clip(keys: list[str], test_fraction: float, seed: int) -> dict[str,
 class DatasetWriter:
     """Writes a dataset clip by clip; `finish()` writes dataset.json (the dataset is valid only once it exists)."""
 
-    def __init__(self, root: str | Path, *, image_size: int, sample_rate: int, fps: float, source: str = "",
-                 landmark_scheme: str = LANDMARK_SCHEME) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        image_size: int,
+        sample_rate: int,
+        fps: float,
+        source: str = "",
+        landmark_scheme: str = LANDMARK_SCHEME,
+    ) -> None:
         self.root = Path(root)
-        self.meta = DatasetMeta(image_size=image_size, sample_rate=sample_rate, fps=fps, source=source,
-                                landmark_scheme=landmark_scheme)
+        self.meta = DatasetMeta(
+            image_size=image_size, sample_rate=sample_rate, fps=fps, source=source, landmark_scheme=landmark_scheme
+        )
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def add_clip(self, identity: str, name: str, *, frames: np.ndarray, audio: np.ndarray, landmarks: np.ndarray,
-                 pose: np.ndarray, eyes: np.ndarray, text: str = "", extra: dict | None = None) -> ClipRecord:
+    def add_clip(
+        self,
+        identity: str,
+        name: str,
+        *,
+        frames: np.ndarray,
+        audio: np.ndarray,
+        landmarks: np.ndarray,
+        pose: np.ndarray,
+        eyes: np.ndarray,
+        text: str = "",
+        extra: dict | None = None,
+    ) -> ClipRecord:
         """Validate and write one clip. `audio` is float mono at the dataset rate; arrays are per frame."""
         _check_name(identity, "identity")
         _check_name(name, "clip")
@@ -149,8 +168,13 @@ class DatasetWriter:
         _save_npy(clip_dir / "pose.npy", pose.astype(np.float32))
         _save_npy(clip_dir / "eyes.npy", eyes.astype(np.float32))
         with atomic_path(clip_dir / "audio.wav") as tmp:
-            sf.write(tmp, np.clip(audio, -1.0, 1.0).astype(np.float32), self.meta.sample_rate, subtype="PCM_16",
-                     format="WAV")
+            sf.write(
+                tmp,
+                np.clip(audio, -1.0, 1.0).astype(np.float32),
+                self.meta.sample_rate,
+                subtype="PCM_16",
+                format="WAV",
+            )
         write_json(clip_dir / "clip.json", {**asdict(record), "fps": self.meta.fps, **(extra or {})})
         self.meta.clips = [c for c in self.meta.clips if c.key != record.key] + [record]
         return record
@@ -161,8 +185,9 @@ class DatasetWriter:
             raise ValueError(f"clip {record.key} has no files under {self.root}")
         self.meta.clips = [c for c in self.meta.clips if c.key != record.key] + [record]
 
-    def finish(self, *, test_fraction: float = 0.2, seed: int = 0,
-               splits: dict[str, list[str]] | None = None) -> DatasetMeta:
+    def finish(
+        self, *, test_fraction: float = 0.2, seed: int = 0, splits: dict[str, list[str]] | None = None
+    ) -> DatasetMeta:
         """Write dataset.json with a seeded by-clip split (or the given one)."""
         self.meta.clips = sorted(self.meta.clips, key=lambda c: c.key)
         keys = [c.key for c in self.meta.clips]
@@ -184,8 +209,9 @@ class Dataset:
         if raw.get("format") != FORMAT_NAME:
             raise UserError(f"not an apb2face dataset (format={raw.get('format')!r})", meta_path)
         if raw.get("version") != FORMAT_VERSION:
-            raise UserError(f"dataset format version {raw.get('version')} is not supported (expected "
-                            f"{FORMAT_VERSION})", meta_path)
+            raise UserError(
+                f"dataset format version {raw.get('version')} is not supported (expected {FORMAT_VERSION})", meta_path
+            )
         self.meta = DatasetMeta.from_json(raw)
         self._by_key = {c.key: c for c in self.meta.clips}
 
@@ -213,34 +239,18 @@ class Dataset:
         d = self.clip_dir(record)
         try:
             audio, sr = sf.read(d / "audio.wav", dtype="float32", always_2d=False)
-            return Clip(record=record, frames=np.load(d / "frames.npy", mmap_mode="r"), audio=audio, sample_rate=sr,
-                        fps=self.meta.fps, landmarks=np.load(d / "landmarks.npy"), pose=np.load(d / "pose.npy"),
-                        eyes=np.load(d / "eyes.npy"))
+            return Clip(
+                record=record,
+                frames=np.load(d / "frames.npy", mmap_mode="r"),
+                audio=audio,
+                sample_rate=sr,
+                fps=self.meta.fps,
+                landmarks=np.load(d / "landmarks.npy"),
+                pose=np.load(d / "pose.npy"),
+                eyes=np.load(d / "eyes.npy"),
+            )
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read clip files ({exc})", d) from None
-
-
-def prepare_output_dir(out: str | Path) -> Path:
-    """Check that OUT can receive a new dataset: it must not exist or be an empty, writable directory."""
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise UserError("output exists and is not a directory", out)
-        if any(out.iterdir()):
-            raise UserError("output directory exists and is not empty", out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"output directory is not writable ({exc.strerror})", out) from None
-    return out
-
-
-def remove_partial(out: str | Path) -> None:
-    """Remove an output directory left incomplete by a failed run (it never held anything of the user's)."""
-    shutil.rmtree(out, ignore_errors=True)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

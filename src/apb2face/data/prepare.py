@@ -142,8 +142,13 @@ def discover_videos(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS
-                            and not any(part.startswith(".") for part in q.relative_to(p).parts))
+            found += sorted(
+                q
+                for q in p.rglob("*")
+                if q.is_file()
+                and q.suffix.lower() in VIDEO_EXTENSIONS
+                and not any(part.startswith(".") for part in q.relative_to(p).parts)
+            )
         else:
             found.append(p)
     seen: set[Path] = set()
@@ -188,14 +193,18 @@ def read_identity_map(path: str | Path) -> list[tuple[str, str]]:
         if len(parts) != 2:
             raise UserError(f"line {number}: expected 'PATTERN IDENTITY', got {line!r}", path)
         if safe_name(parts[1]) != parts[1]:
-            raise UserError(f"line {number}: identity {parts[1]!r} may use only letters, digits, '_', '-', '.'",
-                            path)
+            raise UserError(f"line {number}: identity {parts[1]!r} may use only letters, digits, '_', '-', '.'", path)
         rules.append((parts[0], parts[1]))
     return rules
 
 
-def make_jobs(videos: list[Path], *, identity: str | None = None, identity_map: list[tuple[str, str]] | None = None,
-              audio: str | Path | None = None) -> list[VideoJob]:
+def make_jobs(
+    videos: list[Path],
+    *,
+    identity: str | None = None,
+    identity_map: list[tuple[str, str]] | None = None,
+    audio: str | Path | None = None,
+) -> list[VideoJob]:
     """One job per video: identity from --identity, else the first matching map rule, else the file's stem."""
     if audio is not None and len(videos) != 1:
         raise UserError(f"--audio goes with exactly one video, got {len(videos)}")
@@ -241,8 +250,9 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
 
 
-def plan_clips(segments: list[tuple[int, int]], pause_cuts: np.ndarray, quietness: np.ndarray, min_len: int,
-               max_len: int) -> list[tuple[int, int]]:
+def plan_clips(
+    segments: list[tuple[int, int]], pause_cuts: np.ndarray, quietness: np.ndarray, min_len: int, max_len: int
+) -> list[tuple[int, int]]:
     """Cut each [start, end) segment at the given pause frames into clips of min_len..max_len frames.
 
     A pause cut is taken when both sides keep at least min_len frames; a piece still longer than max_len is cut at
@@ -264,7 +274,7 @@ def plan_clips(segments: list[tuple[int, int]], pause_cuts: np.ndarray, quietnes
                 clips.append((a, b))
                 continue
             lo, hi = a + min_len, min(b - min_len, a + max_len)
-            c = lo + int(np.argmin(quietness[lo: hi + 1])) if hi >= lo else a + max_len
+            c = lo + int(np.argmin(quietness[lo : hi + 1])) if hi >= lo else a + max_len
             pieces.insert(0, (c, b))
             clips.append((a, c))
     return clips
@@ -331,8 +341,10 @@ def estimate_offset(mouth: np.ndarray, rms: np.ndarray, cfg: PrepareConfig, draw
     elif est.r < est.null95 + cfg.offset_margin:
         est.reason = f"peak r={est.r:.2f} not above shifted-audio null {est.null95:.2f} + {cfg.offset_margin}"
     elif valid < cfg.offset_min_seconds * cfg.fps:
-        est.reason = (f"peak r={est.r:.2f}, but only {valid / cfg.fps:.1f} s with a face (< {cfg.offset_min_seconds:g} s"
-                      " needed to trust it)")
+        est.reason = (
+            f"peak r={est.r:.2f}, but only {valid / cfg.fps:.1f} s with a face (< {cfg.offset_min_seconds:g} s"
+            " needed to trust it)"
+        )
     else:
         est.clear = True
         if abs(est.frames) < cfg.offset_min_frames:
@@ -405,8 +417,13 @@ class _CropStore:
         self.path.unlink(missing_ok=True)
 
 
-def _analyse(frames: Iterable[np.ndarray], cfg: PrepareConfig, store: _CropStore, max_frames: int,
-             progress: Callable[[int], None]) -> _Track:
+def _analyse(
+    frames: Iterable[np.ndarray],
+    cfg: PrepareConfig,
+    store: _CropStore,
+    max_frames: int,
+    progress: Callable[[int], None],
+) -> _Track:
     """Detect, track, smooth and crop every frame in one pass, holding at most `lookahead` full frames."""
     sig_c, sig_s = cfg.smooth_centre, cfg.smooth_side
     h = int(math.ceil(3 * max(sig_c, sig_s, 0.0)))
@@ -428,15 +445,15 @@ def _analyse(frames: Iterable[np.ndarray], cfg: PrepareConfig, store: _CropStore
         lo, hi = max(0, j - h), min(len(seg), j + h + 1)
         same = np.array(seg[lo:hi]) == seg[j]
         window = np.nan_to_num(np.array(raw[lo:hi]))  # faceless neighbours have weight 0 (but 0 x NaN is NaN)
-        wc = k_c[lo - j + h: hi - j + h] * same
-        ws = k_s[lo - j + h: hi - j + h] * same
+        wc = k_c[lo - j + h : hi - j + h] * same
+        ws = k_s[lo - j + h : hi - j + h] * same
         cx, cy = (wc[:, None] * window[:, :2]).sum(0) / wc.sum()
         side = float((ws * window[:, 2]).sum() / ws.sum())
         box = face.CropBox(float(cx), float(cy), side)
         ih, iw = image.shape[:2]
         rows[j] = store.append(face.crop_image(image, box, cfg.size))
         boxes[j] = (box.cx, box.cy, box.side)
-        padded[j] = (cx - side / 2 < 0 or cy - side / 2 < 0 or cx + side / 2 > iw or cy + side / 2 > ih)
+        padded[j] = cx - side / 2 < 0 or cy - side / 2 < 0 or cx + side / 2 > iw or cy + side / 2 > ih
         lm = lms[j]
         pose[j] = pose_of(lm)
         ear[j] = face.eye_aspect_ratios(lm)
@@ -450,8 +467,9 @@ def _analyse(frames: Iterable[np.ndarray], cfg: PrepareConfig, store: _CropStore
             frame_size = (ih, iw)
             scale = min(1.0, cfg.detect_size / max(ih, iw))
             if scale < 1.0:
-                small = cv2.resize(image, (max(1, round(iw * scale)), max(1, round(ih * scale))),
-                                   interpolation=cv2.INTER_AREA)
+                small = cv2.resize(
+                    image, (max(1, round(iw * scale)), max(1, round(ih * scale))), interpolation=cv2.INTER_AREA
+                )
             else:
                 small = image
             lm = mesh.detect(small)
@@ -476,8 +494,10 @@ def _analyse(frames: Iterable[np.ndarray], cfg: PrepareConfig, store: _CropStore
                 new_track = cut or not seg or seg[-1] < 0
                 if not new_track:
                     pb = raw[-1]
-                    jump = (abs(math.log(box[2] / pb[2])) > math.log1p(cfg.face_jump)
-                            or float(np.hypot(*(box[:2] - pb[:2]))) > cfg.face_jump * pb[2])
+                    jump = (
+                        abs(math.log(box[2] / pb[2])) > math.log1p(cfg.face_jump)
+                        or float(np.hypot(*(box[:2] - pb[:2]))) > cfg.face_jump * pb[2]
+                    )
                     jumps += int(jump)
                     new_track = jump
                 cuts += int(cut)
@@ -499,12 +519,21 @@ def _analyse(frames: Iterable[np.ndarray], cfg: PrepareConfig, store: _CropStore
     n = len(seg)
     progress(n % 25)
     track = _Track(
-        n=n, face=np.array(seg, dtype=np.int64) >= 0 if n else np.zeros(0, bool),
+        n=n,
+        face=np.array(seg, dtype=np.int64) >= 0 if n else np.zeros(0, bool),
         landmarks=np.full((n, face.canonical_face().shape[0], 3), np.nan, np.float32),
-        boxes=np.full((n, 3), np.nan), raw_side=np.array([r[2] for r in raw]) if n else np.zeros(0),
-        segment=np.array(seg, dtype=np.int64), row=np.full(n, -1, np.int64), pose=np.full((n, 3), np.nan),
-        ear=np.full((n, 2), np.nan), mouth=np.full(n, np.nan), padded=np.zeros(n, bool), cuts=cuts, jumps=jumps,
-        frame_size=frame_size)
+        boxes=np.full((n, 3), np.nan),
+        raw_side=np.array([r[2] for r in raw]) if n else np.zeros(0),
+        segment=np.array(seg, dtype=np.int64),
+        row=np.full(n, -1, np.int64),
+        pose=np.full((n, 3), np.nan),
+        ear=np.full((n, 2), np.nan),
+        mouth=np.full(n, np.nan),
+        padded=np.zeros(n, bool),
+        cuts=cuts,
+        jumps=jumps,
+        frame_size=frame_size,
+    )
     for j in rows:
         track.landmarks[j] = lms[j]
         track.boxes[j] = boxes[j]
@@ -540,8 +569,11 @@ def _load_job_audio(job: VideoJob, cfg: PrepareConfig, first_video_pts: float) -
     except (av.error.FFmpegError, OSError, ValueError):
         has_audio = False
     if not has_audio:
-        raise UserError(f"no audio stream and no same-named audio file ({Path(job.path).stem}.wav) beside it; "
-                        "give one with --audio", job.path)
+        raise UserError(
+            f"no audio stream and no same-named audio file ({Path(job.path).stem}.wav) beside it; "
+            "give one with --audio",
+            job.path,
+        )
     audio = load_audio(job.path, cfg.sample_rate)
     _, audio_start = _stream_start(job.path)
     shift = 0.0 if audio_start is None else audio_start - first_video_pts
@@ -553,8 +585,13 @@ def _load_job_audio(job: VideoJob, cfg: PrepareConfig, first_video_pts: float) -
     return audio, "own track", shift
 
 
-def prepare_video(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None = None,
-                  decode_threads: int = 0) -> VideoResult:
+def prepare_video(
+    job: VideoJob,
+    out: Path,
+    cfg: PrepareConfig,
+    progress: Callable[[int], None] | None = None,
+    decode_threads: int = 0,
+) -> VideoResult:
     """Prepare one video into clips under `out` (a dataset root). Raises UserError naming the file when it cannot be
     prepared; on any failure the clips it wrote are removed."""
     progress = progress or (lambda n: None)
@@ -595,18 +632,32 @@ def prepare_video(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callab
             clip_dir = out / "clips" / job.identity / name
             written.append(clip_dir)
             boxes = track.boxes[a:b]
-            lm_crop = np.stack([face.landmarks_to_crop(track.landmarks[j], face.CropBox(*boxes[i]), cfg.size)
-                                for i, j in enumerate(range(a, b))])
+            lm_crop = np.stack(
+                [
+                    face.landmarks_to_crop(track.landmarks[j], face.CropBox(*boxes[i]), cfg.size)
+                    for i, j in enumerate(range(a, b))
+                ]
+            )
             ears = track.ear[a:b]
             eyes = face.eye_openness(ears, np.nanpercentile(track.ear[track.face], cfg.eye_percentile, axis=0))
-            clip_audio = audio[int(round(a * spf)): int(round(b * spf))]
+            clip_audio = audio[int(round(a * spf)) : int(round(b * spf))]
             clip_audio = np.pad(clip_audio, (0, int(round((b - a) * spf)) - len(clip_audio)))
             record = writer.add_clip(
-                job.identity, name, frames=np.asarray(crops[track.row[a:b]]), audio=clip_audio, landmarks=lm_crop,
-                pose=track.pose[a:b], eyes=eyes,
-                extra={"source": Path(job.path).name, "source_start_frame": int(a), "source_start_seconds":
-                       round(a / cfg.fps, 4), "audio_offset_frames": offset.frames if offset.applied else 0,
-                       "landmark_scheme": "mediapipe-478"})
+                job.identity,
+                name,
+                frames=np.asarray(crops[track.row[a:b]]),
+                audio=clip_audio,
+                landmarks=lm_crop,
+                pose=track.pose[a:b],
+                eyes=eyes,
+                extra={
+                    "source": Path(job.path).name,
+                    "source_start_frame": int(a),
+                    "source_start_seconds": round(a / cfg.fps, 4),
+                    "audio_offset_frames": offset.frames if offset.applied else 0,
+                    "landmark_scheme": "mediapipe-478",
+                },
+            )
             with atomic_path(clip_dir / "source_boxes.npy") as tmp:
                 np.save(tmp, boxes.astype(np.float32), allow_pickle=False)
             result.records.append(record)
@@ -615,10 +666,26 @@ def prepare_video(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callab
             if test_from is not None and a >= test_from:
                 result.test_clips.append(record.key)
         if not clips:
-            raise UserError(f"no clip of at least {cfg.min_clip_seconds:g} s with a steady face "
-                            f"({int(track.face[:n].sum())} of {n} frames had a face)", job.path)
-        report = _report(job, cfg, info, reader, track, n, clips, offset, audio_source, audio_shift,
-                         len(audio) / cfg.sample_rate, test_from, time.perf_counter() - t_start)
+            raise UserError(
+                f"no clip of at least {cfg.min_clip_seconds:g} s with a steady face "
+                f"({int(track.face[:n].sum())} of {n} frames had a face)",
+                job.path,
+            )
+        report = _report(
+            job,
+            cfg,
+            info,
+            reader,
+            track,
+            n,
+            clips,
+            offset,
+            audio_source,
+            audio_shift,
+            len(audio) / cfg.sample_rate,
+            test_from,
+            time.perf_counter() - t_start,
+        )
         sheet = contact_sheet(track, crops, clips, rms, cfg, title=f"{Path(job.path).name} -> {job.identity}")
         reports = out / REPORTS_DIR
         reports.mkdir(parents=True, exist_ok=True)
@@ -662,9 +729,21 @@ def _stats(values: np.ndarray) -> dict:
     return {"min": round(float(v.min()), 2), "median": round(float(np.median(v)), 2), "max": round(float(v.max()), 2)}
 
 
-def _report(job: VideoJob, cfg: PrepareConfig, info, reader: ConstantRateFrames, track: _Track, n: int,
-            clips: list[tuple[int, int]], offset: OffsetEstimate, audio_source: str, audio_shift: float,
-            audio_seconds: float, test_from: int | None, seconds: float) -> dict:
+def _report(
+    job: VideoJob,
+    cfg: PrepareConfig,
+    info,
+    reader: ConstantRateFrames,
+    track: _Track,
+    n: int,
+    clips: list[tuple[int, int]],
+    offset: OffsetEstimate,
+    audio_source: str,
+    audio_shift: float,
+    audio_seconds: float,
+    test_from: int | None,
+    seconds: float,
+) -> dict:
     kept = np.zeros(n, bool)
     for a, b in clips:
         kept[a:b] = True
@@ -688,9 +767,15 @@ def _report(job: VideoJob, cfg: PrepareConfig, info, reader: ConstantRateFrames,
         "identity": job.identity,
         "audio_source": audio_source,
         "audio_start_shift_seconds": round(audio_shift, 4),
-        "video": {"width": info.width, "height": info.height, "fps": round(info.fps, 3), "rotation": reader.rotation,
-                  "source_frames_decoded": reader.source_frames, "duration_seconds": round(info.duration, 3),
-                  "decoded_frame_size": list(track.frame_size)},
+        "video": {
+            "width": info.width,
+            "height": info.height,
+            "fps": round(info.fps, 3),
+            "rotation": reader.rotation,
+            "source_frames_decoded": reader.source_frames,
+            "duration_seconds": round(info.duration, 3),
+            "decoded_frame_size": list(track.frame_size),
+        },
         "audio_seconds": round(audio_seconds, 3),
         "frames": n,
         "frames_with_face": int(face_mask.sum()),
@@ -699,12 +784,25 @@ def _report(job: VideoJob, cfg: PrepareConfig, info, reader: ConstantRateFrames,
         "frames_kept": int(kept.sum()),
         "scene_cuts": track.cuts,
         "face_jumps": track.jumps,
-        "clips": [{"name": f"{job.stem}_{i:03d}", "start": a, "frames": b - a,
-                   "split": "test" if test_from is not None and a >= test_from else None}
-                  for i, (a, b) in enumerate(clips)],
-        "offset": {"frames": offset.frames, "ms": round(offset.frames * 1000 / cfg.fps, 1), "r": round(offset.r, 3),
-                   "r_zero": round(offset.r_zero, 3), "null95": round(offset.null95, 3), "clear": offset.clear,
-                   "applied": offset.applied, "reason": offset.reason},
+        "clips": [
+            {
+                "name": f"{job.stem}_{i:03d}",
+                "start": a,
+                "frames": b - a,
+                "split": "test" if test_from is not None and a >= test_from else None,
+            }
+            for i, (a, b) in enumerate(clips)
+        ],
+        "offset": {
+            "frames": offset.frames,
+            "ms": round(offset.frames * 1000 / cfg.fps, 1),
+            "r": round(offset.r, 3),
+            "r_zero": round(offset.r_zero, 3),
+            "null95": round(offset.null95, 3),
+            "clear": offset.clear,
+            "applied": offset.applied,
+            "reason": offset.reason,
+        },
         "face_size_px": {"crop_side": _stats(sides), "inter_ocular": _stats(iod)},
         "pose_degrees": {k: _stats(track.pose[:n][kept, i]) for i, k in enumerate(("yaw", "pitch", "roll"))},
         "eye_aspect_ratio": {k: _stats(track.ear[:n][kept, i]) for i, k in enumerate(("left", "right"))},
@@ -730,19 +828,39 @@ def draw_landmarks(tile: np.ndarray, points01: np.ndarray) -> None:
     for x, y in xy:
         if 0 <= x < s and 0 <= y < s:
             tile[int(y), int(x)] = (120, 255, 120)
-    groups = [(conn.FACEMESH_FACE_OVAL | conn.FACEMESH_LEFT_EYEBROW | conn.FACEMESH_RIGHT_EYEBROW
-               | conn.FACEMESH_NOSE, (0, 220, 0)), (conn.FACEMESH_RIGHT_EYE, (255, 40, 40)),
-              (conn.FACEMESH_LEFT_EYE, (40, 120, 255)), (conn.FACEMESH_LIPS, (255, 0, 200)),
-              (conn.FACEMESH_IRISES, (255, 230, 0))]
+    groups = [
+        (
+            conn.FACEMESH_FACE_OVAL | conn.FACEMESH_LEFT_EYEBROW | conn.FACEMESH_RIGHT_EYEBROW | conn.FACEMESH_NOSE,
+            (0, 220, 0),
+        ),
+        (conn.FACEMESH_RIGHT_EYE, (255, 40, 40)),
+        (conn.FACEMESH_LEFT_EYE, (40, 120, 255)),
+        (conn.FACEMESH_LIPS, (255, 0, 200)),
+        (conn.FACEMESH_IRISES, (255, 230, 0)),
+    ]
     for edges, colour in groups:
         for a, b in edges:
             if max(a, b) < len(xy):
-                cv2.line(tile, (int(round(xy[a, 0] * 4)), int(round(xy[a, 1] * 4))),
-                         (int(round(xy[b, 0] * 4)), int(round(xy[b, 1] * 4))), colour, 1, cv2.LINE_AA, shift=2)
+                cv2.line(
+                    tile,
+                    (int(round(xy[a, 0] * 4)), int(round(xy[a, 1] * 4))),
+                    (int(round(xy[b, 0] * 4)), int(round(xy[b, 1] * 4))),
+                    colour,
+                    1,
+                    cv2.LINE_AA,
+                    shift=2,
+                )
 
 
-def contact_sheet(track: _Track, crops: np.ndarray, clips: list[tuple[int, int]], rms: np.ndarray,
-                  cfg: PrepareConfig, title: str = "", tile: int = 192) -> np.ndarray:
+def contact_sheet(
+    track: _Track,
+    crops: np.ndarray,
+    clips: list[tuple[int, int]],
+    rms: np.ndarray,
+    cfg: PrepareConfig,
+    title: str = "",
+    tile: int = 192,
+) -> np.ndarray:
     """Tiles of kept frames with landmarks drawn and pose/eyes written, over a strip chart of the whole video
     (yaw/pitch/roll, eye aspect ratios, mouth opening, audio RMS; kept frames shaded)."""
     kept = [j for a, b in clips for j in range(a, b)]
@@ -760,14 +878,17 @@ def contact_sheet(track: _Track, crops: np.ndarray, clips: list[tuple[int, int]]
         pts = face.landmarks_to_crop(track.landmarks[j], face.CropBox(*track.boxes[j]), cfg.size)
         draw_landmarks(img, pts)
         yaw, pitch, roll = track.pose[j]
-        lines = [f"clip {clip_of[j]} f{j}", f"y{yaw:+.0f} p{pitch:+.0f} r{roll:+.0f}",
-                 f"EAR {track.ear[j, 0]:.2f}/{track.ear[j, 1]:.2f}"]
+        lines = [
+            f"clip {clip_of[j]} f{j}",
+            f"y{yaw:+.0f} p{pitch:+.0f} r{roll:+.0f}",
+            f"EAR {track.ear[j, 0]:.2f}/{track.ear[j, 1]:.2f}",
+        ]
         for li, text in enumerate(lines):
             cv2.putText(img, text, (4, 14 + 14 * li), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 2, cv2.LINE_AA)
             cv2.putText(img, text, (4, 14 + 14 * li), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         r, c = divmod(t, cols)
-        sheet[28 + r * tile: 28 + (r + 1) * tile, c * tile: (c + 1) * tile] = img
-    _strip_chart(sheet[28 + nrows * tile:], track, clips, rms)
+        sheet[28 + r * tile : 28 + (r + 1) * tile, c * tile : (c + 1) * tile] = img
+    _strip_chart(sheet[28 + nrows * tile :], track, clips, rms)
     return sheet
 
 
@@ -788,7 +909,7 @@ def _strip_chart(area: np.ndarray, track: _Track, clips: list[tuple[int, int]], 
         ys = top + height - v * height
         ok = np.isfinite(ys)
         for part in runs(ok):
-            pts = np.stack([xs[part[0]: part[1]], ys[part[0]: part[1]]], 1).astype(np.int32)
+            pts = np.stack([xs[part[0] : part[1]], ys[part[0] : part[1]]], 1).astype(np.int32)
             cv2.polylines(area, [pts], False, colour, 1, cv2.LINE_AA)
 
     plot(track.pose[:, 0], -30, 30, 2, 44, (200, 0, 0))
@@ -806,8 +927,9 @@ def _strip_chart(area: np.ndarray, track: _Track, clips: list[tuple[int, int]], 
 # batch
 
 
-def _run_one(job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None,
-             decode_threads: int = 0) -> VideoResult:
+def _run_one(
+    job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None, decode_threads: int = 0
+) -> VideoResult:
     """Run one job, turning any failure into a one-line error naming the file (the batch goes on)."""
     try:
         return prepare_video(job, out, cfg, progress, decode_threads)
@@ -833,8 +955,13 @@ def _init_pool_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def run_jobs(jobs: list[VideoJob], out: Path, cfg: PrepareConfig, workers: int = 1,
-             progress: Callable[[int], None] | None = None) -> list[VideoResult]:
+def run_jobs(
+    jobs: list[VideoJob],
+    out: Path,
+    cfg: PrepareConfig,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[VideoResult]:
     """Prepare every job, spread over `workers` processes; results in job order."""
     if workers <= 1 or len(jobs) <= 1:
         return [_run_one(job, out, cfg, progress) for job in jobs]
@@ -846,8 +973,9 @@ def run_jobs(jobs: list[VideoJob], out: Path, cfg: PrepareConfig, workers: int =
     manager = ctx.Manager()
     q = manager.Queue()
     try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
-                                 initializer=_init_pool_worker) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init_pool_worker
+        ) as pool:
             futures = [pool.submit(_pool_worker, job, str(out), cfg, q) for job in jobs]
             pending = set(futures)
             while pending:
@@ -867,8 +995,9 @@ def run_jobs(jobs: list[VideoJob], out: Path, cfg: PrepareConfig, workers: int =
 def finalize_dataset(out: Path, results: list[VideoResult], cfg: PrepareConfig) -> dict:
     """Per-identity eye normalisation (and optional pitch reference), splits and dataset.json; returns a summary."""
     ok = [r for r in results if r.error is None]
-    writer = DatasetWriter(out, image_size=cfg.size, sample_rate=cfg.sample_rate, fps=cfg.fps,
-                           source=_source_text(cfg))
+    writer = DatasetWriter(
+        out, image_size=cfg.size, sample_rate=cfg.sample_rate, fps=cfg.fps, source=_source_text(cfg)
+    )
     by_identity: dict[str, list[VideoResult]] = {}
     for r in ok:
         by_identity.setdefault(r.job.identity, []).append(r)
@@ -877,8 +1006,11 @@ def finalize_dataset(out: Path, results: list[VideoResult], cfg: PrepareConfig) 
         ears = np.concatenate([e for r in group for e in r.ears.values()])
         open_ref = np.nanpercentile(ears, cfg.eye_percentile, axis=0)
         pitch_ref = float(np.nanmedian(np.concatenate([p for r in group for p in r.pitch.values()])))
-        identity_facts[identity] = {"eye_open_ear": [round(float(v), 4) for v in open_ref],
-                                    "median_pitch": round(pitch_ref, 2), "videos": [r.job.stem for r in group]}
+        identity_facts[identity] = {
+            "eye_open_ear": [round(float(v), 4) for v in open_ref],
+            "median_pitch": round(pitch_ref, 2),
+            "videos": [r.job.stem for r in group],
+        }
         for r in group:
             for name, ear in r.ears.items():
                 clip_dir = out / "clips" / identity / name
@@ -899,11 +1031,23 @@ def finalize_dataset(out: Path, results: list[VideoResult], cfg: PrepareConfig) 
     else:
         meta = writer.finish(test_fraction=cfg.test_fraction, seed=cfg.seed)
     summary = {
-        "videos": [{"source": Path(r.job.path).name, "identity": r.job.identity,
-                    "error": None if r.error is None else r.error.replace(r.job.path, Path(r.job.path).name),
-                    **({k: r.report.get(k) for k in ("frames", "frames_kept", "faces_missing", "offset",
-                                                      "face_size_px", "warnings")} if r.error is None else {}),
-                    "clips": len(r.records)} for r in results],
+        "videos": [
+            {
+                "source": Path(r.job.path).name,
+                "identity": r.job.identity,
+                "error": None if r.error is None else r.error.replace(r.job.path, Path(r.job.path).name),
+                **(
+                    {
+                        k: r.report.get(k)
+                        for k in ("frames", "frames_kept", "faces_missing", "offset", "face_size_px", "warnings")
+                    }
+                    if r.error is None
+                    else {}
+                ),
+                "clips": len(r.records),
+            }
+            for r in results
+        ],
         "identities": identity_facts,
         "splits": {k: len(v) for k, v in meta.splits.items()},
         "split_mode": cfg.split,
@@ -915,8 +1059,11 @@ def finalize_dataset(out: Path, results: list[VideoResult], cfg: PrepareConfig) 
 
 
 def _source_text(cfg: PrepareConfig) -> str:
-    split = (f"split by time: last {cfg.test_fraction:.0%} of each video is test" if cfg.split == "time"
-             else f"split by clip, seeded ({cfg.test_fraction:.0%} test)")
+    split = (
+        f"split by time: last {cfg.test_fraction:.0%} of each video is test"
+        if cfg.split == "time"
+        else f"split by clip, seeded ({cfg.test_fraction:.0%} test)"
+    )
     return f"apb2face prepare: real videos, mediapipe face mesh, {split}"
 
 
@@ -933,13 +1080,25 @@ def summary_table(results: list[VideoResult]) -> str:
         off = rep["offset"]
         offset = f"{off['frames']:+d}{'*' if off['applied'] else ''}" if off["clear"] else "?"
         side = rep["face_size_px"]["crop_side"]
-        rows.append((name, r.job.identity, str(rep["frames"]), str(rep["frames_kept"]), str(len(r.records)),
-                     str(rep["faces_missing"]), offset, f"{side.get('min', 0):.0f}-{side.get('max', 0):.0f}",
-                     "ok" + (f" ({len(rep['warnings'])} warnings)" if rep["warnings"] else "")))
+        rows.append(
+            (
+                name,
+                r.job.identity,
+                str(rep["frames"]),
+                str(rep["frames_kept"]),
+                str(len(r.records)),
+                str(rep["faces_missing"]),
+                offset,
+                f"{side.get('min', 0):.0f}-{side.get('max', 0):.0f}",
+                "ok" + (f" ({len(rep['warnings'])} warnings)" if rep["warnings"] else ""),
+            )
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths[:-1])) + "  {}"
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*row) for row in rows]
-    lines.append("offset: audio lag in frames (+ = audio late); * = corrected; ? = not clear, left as is. "
-                 "face px: crop side in source pixels")
+    lines.append(
+        "offset: audio lag in frames (+ = audio late); * = corrected; ? = not clear, left as is. "
+        "face px: crop side in source pixels"
+    )
     return "\n".join(lines)

@@ -38,9 +38,16 @@ class _EventId(ctypes.Union):
 
 
 class _Event(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _EventId)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
 
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
@@ -97,10 +104,22 @@ class _Espeak:
                 lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
                 lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
                 lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-                lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                             ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-                rate_hz = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(),
-                                                _INIT_PHONEME_EVENTS | _INIT_PHONEME_IPA)
+                lib.espeak_Synth.argtypes = [
+                    ctypes.c_void_p,
+                    ctypes.c_size_t,
+                    ctypes.c_uint,
+                    ctypes.c_int,
+                    ctypes.c_uint,
+                    ctypes.c_uint,
+                    ctypes.c_void_p,
+                    ctypes.c_void_p,
+                ]
+                rate_hz = lib.espeak_Initialize(
+                    _AUDIO_OUTPUT_SYNCHRONOUS,
+                    0,
+                    espeakng_loader.get_data_path().encode(),
+                    _INIT_PHONEME_EVENTS | _INIT_PHONEME_IPA,
+                )
                 if rate_hz <= 0:
                     raise RuntimeError("espeak-ng failed to initialise")
                 callback = _CALLBACK(self._on_audio)
@@ -122,8 +141,14 @@ class _Espeak:
             return pcm, list(self._events), rate_hz
 
 
-def synthesize(text: str, voice: str = "en-us", pitch: int = 50, rate: int = 160, pitch_range: int = 50,
-               sample_rate: int = SAMPLE_RATE) -> Speech:
+def synthesize(
+    text: str,
+    voice: str = "en-us",
+    pitch: int = 50,
+    rate: int = 160,
+    pitch_range: int = 50,
+    sample_rate: int = SAMPLE_RATE,
+) -> Speech:
     """Speak `text` with an espeak-ng voice ("en-us", "en-gb+f3", ...); pitch and range 0-100, rate in words/min.
 
     Returns audio peak-normalised to 0.9 and the phoneme onsets. Deterministic: same arguments, same samples.

@@ -104,18 +104,100 @@ SENTENCES = [
 
 # viseme targets per phoneme (IPA without stress/length marks): jaw opening (canonical units) and rounding
 # (+1 rounded/protruded ... -1 spread). Bilabials close the lips; pauses rest the mouth.
-_VOWELS_OPEN = {"a": 0.30, "ɑ": 0.30, "æ": 0.27, "aɪ": 0.28, "aʊ": 0.28, "ʌ": 0.22, "ɐ": 0.2, "ɒ": 0.26,
-                "ɔ": 0.24, "ɔɪ": 0.22, "ɛ": 0.2, "e": 0.18, "eɪ": 0.18, "ə": 0.14, "ɚ": 0.14, "ɜ": 0.16,
-                "ɪ": 0.12, "i": 0.10, "oʊ": 0.2, "o": 0.2, "əʊ": 0.18, "ʊ": 0.1, "u": 0.08, "ɪə": 0.14,
-                "eə": 0.18, "ʊə": 0.12, "aɪə": 0.26, "aɪɚ": 0.26, "ɑɹ": 0.26, "ɔɹ": 0.22, "ɛɹ": 0.2, "ɪɹ": 0.12,
-                "ʊɹ": 0.12, "i:": 0.1}
-_ROUND = {"oʊ": 0.6, "o": 0.6, "əʊ": 0.5, "ɔ": 0.5, "ɔɪ": 0.4, "ɒ": 0.3, "ʊ": 0.8, "u": 1.0, "w": 1.0, "ʃ": 0.5,
-          "ʒ": 0.5, "tʃ": 0.5, "dʒ": 0.5, "ɹ": 0.3, "aʊ": 0.2, "ʊə": 0.6, "ʊɹ": 0.6,
-          "i": -0.8, "ɪ": -0.5, "eɪ": -0.5, "e": -0.5, "ɛ": -0.4, "æ": -0.3, "s": -0.4, "z": -0.4, "j": -0.4}
-_CONSONANT_OPEN = {"p": 0.0, "b": 0.0, "m": 0.0, "f": 0.03, "v": 0.03, "θ": 0.06, "ð": 0.06, "t": 0.06, "d": 0.06,
-                   "n": 0.06, "l": 0.08, "ɾ": 0.06, "s": 0.04, "z": 0.04, "ʃ": 0.06, "ʒ": 0.06, "tʃ": 0.06,
-                   "dʒ": 0.06, "k": 0.08, "ɡ": 0.08, "g": 0.08, "ŋ": 0.08, "h": 0.12, "ɹ": 0.08, "j": 0.06,
-                   "w": 0.04, "ʔ": 0.05, "x": 0.08}
+_VOWELS_OPEN = {
+    "a": 0.30,
+    "ɑ": 0.30,
+    "æ": 0.27,
+    "aɪ": 0.28,
+    "aʊ": 0.28,
+    "ʌ": 0.22,
+    "ɐ": 0.2,
+    "ɒ": 0.26,
+    "ɔ": 0.24,
+    "ɔɪ": 0.22,
+    "ɛ": 0.2,
+    "e": 0.18,
+    "eɪ": 0.18,
+    "ə": 0.14,
+    "ɚ": 0.14,
+    "ɜ": 0.16,
+    "ɪ": 0.12,
+    "i": 0.10,
+    "oʊ": 0.2,
+    "o": 0.2,
+    "əʊ": 0.18,
+    "ʊ": 0.1,
+    "u": 0.08,
+    "ɪə": 0.14,
+    "eə": 0.18,
+    "ʊə": 0.12,
+    "aɪə": 0.26,
+    "aɪɚ": 0.26,
+    "ɑɹ": 0.26,
+    "ɔɹ": 0.22,
+    "ɛɹ": 0.2,
+    "ɪɹ": 0.12,
+    "ʊɹ": 0.12,
+    "i:": 0.1,
+}
+_ROUND = {
+    "oʊ": 0.6,
+    "o": 0.6,
+    "əʊ": 0.5,
+    "ɔ": 0.5,
+    "ɔɪ": 0.4,
+    "ɒ": 0.3,
+    "ʊ": 0.8,
+    "u": 1.0,
+    "w": 1.0,
+    "ʃ": 0.5,
+    "ʒ": 0.5,
+    "tʃ": 0.5,
+    "dʒ": 0.5,
+    "ɹ": 0.3,
+    "aʊ": 0.2,
+    "ʊə": 0.6,
+    "ʊɹ": 0.6,
+    "i": -0.8,
+    "ɪ": -0.5,
+    "eɪ": -0.5,
+    "e": -0.5,
+    "ɛ": -0.4,
+    "æ": -0.3,
+    "s": -0.4,
+    "z": -0.4,
+    "j": -0.4,
+}
+_CONSONANT_OPEN = {
+    "p": 0.0,
+    "b": 0.0,
+    "m": 0.0,
+    "f": 0.03,
+    "v": 0.03,
+    "θ": 0.06,
+    "ð": 0.06,
+    "t": 0.06,
+    "d": 0.06,
+    "n": 0.06,
+    "l": 0.08,
+    "ɾ": 0.06,
+    "s": 0.04,
+    "z": 0.04,
+    "ʃ": 0.06,
+    "ʒ": 0.06,
+    "tʃ": 0.06,
+    "dʒ": 0.06,
+    "k": 0.08,
+    "ɡ": 0.08,
+    "g": 0.08,
+    "ŋ": 0.08,
+    "h": 0.12,
+    "ɹ": 0.08,
+    "j": 0.06,
+    "w": 0.04,
+    "ʔ": 0.05,
+    "x": 0.08,
+}
 _BILABIAL = {"p", "b", "m"}
 
 
@@ -142,14 +224,38 @@ class IdentitySpec:
     extras: dict = field(default_factory=dict)
 
 
-_SKINS = [(1.08, 2.0, -6.0), (1.0, 0.0, 0.0), (0.9, -4.0, 10.0), (0.8, 6.0, 12.0), (0.64, 8.0, 12.0),
-          (0.5, 6.0, 6.0), (1.0, 10.0, -3.0), (0.9, 2.0, 16.0)]
-_HAIRS = [(28, 24, 22), (95, 60, 35), (165, 65, 30), (215, 180, 110), (175, 175, 175), (45, 70, 150),
-          (150, 60, 120), (235, 228, 210)]
+_SKINS = [
+    (1.08, 2.0, -6.0),
+    (1.0, 0.0, 0.0),
+    (0.9, -4.0, 10.0),
+    (0.8, 6.0, 12.0),
+    (0.64, 8.0, 12.0),
+    (0.5, 6.0, 6.0),
+    (1.0, 10.0, -3.0),
+    (0.9, 2.0, 16.0),
+]
+_HAIRS = [
+    (28, 24, 22),
+    (95, 60, 35),
+    (165, 65, 30),
+    (215, 180, 110),
+    (175, 175, 175),
+    (45, 70, 150),
+    (150, 60, 120),
+    (235, 228, 210),
+]
 _IRISES = [(95, 60, 30), (60, 110, 175), (70, 130, 80), (120, 130, 140), (130, 100, 50), (40, 35, 30)]
 _LIPS = [(175, 80, 90), (200, 45, 70), (150, 90, 90), (125, 65, 65), (210, 110, 150), (165, 70, 60)]
-_ACCESSORIES = [(), ("glasses",), ("beard", "moustache"), ("hat",), ("earrings",), ("glasses", "moustache"),
-                ("earrings", "hat"), ("beard",)]
+_ACCESSORIES = [
+    (),
+    ("glasses",),
+    ("beard", "moustache"),
+    ("hat",),
+    ("earrings",),
+    ("glasses", "moustache"),
+    ("earrings", "hat"),
+    ("beard",),
+]
 _VOICES_M = ["en-us+m1", "en+m3", "en-us+m7", "en-gb-x-rp+m2", "en-029+m4", "en-gb-scotland+m5"]
 _VOICES_F = ["en-us+f2", "en+f1", "en-us+f4", "en-gb-x-rp+f3", "en-029+f5", "en-gb-scotland+f2"]
 _BASES = [("astronaut", False), ("grace_hopper", False), ("astronaut", True), ("grace_hopper", True)]
@@ -164,8 +270,10 @@ def _deal(perm: np.ndarray, i: int) -> int:
 def identity_specs(n: int, seed: int) -> list[IdentitySpec]:
     """N distinct identities: palettes are permuted by the seed and dealt out so neighbours never share them."""
     rng = np.random.default_rng([seed, 101])
-    perms = {k: rng.permutation(len(p)) for k, p in
-             (("skin", _SKINS), ("hair", _HAIRS), ("iris", _IRISES), ("lips", _LIPS), ("acc", _ACCESSORIES))}
+    perms = {
+        k: rng.permutation(len(p))
+        for k, p in (("skin", _SKINS), ("hair", _HAIRS), ("iris", _IRISES), ("lips", _LIPS), ("acc", _ACCESSORIES))
+    }
     hue0 = rng.uniform(0, 180)
     voice_offset = int(rng.integers(6))
     dealt = {True: 0, False: 0}  # voices dealt per voice kind: each identity gets its own variant (up to 6 per kind)
@@ -178,26 +286,40 @@ def identity_specs(n: int, seed: int) -> list[IdentitySpec]:
             acc = tuple(a for a in acc if a not in ("glasses", "hat"))
         hue = (hue0 + i * 68.75) % 180  # golden-angle steps (OpenCV hue is 0-180): distinct neighbours
         bg = cv2.cvtColor(np.uint8([[[hue, r.uniform(60, 150), r.uniform(150, 225)]]]), cv2.COLOR_HSV2RGB)[0, 0]
-        male = "beard" in acc or "moustache" in acc or (not ("earrings" in acc) and r.random() < 0.4)
+        male = "beard" in acc or "moustache" in acc or ("earrings" not in acc and r.random() < 0.4)
         voices = _VOICES_M if male else _VOICES_F
         voice = voices[(voice_offset + dealt[male]) % len(voices)]
         dealt[male] += 1
-        specs.append(IdentitySpec(
-            name=f"id{i:02d}", base=base, mirrored=mirrored,
-            skin=_SKINS[_deal(perms["skin"], i)], hair=_HAIRS[_deal(perms["hair"], i)],
-            iris=_IRISES[_deal(perms["iris"], i)], lips=_LIPS[_deal(perms["lips"], i)],
-            background=tuple(int(v) for v in bg), accessories=acc,
-            face_width=float(r.uniform(0.9, 1.1)), jaw_width=float(r.uniform(0.88, 1.12)),
-            chin_length=float(r.uniform(0.9, 1.15)), voice=voice,
-            pitch=int(r.integers(25 if male else 45, 55 if male else 80)), rate=int(r.integers(140, 186)),
-            articulation=float(r.uniform(0.85, 1.15)),
-            extras={"glasses_colour": tuple(int(v) for v in r.integers(10, 120, 3)),
+        specs.append(
+            IdentitySpec(
+                name=f"id{i:02d}",
+                base=base,
+                mirrored=mirrored,
+                skin=_SKINS[_deal(perms["skin"], i)],
+                hair=_HAIRS[_deal(perms["hair"], i)],
+                iris=_IRISES[_deal(perms["iris"], i)],
+                lips=_LIPS[_deal(perms["lips"], i)],
+                background=tuple(int(v) for v in bg),
+                accessories=acc,
+                face_width=float(r.uniform(0.9, 1.1)),
+                jaw_width=float(r.uniform(0.88, 1.12)),
+                chin_length=float(r.uniform(0.9, 1.15)),
+                voice=voice,
+                pitch=int(r.integers(25 if male else 45, 55 if male else 80)),
+                rate=int(r.integers(140, 186)),
+                articulation=float(r.uniform(0.85, 1.15)),
+                extras={
+                    "glasses_colour": tuple(int(v) for v in r.integers(10, 120, 3)),
                     "hat_colour": tuple(int(v) for v in r.integers(20, 200, 3)),
-                    "earring_colour": (212, 175, 55) if r.random() < 0.5 else (200, 200, 210)}))
+                    "earring_colour": (212, 175, 55) if r.random() < 0.5 else (200, 200, 210),
+                },
+            )
+        )
     return specs
 
 
 # ---------------------------------------------------------------------------------------------------- base faces
+
 
 @dataclass(frozen=True)
 class BaseFace:
@@ -215,8 +337,9 @@ def _photo(name: str) -> np.ndarray:
         import matplotlib.cbook
         import matplotlib.image
 
-        return np.ascontiguousarray(np.asarray(matplotlib.image.imread(
-            matplotlib.cbook.get_sample_data("grace_hopper.jpg")))[..., :3])
+        return np.ascontiguousarray(
+            np.asarray(matplotlib.image.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg")))[..., :3]
+        )
     raise ValueError(f"unknown base face {name!r}")
 
 
@@ -295,13 +418,19 @@ def build_identity(spec: IdentitySpec, size: int) -> FaceModel:
     for idx in (50, 280, 151, 205, 425, 108, 337):
         x, y = np.round(pts[idx]).astype(int)
         r = max(2, int(0.06 * scale))
-        samples.append(lab[max(0, y - r): y + r, max(0, x - r): x + r].reshape(-1, 3))
+        samples.append(lab[max(0, y - r) : y + r, max(0, x - r) : x + r].reshape(-1, 3))
     ref = np.median(np.concatenate(samples), axis=0)
     dist = np.sqrt(0.3 * (lab[..., 0] - ref[0]) ** 2 + (lab[..., 1] - ref[1]) ** 2 + (lab[..., 2] - ref[2]) ** 2)
     skin = np.exp(-((dist / 16.0) ** 2)) * person
-    features = _poly_mask(hw, [pts[face_render.LIPS_OUTER],
-                               pts[face_render.RIGHT_UPPER_LID + face_render.RIGHT_LOWER_LID[::-1]],
-                               pts[face_render.LEFT_UPPER_LID + face_render.LEFT_LOWER_LID[::-1]]], blur=1.0)
+    features = _poly_mask(
+        hw,
+        [
+            pts[face_render.LIPS_OUTER],
+            pts[face_render.RIGHT_UPPER_LID + face_render.RIGHT_LOWER_LID[::-1]],
+            pts[face_render.LEFT_UPPER_LID + face_render.LEFT_LOWER_LID[::-1]],
+        ],
+        blur=1.0,
+    )
     oval = _poly_mask(hw, [pts[face_render.FACE_OVAL]], blur=0.02 * scale)
     skin = np.maximum(skin, 0.85 * oval) * (1 - features)
     skin = cv2.GaussianBlur(skin, (0, 0), 1.5)
@@ -325,11 +454,14 @@ def build_identity(spec: IdentitySpec, size: int) -> FaceModel:
     img = img * (1 - skin[..., None]) + toned * skin[..., None]
     img = _recolour(img, hair * 0.9, spec.hair, keep_light=0.8)
     # lips and irises
-    lips = _poly_mask(hw, [pts[face_render.LIPS_OUTER]], blur=0.8) * (1 - _poly_mask(
-        hw, [pts[face_render.LIPS_INNER_UPPER + face_render.LIPS_INNER_LOWER[1:-1]]]))
+    lips = _poly_mask(hw, [pts[face_render.LIPS_OUTER]], blur=0.8) * (
+        1 - _poly_mask(hw, [pts[face_render.LIPS_INNER_UPPER + face_render.LIPS_INNER_LOWER[1:-1]]])
+    )
     img = _recolour(img, lips * 0.7, spec.lips, keep_light=0.9)
-    for iris_ids, lids in ((face_render.RIGHT_IRIS, face_render.RIGHT_UPPER_LID + face_render.RIGHT_LOWER_LID[::-1]),
-                           (face_render.LEFT_IRIS, face_render.LEFT_UPPER_LID + face_render.LEFT_LOWER_LID[::-1])):
+    for iris_ids, lids in (
+        (face_render.RIGHT_IRIS, face_render.RIGHT_UPPER_LID + face_render.RIGHT_LOWER_LID[::-1]),
+        (face_render.LEFT_IRIS, face_render.LEFT_UPPER_LID + face_render.LEFT_LOWER_LID[::-1]),
+    ):
         centre = pts[iris_ids[0]]
         radius = float(np.linalg.norm(pts[iris_ids[1:]] - centre, axis=1).mean())
         disk = np.zeros(hw, np.uint8)
@@ -375,12 +507,14 @@ def build_identity(spec: IdentitySpec, size: int) -> FaceModel:
 
 # ---------------------------------------------------------------------------------------------------- schedules
 
+
 def _strip(ipa: str) -> str:
     return ipa.replace("ˈ", "").replace("ˌ", "").replace("ː", "").replace("-", "").strip()
 
 
-def viseme_tracks(phonemes: list[tuple[float, str]], duration: float, fps: float, num_frames: int,
-                  articulation: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def viseme_tracks(
+    phonemes: list[tuple[float, str]], duration: float, fps: float, num_frames: int, articulation: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame jaw opening and lip rounding from phoneme onsets, with coarticulation.
 
     Targets are step functions on a 200 Hz grid (each phoneme holds its target until the next onset; silence = 0),
@@ -424,8 +558,9 @@ def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(np.pad(x, r, mode="edge"), k / k.sum(), mode="valid")
 
 
-def pose_track(rng: np.random.Generator, num_frames: int, fps: float,
-               limits: tuple[float, float, float] = (15.0, 8.0, 6.0)) -> np.ndarray:
+def pose_track(
+    rng: np.random.Generator, num_frames: int, fps: float, limits: tuple[float, float, float] = (15.0, 8.0, 6.0)
+) -> np.ndarray:
     """(N, 3) yaw, pitch, roll in degrees: a sum of slow sinusoids per axis, kept within the limits."""
     t = np.arange(num_frames) / fps
     out = np.zeros((num_frames, 3))
@@ -436,8 +571,9 @@ def pose_track(rng: np.random.Generator, num_frames: int, fps: float,
         amps = rng.uniform(0.3, 1.0, k)
         amps /= amps.sum()
         offset = rng.uniform(-0.3, 0.3)
-        wave = offset + (1 - abs(offset)) * (amps[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])
-                                             ).sum(0)
+        wave = offset + (1 - abs(offset)) * (
+            amps[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])
+        ).sum(0)
         out[:, axis] = limit * rng.uniform(0.5, 1.0) * wave
     return out.astype(np.float32)
 
@@ -464,6 +600,7 @@ def blink_track(rng: np.random.Generator, num_frames: int, fps: float) -> np.nda
 
 # ---------------------------------------------------------------------------------------------------- clips
 
+
 @dataclass(frozen=True)
 class ClipJob:
     identity_index: int
@@ -488,8 +625,9 @@ def render_clip(model: FaceModel, spec: IdentitySpec, job: ClipJob, fps: float =
     from apb2face.data.speech import synthesize
 
     speech = synthesize(job.sentence, voice=spec.voice, pitch=spec.pitch, rate=spec.rate)
-    audio = np.concatenate([np.zeros(int(LEAD_IN * SAMPLE_RATE), np.float32), speech.audio,
-                            np.zeros(int(TAIL * SAMPLE_RATE), np.float32)])
+    audio = np.concatenate(
+        [np.zeros(int(LEAD_IN * SAMPLE_RATE), np.float32), speech.audio, np.zeros(int(TAIL * SAMPLE_RATE), np.float32)]
+    )
     phonemes = [(round(t + LEAD_IN, 4), p) for t, p in speech.phonemes]
     n = num_video_frames(len(audio), fps)
     jaw, rnd = viseme_tracks(phonemes, len(audio) / SAMPLE_RATE, fps, n, spec.articulation)
@@ -499,13 +637,20 @@ def render_clip(model: FaceModel, spec: IdentitySpec, job: ClipJob, fps: float =
     frames = np.empty((n, size, size, 3), np.uint8)
     landmarks = np.empty((n, face_render.NUM_MESH, 2), np.float32)
     for i in range(n):
-        e = Expression(jaw=float(jaw[i]), round=float(rnd[i]), close_left=float(1 - eyes[i, 0]),
-                       close_right=float(1 - eyes[i, 1]), yaw=float(pose[i, 0]), pitch=float(pose[i, 1]),
-                       roll=float(pose[i, 2]))
+        e = Expression(
+            jaw=float(jaw[i]),
+            round=float(rnd[i]),
+            close_left=float(1 - eyes[i, 0]),
+            close_right=float(1 - eyes[i, 1]),
+            yaw=float(pose[i, 0]),
+            pitch=float(pose[i, 1]),
+            roll=float(pose[i, 2]),
+        )
         frames[i], xy = face_render.render(model, e)
         landmarks[i] = xy / size
-    return RenderedClip(frames=frames, audio=audio, landmarks=landmarks, pose=pose, eyes=eyes, jaw=jaw,
-                        phonemes=phonemes)
+    return RenderedClip(
+        frames=frames, audio=audio, landmarks=landmarks, pose=pose, eyes=eyes, jaw=jaw, phonemes=phonemes
+    )
 
 
 def choose_sentences(identity_index: int, count: int, seed: int) -> list[str]:
@@ -526,8 +671,9 @@ def choose_sentences(identity_index: int, count: int, seed: int) -> list[str]:
 _WORKER: dict = {}
 
 
-def _init_worker(models: list[FaceModel], specs: list[IdentitySpec], root: str, size: int, fps: float,
-                 videos: bool) -> None:
+def _init_worker(
+    models: list[FaceModel], specs: list[IdentitySpec], root: str, size: int, fps: float, videos: bool
+) -> None:
     cv2.setNumThreads(1)
     _WORKER.update(models=models, specs=specs, root=root, size=size, fps=fps, videos=videos)
 
@@ -541,14 +687,32 @@ def _run_job(job: ClipJob) -> tuple[str, str, int, str]:
     clip = render_clip(w["models"][job.identity_index], spec, job, w["fps"])
     name = f"clip{job.clip_index:03d}"
     writer = DatasetWriter(w["root"], image_size=w["size"], sample_rate=SAMPLE_RATE, fps=w["fps"])
-    writer.add_clip(spec.name, name, frames=clip.frames, audio=clip.audio, landmarks=clip.landmarks, pose=clip.pose,
-                    eyes=clip.eyes, text=job.sentence,
-                    extra={"source": "apb2face synth", "voice": spec.voice, "pitch": spec.pitch, "rate": spec.rate,
-                           "phonemes": [[t, p] for t, p in clip.phonemes],
-                           "jaw": [round(float(v), 5) for v in clip.jaw]})
+    writer.add_clip(
+        spec.name,
+        name,
+        frames=clip.frames,
+        audio=clip.audio,
+        landmarks=clip.landmarks,
+        pose=clip.pose,
+        eyes=clip.eyes,
+        text=job.sentence,
+        extra={
+            "source": "apb2face synth",
+            "voice": spec.voice,
+            "pitch": spec.pitch,
+            "rate": spec.rate,
+            "phonemes": [[t, p] for t, p in clip.phonemes],
+            "jaw": [round(float(v), 5) for v in clip.jaw],
+        },
+    )
     if w["videos"]:
-        write_video(Path(w["root"]) / "videos" / spec.name / f"{name}.mp4", clip.frames, fps=w["fps"],
-                    audio=clip.audio, sample_rate=SAMPLE_RATE)
+        write_video(
+            Path(w["root"]) / "videos" / spec.name / f"{name}.mp4",
+            clip.frames,
+            fps=w["fps"],
+            audio=clip.audio,
+            sample_rate=SAMPLE_RATE,
+        )
     return spec.name, name, len(clip.frames), job.sentence
 
 
@@ -570,8 +734,16 @@ def contact_sheet(models: list[FaceModel], specs: list[IdentitySpec], columns: i
     for model, spec in zip(models, specs):
         img, _ = face_render.render(model, Expression(jaw=0.06))
         img = np.ascontiguousarray(img)
-        cv2.putText(img, spec.name, (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, img.shape[0] / 400,
-                    (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            spec.name,
+            (6, img.shape[0] - 8),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            img.shape[0] / 400,
+            (255, 255, 255),
+            2,
+            cv2.LINE_AA,
+        )
         tiles.append(img)
     cols = min(columns, len(tiles))
     rows = -(-len(tiles) // cols)
@@ -579,7 +751,7 @@ def contact_sheet(models: list[FaceModel], specs: list[IdentitySpec], columns: i
     sheet = np.full((rows * s, cols * s, 3), 255, np.uint8)
     for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
-        sheet[r * s:(r + 1) * s, c * s:(c + 1) * s] = tile
+        sheet[r * s : (r + 1) * s, c * s : (c + 1) * s] = tile
     return sheet
 
 
@@ -593,9 +765,11 @@ def generate(out: str | Path, cfg: SynthConfig) -> dict:
     out = Path(out)
     specs = identity_specs(cfg.identities, cfg.seed)
     models = [build_identity(s, cfg.size) for s in specs]
-    jobs = [ClipJob(i, j, sentence, cfg.seed)
-            for i in range(cfg.identities)
-            for j, sentence in enumerate(choose_sentences(i, cfg.clips_per_identity, cfg.seed))]
+    jobs = [
+        ClipJob(i, j, sentence, cfg.seed)
+        for i in range(cfg.identities)
+        for j, sentence in enumerate(choose_sentences(i, cfg.clips_per_identity, cfg.seed))
+    ]
     writer = DatasetWriter(out, image_size=cfg.size, sample_rate=SAMPLE_RATE, fps=cfg.fps, source="apb2face synth")
     results = []
     workers = max(1, min(cfg.workers, len(jobs)))
@@ -619,8 +793,7 @@ def generate(out: str | Path, cfg: SynthConfig) -> dict:
     with atomic_path(out / "contact_sheet.png") as tmp:
         cv2.imwrite(str(tmp), cv2.cvtColor(contact_sheet(models, specs), cv2.COLOR_RGB2BGR))
     meta = writer.finish(test_fraction=cfg.test_fraction, seed=cfg.seed)
-    return {"clips": len(meta.clips), "frames": sum(c.num_frames for c in meta.clips),
-            "identities": len(specs)}
+    return {"clips": len(meta.clips), "frames": sum(c.num_frames for c in meta.clips), "identities": len(specs)}
 
 
 def _spec_json(spec: IdentitySpec) -> dict:

@@ -34,15 +34,25 @@ def probe(path: str | Path) -> VideoInfo:
                 raise UserError("no video stream", path)
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or 25
-            duration = float(stream.duration * stream.time_base) if stream.duration else (
-                container.duration / 1e6 if container.duration else 0.0)
+            duration = (
+                float(stream.duration * stream.time_base)
+                if stream.duration
+                else (container.duration / 1e6 if container.duration else 0.0)
+            )
             rotation = 0
             try:
                 rotation = int(getattr(stream.codec_context, "rotation", 0) or 0)
             except (AttributeError, TypeError, ValueError):
                 rotation = 0
-            return VideoInfo(stream.codec_context.width, stream.codec_context.height, float(rate), stream.frames or 0,
-                             duration, bool(container.streams.audio), rotation)
+            return VideoInfo(
+                stream.codec_context.width,
+                stream.codec_context.height,
+                float(rate),
+                stream.frames or 0,
+                duration,
+                bool(container.streams.audio),
+                rotation,
+            )
     except UserError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -100,8 +110,9 @@ class ConstantRateFrames:
                 stream.thread_count = self.threads
             yield from self._resample(container, stream)
 
-    def _resample(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
-                  ) -> Iterator[np.ndarray]:
+    def _resample(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    ) -> Iterator[np.ndarray]:
         period = 1.0 / self.fps
         prev = None
         prev_rel = 0.0
@@ -170,8 +181,16 @@ def resample_timestamps(timestamps: list[float], fps: float) -> np.ndarray:
     return np.clip(idx, 0, len(ts) - 1)
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 25.0, audio: np.ndarray | None = None,
-                sample_rate: int = 16000, crf: int = 20, preset: str = "veryfast") -> int:
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: float = 25.0,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    crf: int = 20,
+    preset: str = "veryfast",
+) -> int:
     """Write RGB uint8 frames as H.264 (yuv420p) MP4, with optional mono float audio muxed as AAC.
 
     Written atomically: a failure leaves no partial file. Returns the number of frames written.
@@ -193,8 +212,9 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 
                     vstream.options = {"crf": str(crf), "preset": preset}
                     if astream is not None:
                         _write_audio(container, astream, audio, sample_rate)
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: vstream.height, : vstream.width]),
-                                                format="rgb24")
+                vf = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(frame[: vstream.height, : vstream.width]), format="rgb24"
+                )
                 for packet in vstream.encode(vf):
                     container.mux(packet)
                 n += 1
@@ -205,8 +225,9 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], *, fps: float = 
     return n
 
 
-def _write_audio(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, audio: np.ndarray,
-                 sample_rate: int) -> None:
+def _write_audio(
+    container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, audio: np.ndarray, sample_rate: int
+) -> None:
     resampler = av.AudioResampler(format="fltp", layout="mono", rate=48000)
     pcm = np.ascontiguousarray(audio.astype(np.float32).reshape(1, -1))
     frame = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")

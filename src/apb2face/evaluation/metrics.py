@@ -33,21 +33,64 @@ from apb2face.data import face as face_geo
 
 log = logging.getLogger(__name__)
 
-SSIM_DEFINITION = ("SSIM (Wang et al. 2004): Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03, RGB in [0, 1], "
-                   "zero-padded 'same' filtering, mean over pixels and the 3 channels per frame (as the official "
-                   "APB2FaceV2 metrics/ssim), then averaged over frames")
+SSIM_DEFINITION = (
+    "SSIM (Wang et al. 2004): Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03, RGB in [0, 1], "
+    "zero-padded 'same' filtering, mean over pixels and the 3 channels per frame (as the official "
+    "APB2FaceV2 metrics/ssim), then averaged over frames"
+)
 PSNR_CAP_DB = 100.0  # identical images have infinite PSNR; capping keeps means and JSON finite
 
 # mediapipe FACEMESH_LIPS (outer and inner lip contours), 40 points
-MOUTH_POINTS: tuple[int, ...] = (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181,
-                                 185, 191, 267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402,
-                                 405, 409, 415)
+MOUTH_POINTS: tuple[int, ...] = (
+    0,
+    13,
+    14,
+    17,
+    37,
+    39,
+    40,
+    61,
+    78,
+    80,
+    81,
+    82,
+    84,
+    87,
+    88,
+    91,
+    95,
+    146,
+    178,
+    181,
+    185,
+    191,
+    267,
+    269,
+    270,
+    291,
+    308,
+    310,
+    311,
+    312,
+    314,
+    317,
+    318,
+    321,
+    324,
+    375,
+    402,
+    405,
+    409,
+    415,
+)
 FACE_POINTS: tuple[int, ...] = tuple(range(468))  # the whole face mesh; the 10 iris points are left out
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR_NAME = f"OpenCV Haar cascade ({HAAR_CASCADE}, Viola-Jones, minNeighbors 3; shares nothing with mediapipe)"
-BLAZEFACE_NAME = ("mediapipe BlazeFace short-range face detector (face_detection, model 0, confidence >= 0.5; a "
-                  "detection network separate from the face-mesh landmark model)")
+BLAZEFACE_NAME = (
+    "mediapipe BlazeFace short-range face detector (face_detection, model 0, confidence >= 0.5; a "
+    "detection network separate from the face-mesh landmark model)"
+)
 DETECTOR_NAME = BLAZEFACE_NAME
 DETECT_SIZE = 256  # detectors see every crop at this size, so 64 px and 256 px outputs are judged alike
 
@@ -69,7 +112,7 @@ def _as_unit_batch(images: np.ndarray, dtype: torch.dtype = torch.float64) -> to
 
 def _gaussian_1d(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = torch.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
 
 
@@ -93,11 +136,11 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = 11, sigma: float = 1.5) -> 
         return F.conv2d(F.conv2d(t, gh, padding=(0, pad)), gv, padding=(pad, 0))
 
     mu_x, mu_y = filt(x), filt(y)
-    sxx = filt(x * x) - mu_x ** 2
-    syy = filt(y * y) - mu_y ** 2
+    sxx = filt(x * x) - mu_x**2
+    syy = filt(y * y) - mu_y**2
     sxy = filt(x * y) - mu_x * mu_y
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    smap = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    c1, c2 = 0.01**2, 0.03**2
+    smap = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return smap.reshape(n, -1).double().mean(dim=1).numpy()
 
 
@@ -156,8 +199,9 @@ class HaarFaceDetector:
         """Number of faces found in an RGB uint8 image."""
         gray = _square(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY), self.work_size)
         min_side = max(24, self.work_size // 6)  # a face smaller than 1/6 of a face crop is not the subject
-        faces = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=self.min_neighbors,
-                                               minSize=(min_side, min_side))
+        faces = self._cascade.detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
+        )
         return len(faces)
 
     def detect(self, image: np.ndarray) -> bool:
@@ -171,8 +215,9 @@ class BlazeFaceDetector:
     def __init__(self, work_size: int = DETECT_SIZE, min_confidence: float = 0.5) -> None:
         import mediapipe as mp  # slow to import; only evaluation needs it here
 
-        self._det = mp.solutions.face_detection.FaceDetection(model_selection=0,
-                                                              min_detection_confidence=min_confidence)
+        self._det = mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=min_confidence
+        )
         self.work_size = work_size
         self._started = False
 
@@ -408,7 +453,7 @@ def cpbd(image: np.ndarray) -> float:
             block_w = block_w[block_w != 0]
             contrast = gray[rs, cs].max() - gray[rs, cs].min()
             jnb = 5.0 if int(contrast) <= 50 else 3.0
-            p_blur = 1.0 - np.exp(-np.abs(block_w / jnb) ** CPBD_BETA)
+            p_blur = 1.0 - np.exp(-(np.abs(block_w / jnb) ** CPBD_BETA))
             np.add.at(hist, np.rint(p_blur * 100).astype(int), 1)
             total += len(block_w)
     if total == 0:
@@ -442,7 +487,7 @@ class InceptionFeatures:
         """(N, 2048) float64 features of uint8 RGB images (N, H, W, 3)."""
         feats = []
         for i in range(0, len(images), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[i: i + self.batch_size])).to(self.device)
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size])).to(self.device)
             x = x.permute(0, 3, 1, 2).float() / 255.0
             x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
             feats.append(self.model(x).reshape(len(x), -1).double().cpu().numpy())

@@ -9,7 +9,8 @@ constant-folded away):
 * fps torch_b1/b8: PyTorch eager fuser + generator render (cached reference) + frame conversion per frame;
 * fps onnx_b1/b8, onnx_int8_b1/b8: the exported per-frame graph (fuser + generator + frame conversion) in ONNX
   Runtime, fp32 and dynamic INT8 (apb2face.inference.export);
-* fps e2e_b1: one stream end to end on ONNX Runtime fp32: PCM pushed in 20 ms chunks (chunk_ms) as fast as possible through
+* fps e2e_b1: one stream end to end on ONNX Runtime fp32: PCM pushed in 20 ms chunks (chunk_ms) as fast as possible
+  through
   StreamingSession (incremental audio features, windows, motion, fuser, generator, frame conversion);
 * stream_latency_ms p50/p95: the same stream fed at the speed of speech (simulate_live, same chunks): wall time
   from the moment a frame's instant of audio was spoken to the moment its frame is ready.
@@ -21,6 +22,7 @@ side by side in one run are the reliable part.
 
 from __future__ import annotations
 
+import functools
 import logging
 import statistics
 import tempfile
@@ -74,12 +76,24 @@ def bench_config(name: str, options: BenchOptions) -> dict[str, Any]:
         total = sum(count_macs(model, ref, *one).values())
         features = model.encode_reference(ref)
         per_frame = sum(count_macs(model.fuser, *one).values()) + sum(
-            count_macs(_Render(model), features, model.fuse(*one)[0]).values())
-    result: dict[str, Any] = {"params": num_params(model), "gmac": round(total / 1e9, 3), "fps": {},
-                              "stream_latency_ms": {}}
+            count_macs(_Render(model), features, model.fuse(*one)[0]).values()
+        )
+    result: dict[str, Any] = {
+        "params": num_params(model),
+        "gmac": round(total / 1e9, 3),
+        "fps": {},
+        "stream_latency_ms": {},
+    }
     extra = {"image_size": s, "generator": config.generator, "gmac_per_frame": round(per_frame / 1e9, 3)}
-    log.info("%s: %d px, generator %s, %.2fM params, %.2f GMAC (%.2f per frame with the reference cached)", name, s,
-             config.generator, result["params"] / 1e6, result["gmac"], extra["gmac_per_frame"])
+    log.info(
+        "%s: %d px, generator %s, %.2fM params, %.2f GMAC (%.2f per frame with the reference cached)",
+        name,
+        s,
+        config.generator,
+        result["params"] / 1e6,
+        result["gmac"],
+        extra["gmac_per_frame"],
+    )
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(options.threads)
@@ -87,7 +101,8 @@ def bench_config(name: str, options: BenchOptions) -> dict[str, Any]:
         for batch in BATCHES:
             inputs = _frame_inputs(config, batch, rng)
             with torch.inference_mode():
-                def torch_step() -> np.ndarray:
+
+                def torch_step(inputs: tuple = inputs) -> np.ndarray:
                     latent, _landmarks = model.fuse(*inputs)
                     return _to_frames(model.render(features, latent))
 
@@ -114,9 +129,11 @@ class _Render(torch.nn.Module):
 
 
 def _frame_inputs(config: Any, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-    return (torch.from_numpy((rng.standard_normal((batch, 1, config.audio_window, 60)) * 5).astype(np.float32)),
-            torch.from_numpy(rng.uniform(-10, 10, (batch, 3)).astype(np.float32)),
-            torch.from_numpy(rng.uniform(0, 1, (batch, 2)).astype(np.float32)))
+    return (
+        torch.from_numpy((rng.standard_normal((batch, 1, config.audio_window, 60)) * 5).astype(np.float32)),
+        torch.from_numpy(rng.uniform(-10, 10, (batch, 3)).astype(np.float32)),
+        torch.from_numpy(rng.uniform(0, 1, (batch, 2)).astype(np.float32)),
+    )
 
 
 def _to_frames(images: torch.Tensor) -> np.ndarray:
@@ -132,8 +149,14 @@ def _fps(fn: Any, batch: int, options: BenchOptions) -> float:
     return round(batch / statistics.median(times), 2)
 
 
-def _bench_onnx(model: torch.nn.Module, directory: Path, features: np.ndarray, config: Any,
-                rng: np.random.Generator, options: BenchOptions) -> dict[str, float]:
+def _bench_onnx(
+    model: torch.nn.Module,
+    directory: Path,
+    features: np.ndarray,
+    config: Any,
+    rng: np.random.Generator,
+    options: BenchOptions,
+) -> dict[str, float]:
     from apb2face.inference.export import FRAME_FILE, FRAME_INT8_FILE, OnnxBackend, quantize_frame_graph, write_graphs
 
     write_graphs(model, directory)
@@ -147,14 +170,15 @@ def _bench_onnx(model: torch.nn.Module, directory: Path, features: np.ndarray, c
         for batch in BATCHES:
             audio, pose, eyes = (t.numpy() for t in _frame_inputs(config, batch, rng))
             key = f"onnx{'_int8' if int8 else ''}_b{batch}"
-            out[key] = _fps(lambda: backend.run(features, audio, pose, eyes), batch, options)
+            out[key] = _fps(functools.partial(backend.run, features, audio, pose, eyes), batch, options)
             log.info("  ORT %s b%d: %.1f fps", "int8" if int8 else "fp32", batch, out[key])
         del backend
     return out
 
 
-def _bench_stream(model: torch.nn.Module, config: Any, crop: np.ndarray, directory: Path,
-                  options: BenchOptions) -> tuple[float, dict[str, float]]:
+def _bench_stream(
+    model: torch.nn.Module, config: Any, crop: np.ndarray, directory: Path, options: BenchOptions
+) -> tuple[float, dict[str, float]]:
     from apb2face.inference.export import OnnxBackend
     from apb2face.inference.pipeline import APB2FacePipeline
     from apb2face.inference.streaming import StreamingSession, simulate_live
@@ -171,20 +195,25 @@ def _bench_stream(model: torch.nn.Module, config: Any, crop: np.ndarray, directo
 
     warm = StreamingSession(pipe, "bench")
     for lo in range(0, A.SAMPLE_RATE, chunk):
-        warm.push(speech_like(1.0)[lo: lo + chunk])
+        warm.push(speech_like(1.0)[lo : lo + chunk])
     pcm = speech_like(options.e2e_seconds)
     session = StreamingSession(pipe, "bench")
     start = time.perf_counter()
     frames = 0
     for lo in range(0, len(pcm), chunk):
-        frames += len(session.push(pcm[lo: lo + chunk]))
+        frames += len(session.push(pcm[lo : lo + chunk]))
     e2e = round(frames / (time.perf_counter() - start), 2)
     log.info("  end to end, one stream (ORT fp32): %.1f fps", e2e)
 
     timing = simulate_live(StreamingSession(pipe, "bench"), speech_like(options.live_seconds), options.chunk_ms)
     latency = {"p50": round(timing.percentile(50), 1), "p95": round(timing.percentile(95), 1)}
-    log.info("  live stream latency (%g ms chunks): p50 %.0f ms, p95 %.0f ms (look-ahead %.1f ms of it)",
-             options.chunk_ms, latency["p50"], latency["p95"], session.lookahead_s * 1000)
+    log.info(
+        "  live stream latency (%g ms chunks): p50 %.0f ms, p95 %.0f ms (look-ahead %.1f ms of it)",
+        options.chunk_ms,
+        latency["p50"],
+        latency["p95"],
+        session.lookahead_s * 1000,
+    )
     return e2e, latency
 
 
@@ -200,8 +229,14 @@ def run_bench(names: list[str], options: BenchOptions) -> dict[str, Any]:
         out = bench_config(name, options)
         configs[name] = out["figures"]
         extras[name] = out["extra"]
-    setup = {"threads": options.threads, "cpu_count": os.cpu_count(), "machine": platform.processor() or
-             platform.machine(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-             "chunk_ms": options.chunk_ms, "per_config": extras,
-             "note": "medians after warm-up in one process; absolute figures vary with machine load"}
+    setup = {
+        "threads": options.threads,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "chunk_ms": options.chunk_ms,
+        "per_config": extras,
+        "note": "medians after warm-up in one process; absolute figures vary with machine load",
+    }
     return {"configs": configs, "setup": setup}

@@ -72,8 +72,9 @@ class _FrameGraph(nn.Module):
         self.model = model
         self.expand = expand
 
-    def forward(self, features: torch.Tensor, audio: torch.Tensor, pose: torch.Tensor,
-                eyes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, audio: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         latent, landmarks = self.model.fuse(audio, pose, eyes)
         if self.expand:
             features = features.expand(latent.shape[0], *(int(d) for d in features.shape[1:]))
@@ -98,16 +99,21 @@ def example_inputs(config: Any, batch: int = 2, seed: int = 0) -> dict[str, np.n
     rng = np.random.default_rng(seed)
     return {
         "reference": rng.uniform(-1, 1, (1, 3, config.image_size, config.image_size)).astype(np.float32),
-        "audio": (rng.standard_normal((batch, 1, config.audio_window, config.num_audio_features)) * 5
-                  ).astype(np.float32),
+        "audio": (rng.standard_normal((batch, 1, config.audio_window, config.num_audio_features)) * 5).astype(
+            np.float32
+        ),
         "pose": rng.uniform(-15, 15, (batch, 3)).astype(np.float32),
         "eyes": rng.uniform(0, 1, (batch, 2)).astype(np.float32),
     }
 
 
-def export_onnx(checkpoint: str | Path, out_dir: str | Path, int8: bool = False,
-                int8_ops: tuple[str, ...] = INT8_OPS,
-                parity_inputs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+def export_onnx(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    int8: bool = False,
+    int8_ops: tuple[str, ...] = INT8_OPS,
+    parity_inputs: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Export checkpoint `checkpoint` to `out_dir` (replaced atomically); returns the manifest written."""
     from apb2face.models.modeling import CONFIG_FILE, IDENTITIES_DIR, README_FILE, load_pretrained
 
@@ -125,20 +131,28 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, int8: bool = False,
             shutil.copy2(checkpoint / README_FILE, tmp / README_FILE)
         write_graphs(model, tmp)
         manifest: dict[str, Any] = {
-            "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "opset": OPSET,
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "opset": OPSET,
             "files": {"reference_encoder": ENCODER_FILE, "frame": FRAME_FILE},
             "source_checkpoint": str(checkpoint),
-            "generator": config.generator, "image_size": config.image_size,
+            "generator": config.generator,
+            "image_size": config.image_size,
             "parity": measure_parity(model, tmp, inputs),
         }
         if manifest["parity"]["max_abs_diff"] > PARITY_TOLERANCE:
-            raise RuntimeError(f"ONNX Runtime output differs from PyTorch by {manifest['parity']['max_abs_diff']:.2e}"
-                               f" (> {PARITY_TOLERANCE})")
+            raise RuntimeError(
+                f"ONNX Runtime output differs from PyTorch by {manifest['parity']['max_abs_diff']:.2e}"
+                f" (> {PARITY_TOLERANCE})"
+            )
         if int8:
             quantize_frame_graph(tmp / FRAME_FILE, tmp / FRAME_INT8_FILE, int8_ops)
             manifest["files"]["frame_int8"] = FRAME_INT8_FILE
-            manifest["int8"] = {"op_types": list(int8_ops), "mode": "dynamic",
-                                **measure_int8(tmp, realistic_inputs(config, pre.references))}
+            manifest["int8"] = {
+                "op_types": list(int8_ops),
+                "mode": "dynamic",
+                **measure_int8(tmp, realistic_inputs(config, pre.references)),
+            }
         write_json(tmp / MANIFEST_FILE, manifest)
     return manifest
 
@@ -157,14 +171,34 @@ def write_graphs(model: nn.Module, directory: Path) -> None:
     with warnings.catch_warnings():
         # the TorchScript exporter warns about tracing shape comparisons that are constant for our inputs
         warnings.simplefilter("ignore")
-        torch.onnx.export(_ReferenceEncoder(model).eval(), (reference,), str(directory / ENCODER_FILE),
-                          dynamo=False, opset_version=OPSET, input_names=["reference"], output_names=["features"],
-                          do_constant_folding=True)
-        torch.onnx.export(_FrameGraph(model, expand).eval(), frame_args, str(directory / FRAME_FILE), dynamo=False,
-                          opset_version=OPSET, input_names=list(FRAME_INPUTS), output_names=list(FRAME_OUTPUTS),
-                          dynamic_axes={"audio": batch, "pose": batch, "eyes": batch, "image": batch,
-                                        "frames": batch, "landmarks": batch},
-                          do_constant_folding=True)
+        torch.onnx.export(
+            _ReferenceEncoder(model).eval(),
+            (reference,),
+            str(directory / ENCODER_FILE),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["reference"],
+            output_names=["features"],
+            do_constant_folding=True,
+        )
+        torch.onnx.export(
+            _FrameGraph(model, expand).eval(),
+            frame_args,
+            str(directory / FRAME_FILE),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(FRAME_INPUTS),
+            output_names=list(FRAME_OUTPUTS),
+            dynamic_axes={
+                "audio": batch,
+                "pose": batch,
+                "eyes": batch,
+                "image": batch,
+                "frames": batch,
+                "landmarks": batch,
+            },
+            do_constant_folding=True,
+        )
 
 
 def measure_parity(model: nn.Module, directory: Path, inputs: dict[str, np.ndarray]) -> dict[str, float]:
@@ -174,10 +208,12 @@ def measure_parity(model: nn.Module, directory: Path, inputs: dict[str, np.ndarr
         ref = torch.from_numpy(inputs["reference"])
         t_features = model.encode_reference(ref)
         t_image, t_frames, t_landmarks = _FrameGraph(model, expand=True)(
-            t_features, *(torch.from_numpy(inputs[k]) for k in FRAME_INPUTS[1:]))
+            t_features, *(torch.from_numpy(inputs[k]) for k in FRAME_INPUTS[1:])
+        )
     o_features = backend.encode(inputs["reference"])
-    o_image, o_frames, o_landmarks = backend.run(o_features, inputs["audio"], inputs["pose"], inputs["eyes"],
-                                                 outputs=FRAME_OUTPUTS)
+    o_image, o_frames, o_landmarks = backend.run(
+        o_features, inputs["audio"], inputs["pose"], inputs["eyes"], outputs=FRAME_OUTPUTS
+    )
     return {
         "features_max_abs_diff": float(np.abs(o_features - t_features.numpy()).max()),
         "max_abs_diff": float(np.abs(o_image - t_image.numpy()).max()),
@@ -205,8 +241,13 @@ def quantize_frame_graph(src: Path, dst: Path, op_types: tuple[str, ...] = INT8_
         previous = logging.root.manager.disable
         logging.disable(max(previous, logging.INFO))
         try:
-            quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=list(op_types))
+            quantize_dynamic(
+                str(prepared),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=list(op_types),
+            )
         finally:
             logging.disable(previous)
 
@@ -247,7 +288,8 @@ def realistic_inputs(config: Any, references: dict[str, np.ndarray], frames: int
     return {
         "reference": (crop.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1),
         "audio": A.frame_windows(feats, idx, 25.0, config.audio_window, config.audio_lookahead)[:, None],
-        "pose": motion.pose[idx], "eyes": motion.eyes[idx],
+        "pose": motion.pose[idx],
+        "eyes": motion.eyes[idx],
     }
 
 
@@ -260,8 +302,11 @@ def measure_int8(directory: Path, inputs: dict[str, np.ndarray]) -> dict[str, fl
     features = fp32.encode(inputs["reference"])
     a_img, a = fp32.run(features, inputs["audio"], inputs["pose"], inputs["eyes"], outputs=("image", "frames"))
     b_img, b = int8.run(features, inputs["audio"], inputs["pose"], inputs["eyes"], outputs=("image", "frames"))
-    return {"ssim_vs_fp32": float(np.mean(ssim(a, b))), "max_abs_diff_vs_fp32": float(np.abs(a_img - b_img).max()),
-            "frames": len(a)}
+    return {
+        "ssim_vs_fp32": float(np.mean(ssim(a, b))),
+        "max_abs_diff_vs_fp32": float(np.abs(a_img - b_img).max()),
+        "frames": len(a),
+    }
 
 
 def session_options(threads: int = DEFAULT_THREADS, spinning: bool = False, level: str = "all") -> Any:
@@ -271,9 +316,11 @@ def session_options(threads: int = DEFAULT_THREADS, spinning: bool = False, leve
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                                   "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    so.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
     # idle worker threads spin after each run by default and steal the core from the Python work between frames
     # (audio features, encoding, muxing) and from a second session
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
@@ -289,8 +336,14 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, directory: str | Path, int8: bool = False, threads: int = DEFAULT_THREADS,
-                 spinning: bool = False, level: str = "all") -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        int8: bool = False,
+        threads: int = DEFAULT_THREADS,
+        spinning: bool = False,
+        level: str = "all",
+    ) -> None:
         import onnxruntime as ort
 
         directory = Path(directory)
@@ -314,10 +367,20 @@ class OnnxBackend:
         """(1,3,S,S) float32 in [-1,1] -> features."""
         return self._encoder.run(["features"], {"reference": np.ascontiguousarray(reference, np.float32)})[0]
 
-    def run(self, features: np.ndarray, audio: np.ndarray, pose: np.ndarray, eyes: np.ndarray,
-            outputs: tuple[str, ...] = ("frames", "landmarks")) -> list[np.ndarray]:
-        feed = {"features": features, "audio": np.ascontiguousarray(audio, np.float32),
-                "pose": np.ascontiguousarray(pose, np.float32), "eyes": np.ascontiguousarray(eyes, np.float32)}
+    def run(
+        self,
+        features: np.ndarray,
+        audio: np.ndarray,
+        pose: np.ndarray,
+        eyes: np.ndarray,
+        outputs: tuple[str, ...] = ("frames", "landmarks"),
+    ) -> list[np.ndarray]:
+        feed = {
+            "features": features,
+            "audio": np.ascontiguousarray(audio, np.float32),
+            "pose": np.ascontiguousarray(pose, np.float32),
+            "eyes": np.ascontiguousarray(eyes, np.float32),
+        }
         return self._frame.run(list(outputs), feed)
 
     # -- the pipeline's backend interface ---------------------------------------------------------------------------
@@ -327,8 +390,9 @@ class OnnxBackend:
         x = np.ascontiguousarray(crop).transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1
         return self.encode(x)
 
-    def step(self, features: np.ndarray, windows: np.ndarray, pose: np.ndarray,
-             eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(
+        self, features: np.ndarray, windows: np.ndarray, pose: np.ndarray, eyes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(n, W, 60) windows + motion -> frames (n, S, S, 3) uint8, landmarks (n, K, 2)."""
         frames, landmarks = self.run(features, np.asarray(windows, np.float32)[:, None], pose, eyes)
         return frames, landmarks
@@ -359,8 +423,11 @@ def resolve_export(path: str | Path, int8: bool = False) -> ExportSource:
     except BaseException:
         tmp.cleanup()
         raise
-    log.info("exported %s to ONNX in %.1f s (save it with `apb2face export` to skip this)", path,
-             time.perf_counter() - start)
+    log.info(
+        "exported %s to ONNX in %.1f s (save it with `apb2face export` to skip this)",
+        path,
+        time.perf_counter() - start,
+    )
     return ExportSource(Path(tmp.name) / "onnx", tmp)
 
 

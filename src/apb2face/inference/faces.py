@@ -38,8 +38,11 @@ def detect_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | 
     if min(h, w) * factor < MIN_DETECT_SIDE:
         factor = min(MIN_DETECT_SIDE / min(h, w), 4.0)
     if abs(factor - 1.0) > 1e-6:
-        probe = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))),
-                           interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+        probe = cv2.resize(
+            image,
+            (max(1, round(w * factor)), max(1, round(h * factor))),
+            interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC,
+        )
     else:
         probe = image
     points = mesh.detect(probe)
@@ -62,8 +65,9 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def align_face(image: np.ndarray, size: int, crop_scale: float | None = None, path: str | Path | None = None
-               ) -> tuple[np.ndarray, tuple[float, float, float]]:
+def align_face(
+    image: np.ndarray, size: int, crop_scale: float | None = None, path: str | Path | None = None
+) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Detect the face in a photo of any size and crop it as the dataset crops frames. Returns the (size, size, 3)
     crop and the head pose (yaw, pitch, roll degrees). UserError when there is no face."""
     detect_size, default_scale = _prepare_defaults()
@@ -75,8 +79,12 @@ def align_face(image: np.ndarray, size: int, crop_scale: float | None = None, pa
         raise UserError("no face found in the image", path or "reference image")
     box = face.crop_box_from_landmarks(points, crop_scale)
     if box.side < size / 2:
-        log.warning("%s: the face is small (crop side %.0f px for a %d px model); expect a blurry result",
-                    path or "reference image", box.side, size)
+        log.warning(
+            "%s: the face is small (crop side %.0f px for a %d px model); expect a blurry result",
+            path or "reference image",
+            box.side,
+            size,
+        )
     return face.crop_image(image, box, size), face.estimate_pose(points, image.shape[:2])
 
 

@@ -52,8 +52,13 @@ class NaturalMotion:
     The same seed gives the same motion whether it is taken in one call or in many small ones.
     """
 
-    def __init__(self, fps: float = 25.0, seed: int | None = 0, centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                 open_level: float = 1.0) -> None:
+    def __init__(
+        self,
+        fps: float = 25.0,
+        seed: int | None = 0,
+        centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        open_level: float = 1.0,
+    ) -> None:
         if fps <= 0:
             raise ValueError("fps must be positive")
         self.fps = float(fps)
@@ -105,8 +110,13 @@ class NaturalMotion:
         return np.repeat(openness[:, None], 2, axis=1).astype(np.float32)
 
 
-def natural_motion(num_frames: int, fps: float = 25.0, seed: int | None = 0,
-                   centre: tuple[float, float, float] = (0.0, 0.0, 0.0), open_level: float = 1.0) -> Motion:
+def natural_motion(
+    num_frames: int,
+    fps: float = 25.0,
+    seed: int | None = 0,
+    centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    open_level: float = 1.0,
+) -> Motion:
     """`num_frames` of natural idle motion (see `NaturalMotion`)."""
     return NaturalMotion(fps, seed, centre, open_level).take(num_frames)
 
@@ -131,8 +141,9 @@ def blink_events(eyes: np.ndarray, fps: float, threshold: float = 0.5) -> list[t
 # ---------------------------------------------------------------------------------------------- user-given motion
 
 
-def fit_length(signal: np.ndarray, num_frames: int, fps: float, source_fps: float = FILE_FPS,
-               path: str | Path | None = None) -> np.ndarray:
+def fit_length(
+    signal: np.ndarray, num_frames: int, fps: float, source_fps: float = FILE_FPS, path: str | Path | None = None
+) -> np.ndarray:
     """Resample a (M, C) signal from `source_fps` to `fps` (linear) and pad (holding the last row) or cut it to
     `num_frames` rows."""
     signal = np.asarray(signal, dtype=np.float64)
@@ -143,8 +154,14 @@ def fit_length(signal: np.ndarray, num_frames: int, fps: float, source_fps: floa
     if len(signal) != num_frames:
         what = f"{path}: " if path else ""
         if len(signal) < num_frames - 1 or len(signal) > num_frames + 1:
-            log.warning("%s%d rows at %g fps for %d video frames: %s", what, len(signal), fps, num_frames,
-                        "holding the last row" if len(signal) < num_frames else "ignoring the extra rows")
+            log.warning(
+                "%s%d rows at %g fps for %d video frames: %s",
+                what,
+                len(signal),
+                fps,
+                num_frames,
+                "holding the last row" if len(signal) < num_frames else "ignoring the extra rows",
+            )
         if len(signal) < num_frames:
             signal = np.concatenate([signal, np.repeat(signal[-1:], num_frames - len(signal), axis=0)])
         signal = signal[:num_frames]
@@ -152,7 +169,7 @@ def fit_length(signal: np.ndarray, num_frames: int, fps: float, source_fps: floa
 
 
 def read_table(path: str | Path, columns: int, what: str) -> np.ndarray:
-    """A (N, columns) float table from .npy or a text file (comma/whitespace separated, optional header, # comments)."""
+    """A (N, columns) float table from .npy or a text file (comma/whitespace separated, header, # comments)."""
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
@@ -211,8 +228,9 @@ def load_blink(path: str | Path, num_frames: int, fps: float = 25.0) -> np.ndarr
     """(num_frames, 2) left, right eye openness in [0, 1] from a --blink file (rows at 25 fps)."""
     table = read_table(path, 2, "left,right eye openness")
     if table.min() < -0.01 or table.max() > 1.01:
-        raise UserError(f"eye openness must lie in [0, 1] (1 open, 0 closed); got {table.min():.3g}..{table.max():.3g}",
-                        path)
+        raise UserError(
+            f"eye openness must lie in [0, 1] (1 open, 0 closed); got {table.min():.3g}..{table.max():.3g}", path
+        )
     return np.clip(fit_length(table, num_frames, fps, FILE_FPS, path), 0.0, 1.0)
 
 
@@ -253,13 +271,16 @@ def motion_from_video(path: str | Path, num_frames: int, fps: float = 25.0) -> M
     if not mask.any():
         raise UserError("no face found in any frame of the driving video", path)
     if not mask.all():
-        log.warning("%s: no face in %d of %d frames; interpolating their pose and blink", path, (~mask).sum(),
-                    len(mask))
+        log.warning(
+            "%s: no face in %d of %d frames; interpolating their pose and blink", path, (~mask).sum(), len(mask)
+        )
     pose = _fill_missing(np.asarray(pose_rows, np.float64), mask)
     eyes = ears_to_openness(_fill_missing(np.asarray(ear_rows, np.float64), mask), cfg.eye_percentile)
     index = resample_timestamps(times, fps)
-    return Motion(pose=fit_length(pose[index], num_frames, fps, fps, path),
-                  eyes=np.clip(fit_length(eyes[index], num_frames, fps, fps, path), 0.0, 1.0))
+    return Motion(
+        pose=fit_length(pose[index], num_frames, fps, fps, path),
+        eyes=np.clip(fit_length(eyes[index], num_frames, fps, fps, path), 0.0, 1.0),
+    )
 
 
 def _fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:

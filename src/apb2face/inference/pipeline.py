@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +35,8 @@ from apb2face.inference.motion import Motion, NaturalMotion, fit_length, load_bl
 
 log = logging.getLogger(__name__)
 
-Reference = Union[str, Path, np.ndarray]
-AudioInput = Union[str, Path, np.ndarray]
+Reference = str | Path | np.ndarray
+AudioInput = str | Path | np.ndarray
 OUTPUT_SAMPLE_RATE = 48000  # decoded file audio is kept at this rate for the muxed AAC track
 MAX_CENTRE_POSE_DEG = 10.0  # natural sway is centred on the reference's own pose, within this range
 REFERENCE_CACHE_SIZE = 8
@@ -84,8 +84,15 @@ def default_checkpoint() -> Path | None:
 
 
 class APB2FacePipeline:
-    def __init__(self, model: torch.nn.Module | None, config: Any, references: dict[str, np.ndarray],
-                 meta: dict | None = None, device: str | torch.device = "cpu", backend: Any = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module | None,
+        config: Any,
+        references: dict[str, np.ndarray],
+        meta: dict | None = None,
+        device: str | torch.device = "cpu",
+        backend: Any = None,
+    ) -> None:
         """`backend`: None runs `model` in PyTorch; otherwise an object with `encode_reference(crop)` and
         `step(features, windows, pose, eyes) -> (frames, landmarks)` (apb2face.inference.export.OnnxBackend) runs
         steps 4-6 instead, and `model` may be None."""
@@ -101,16 +108,23 @@ class APB2FacePipeline:
         self._cache: OrderedDict[tuple, ReferenceState] = OrderedDict()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
-                        backend: str = "torch", int8: bool = False) -> APB2FacePipeline:
+    def from_pretrained(
+        cls,
+        path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        backend: str = "torch",
+        int8: bool = False,
+    ) -> APB2FacePipeline:
         """Load a checkpoint directory (config.json, model.safetensors, identities/); None = the demo checkpoint.
         backend="onnx" runs ONNX Runtime on an `apb2face export` directory, or on the checkpoint exported on the fly;
         int8 selects its dynamically quantised per-frame graph."""
         if path is None:
             path = default_checkpoint()
             if path is None:
-                raise UserError("no checkpoint given and the demo checkpoint (checkpoints/demo) is not installed; "
-                                "pass --checkpoint DIR")
+                raise UserError(
+                    "no checkpoint given and the demo checkpoint (checkpoints/demo) is not installed; "
+                    "pass --checkpoint DIR"
+                )
         if backend == "onnx":
             from apb2face.inference.export import load_onnx
 
@@ -192,21 +206,36 @@ class APB2FacePipeline:
             rate = int(sample_rate)
         if len(out) < rate / fps:
             log.warning("audio is shorter than one video frame (%d samples)", len(out))
-        return DrivingAudio(audio=out, sample_rate=rate, features=A.audio_features(A.resample(out, rate, A.SAMPLE_RATE)),
-                            num_frames=A.num_video_frames(len(out), fps, rate))
+        return DrivingAudio(
+            audio=out,
+            sample_rate=rate,
+            features=A.audio_features(A.resample(out, rate, A.SAMPLE_RATE)),
+            num_frames=A.num_video_frames(len(out), fps, rate),
+        )
 
-    def prepare_motion(self, num_frames: int, fps: float, *, pose: Any = None, eyes: Any = None,
-                       driving: str | Path | None = None, seed: int | None = None,
-                       reference: ReferenceState | None = None) -> Motion:
+    def prepare_motion(
+        self,
+        num_frames: int,
+        fps: float,
+        *,
+        pose: Any = None,
+        eyes: Any = None,
+        driving: str | Path | None = None,
+        seed: int | None = None,
+        reference: ReferenceState | None = None,
+    ) -> Motion:
         """Pose and blink for each frame. Each of pose / eyes is, in order of precedence: given (array or file),
         taken from the driving video, or generated (natural motion centred on the reference's own pose)."""
         from_video = motion_from_video(driving, num_frames, fps) if driving is not None else None
         natural = NaturalMotion(fps, seed, centre=self._sway_centre(reference)).take(num_frames)
         return Motion(
-            pose=_signal(pose, 3, num_frames, fps, load_pose) if pose is not None else
-            (from_video.pose if from_video is not None else natural.pose),
-            eyes=_signal(eyes, 2, num_frames, fps, load_blink) if eyes is not None else
-            (from_video.eyes if from_video is not None else natural.eyes))
+            pose=_signal(pose, 3, num_frames, fps, load_pose)
+            if pose is not None
+            else (from_video.pose if from_video is not None else natural.pose),
+            eyes=_signal(eyes, 2, num_frames, fps, load_blink)
+            if eyes is not None
+            else (from_video.eyes if from_video is not None else natural.eyes),
+        )
 
     def _sway_centre(self, reference: ReferenceState | None) -> tuple[float, float, float]:
         if reference is None or reference.pose is None:
@@ -217,8 +246,13 @@ class APB2FacePipeline:
 
     def audio_windows(self, features: np.ndarray, frame_indices: np.ndarray, fps: float) -> np.ndarray:
         """(n, W, 60) audio feature windows for the given video frames."""
-        return A.frame_windows(features, np.asarray(frame_indices), fps, window=self.config.audio_window,
-                               lookahead=self.config.audio_lookahead)
+        return A.frame_windows(
+            features,
+            np.asarray(frame_indices),
+            fps,
+            window=self.config.audio_window,
+            lookahead=self.config.audio_lookahead,
+        )
 
     # ------------------------------------------------------------------------------------------ 4-6. model steps
 
@@ -232,8 +266,11 @@ class APB2FacePipeline:
     @torch.inference_mode()
     def fuse(self, windows: np.ndarray, pose: np.ndarray, eyes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         audio = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)[:, None]
-        return self.model.fuse(audio, torch.from_numpy(np.asarray(pose, np.float32)).to(self.device),
-                               torch.from_numpy(np.asarray(eyes, np.float32)).to(self.device))
+        return self.model.fuse(
+            audio,
+            torch.from_numpy(np.asarray(pose, np.float32)).to(self.device),
+            torch.from_numpy(np.asarray(eyes, np.float32)).to(self.device),
+        )
 
     @torch.inference_mode()
     def render(self, features: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -245,8 +282,9 @@ class APB2FacePipeline:
         x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return x.permute(0, 2, 3, 1).cpu().numpy()
 
-    def step(self, reference: ReferenceState, windows: np.ndarray, pose: np.ndarray,
-             eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(
+        self, reference: ReferenceState, windows: np.ndarray, pose: np.ndarray, eyes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Steps 4-6 for a batch of frames -> (frames uint8 (B, S, S, 3), landmarks (B, K, 2))."""
         if self.backend is not None:
             return self.backend.step(reference.features, windows, pose, eyes)
@@ -256,9 +294,19 @@ class APB2FacePipeline:
 
     # ------------------------------------------------------------------------------------------------ the whole
 
-    def generate(self, reference: Reference, audio: AudioInput, *, sample_rate: int | None = None, pose: Any = None,
-                 eyes: Any = None, driving: str | Path | None = None, fps: float = 25.0, seed: int | None = None,
-                 batch_size: int = 16) -> tuple[DrivingAudio, Motion, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    def generate(
+        self,
+        reference: Reference,
+        audio: AudioInput,
+        *,
+        sample_rate: int | None = None,
+        pose: Any = None,
+        eyes: Any = None,
+        driving: str | Path | None = None,
+        fps: float = 25.0,
+        seed: int | None = None,
+        batch_size: int = 16,
+    ) -> tuple[DrivingAudio, Motion, Iterator[tuple[np.ndarray, np.ndarray]]]:
         """Checks every input first, then returns (audio, motion, an iterator of (frames, landmarks) batches).
 
         The CLI writes batches as they come (bounded memory, a progress bar); `__call__` collects them.
@@ -283,16 +331,40 @@ class APB2FacePipeline:
 
         return driving_audio, motion, batches()
 
-    def __call__(self, reference: Reference, audio: AudioInput, *, sample_rate: int | None = None, pose: Any = None,
-                 eyes: Any = None, driving: str | Path | None = None, fps: float = 25.0, seed: int | None = None,
-                 batch_size: int = 16) -> APB2FaceOutput:
-        driving_audio, motion, batches = self.generate(reference, audio, sample_rate=sample_rate, pose=pose,
-                                                       eyes=eyes, driving=driving, fps=fps, seed=seed,
-                                                       batch_size=batch_size)
+    def __call__(
+        self,
+        reference: Reference,
+        audio: AudioInput,
+        *,
+        sample_rate: int | None = None,
+        pose: Any = None,
+        eyes: Any = None,
+        driving: str | Path | None = None,
+        fps: float = 25.0,
+        seed: int | None = None,
+        batch_size: int = 16,
+    ) -> APB2FaceOutput:
+        driving_audio, motion, batches = self.generate(
+            reference,
+            audio,
+            sample_rate=sample_rate,
+            pose=pose,
+            eyes=eyes,
+            driving=driving,
+            fps=fps,
+            seed=seed,
+            batch_size=batch_size,
+        )
         frames, landmarks = zip(*batches)
-        return APB2FaceOutput(frames=np.concatenate(frames), fps=float(fps), audio=driving_audio.audio,
-                              sample_rate=driving_audio.sample_rate, landmarks=np.concatenate(landmarks),
-                              pose=motion.pose, eyes=motion.eyes)
+        return APB2FaceOutput(
+            frames=np.concatenate(frames),
+            fps=float(fps),
+            audio=driving_audio.audio,
+            sample_rate=driving_audio.sample_rate,
+            landmarks=np.concatenate(landmarks),
+            pose=motion.pose,
+            eyes=motion.eyes,
+        )
 
 
 def _signal(value: Any, columns: int, num_frames: int, fps: float, loader: Any) -> np.ndarray:

@@ -96,8 +96,17 @@ def load_motion_rows(value: Any, columns: int, fps: float, what: str) -> np.ndar
 class StreamingSession:
     """One reference face driven by a live audio stream. Not thread-safe: push from one thread."""
 
-    def __init__(self, pipeline: APB2FacePipeline, reference: Reference, *, fps: float = 25.0, seed: int | None = 0,
-                 pose: Any = None, eyes: Any = None, sample_rate: int = A.SAMPLE_RATE) -> None:
+    def __init__(
+        self,
+        pipeline: APB2FacePipeline,
+        reference: Reference,
+        *,
+        fps: float = 25.0,
+        seed: int | None = 0,
+        pose: Any = None,
+        eyes: Any = None,
+        sample_rate: int = A.SAMPLE_RATE,
+    ) -> None:
         if not (fps > 0 and np.isfinite(fps)):
             raise UserError(f"fps must be a positive number, got {fps}")
         self.pipeline = pipeline
@@ -109,8 +118,9 @@ class StreamingSession:
         natural = NaturalMotion(self.fps, seed, centre=pipeline._sway_centre(self.reference))
         pose_rows = load_motion_rows(pose, 3, self.fps, "pose")
         eyes_rows = load_motion_rows(eyes, 2, self.fps, "blink")
-        self._motion = natural if pose_rows is None and eyes_rows is None else \
-            SuppliedMotion(natural, pose_rows, eyes_rows)
+        self._motion = (
+            natural if pose_rows is None and eyes_rows is None else SuppliedMotion(natural, pose_rows, eyes_rows)
+        )
         self._features = StreamingFeatures()
         self._rows = RowWindow(self.window + ROW_MARGIN, A.NUM_FEATURES)
         self._resampler = None
@@ -145,7 +155,7 @@ class StreamingSession:
             pcm = self._resampler.resample_chunk(pcm)
         out: list[StreamFrame] = []
         for lo in range(0, len(pcm), BLOCK_SAMPLES):
-            self._rows.extend(self._features.push(pcm[lo: lo + BLOCK_SAMPLES]))
+            self._rows.extend(self._features.push(pcm[lo : lo + BLOCK_SAMPLES]))
             out += self._render_ready(final_rows=None, last_frame=None)
         return out
 
@@ -158,7 +168,7 @@ class StreamingSession:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             for lo in range(0, len(tail), BLOCK_SAMPLES):
-                self._rows.extend(self._features.push(tail[lo: lo + BLOCK_SAMPLES]))
+                self._rows.extend(self._features.push(tail[lo : lo + BLOCK_SAMPLES]))
         self._rows.extend(self._features.finish())
         self.finished = True
         total = A.num_video_frames(self._features.num_samples, self.fps) if num_frames is None else num_frames
@@ -194,8 +204,15 @@ class StreamingSession:
         window = self._rows.take(rows)
         motion = self._motion.take(1)
         frames, landmarks = self.pipeline.step(self.reference, window[None], motion.pose, motion.eyes)
-        return StreamFrame(index=n, timestamp=n / self.fps, image=frames[0], landmarks=landmarks[0],
-                           pose=motion.pose[0], eyes=motion.eyes[0], ready_sample=self._features.num_samples)
+        return StreamFrame(
+            index=n,
+            timestamp=n / self.fps,
+            image=frames[0],
+            landmarks=landmarks[0],
+            pose=motion.pose[0],
+            eyes=motion.eyes[0],
+            ready_sample=self._features.num_samples,
+        )
 
 
 def _as_float_pcm(pcm: np.ndarray) -> np.ndarray:
@@ -227,19 +244,24 @@ class LiveTiming:
         return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
 
 
-def simulate_live(session: StreamingSession, pcm: np.ndarray, chunk_ms: float = 20.0,
-                  clock: Any = time.perf_counter, sleep: Any = time.sleep) -> LiveTiming:
+def simulate_live(
+    session: StreamingSession,
+    pcm: np.ndarray,
+    chunk_ms: float = 20.0,
+    clock: Any = time.perf_counter,
+    sleep: Any = time.sleep,
+) -> LiveTiming:
     """Feed `pcm` (16 kHz) to `session` paced like a microphone: chunk k is pushed when its last sample has been
     spoken (start + (k + 1) * chunk). If rendering falls behind, later chunks are pushed late and latencies grow."""
     chunk = max(1, int(round(chunk_ms / 1000 * A.SAMPLE_RATE)))
     latencies = []
     start = clock()
-    for k, lo in enumerate(range(0, len(pcm), chunk)):
+    for lo in range(0, len(pcm), chunk):
         due = start + min(lo + chunk, len(pcm)) / A.SAMPLE_RATE
         wait = due - clock()
         if wait > 0:
             sleep(wait)
-        for frame in session.push(pcm[lo: lo + chunk]):
+        for frame in session.push(pcm[lo : lo + chunk]):
             latencies.append((clock() - (start + frame.timestamp)) * 1000.0)
     wall = clock() - start
     session.finish()
@@ -253,8 +275,15 @@ class LiveMp4Writer:
     """H.264 + AAC MP4 written incrementally (frames and audio chunks as they come), so an hour-long stream needs
     no more memory than a minute. Atomic like apb2face.data.video.write_video: nothing is left on failure."""
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], sample_rate: int = A.SAMPLE_RATE,
-                 crf: int = 20, preset: str = "veryfast") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        size: tuple[int, int],
+        sample_rate: int = A.SAMPLE_RATE,
+        crf: int = 20,
+        preset: str = "veryfast",
+    ) -> None:
         """size: (height, width) of the frames (the encoder is configured before the first packet)."""
         self.path = Path(path)
         self.fps = fps

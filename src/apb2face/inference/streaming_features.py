@@ -54,7 +54,9 @@ class RowWindow:
         """Rows at absolute `indices` (each must lie in [first, count))."""
         indices = np.asarray(indices)
         if indices.size and (indices.min() < self.first or indices.max() >= self.count):
-            raise IndexError(f"rows {indices.min()}..{indices.max()} outside held range {self.first}..{self.count - 1}")
+            raise IndexError(
+                f"rows {indices.min()}..{indices.max()} outside held range {self.first}..{self.count - 1}"
+            )
         return self._rows[indices % self.capacity]
 
 
@@ -90,7 +92,7 @@ class StreamingFeatures:
         out = []
         # bounded blocks keep every state window small whatever the caller's chunk size
         for lo in range(0, pcm.size, _BLOCK_SAMPLES):
-            block = pcm[lo: lo + _BLOCK_SAMPLES]
+            block = pcm[lo : lo + _BLOCK_SAMPLES]
             self.num_samples += block.size
             self._append_padded(block.astype(np.float64))
             out.append(self._advance(final=False))
@@ -129,7 +131,7 @@ class StreamingFeatures:
         if stop <= start:
             return
         lo = start * A.HOP - self._pre_start
-        segment = self._pre[lo: (stop - 1) * A.HOP + A.WIN - self._pre_start]
+        segment = self._pre[lo : (stop - 1) * A.HOP + A.WIN - self._pre_start]
         self._mfcc.extend(_mfcc_of_emphasised(segment)[: stop - start].astype(np.float32))
         drop = stop * A.HOP - self._pre_start  # samples no later row needs
         self._pre = self._pre[drop:]
@@ -150,8 +152,10 @@ class StreamingFeatures:
         if stop <= start:
             return np.zeros((0, A.NUM_FEATURES), np.float32)
         idx = np.arange(start, stop)
-        out = np.concatenate([self._mfcc.take(idx), self._delta.take(idx),
-                              _deltas(self._delta, start, stop, self._num_delta, final)], axis=1)
+        out = np.concatenate(
+            [self._mfcc.take(idx), self._delta.take(idx), _deltas(self._delta, start, stop, self._num_delta, final)],
+            axis=1,
+        )
         self._num_out = stop
         return out.astype(np.float32)
 
@@ -170,7 +174,7 @@ def _mfcc_of_emphasised(signal: np.ndarray) -> np.ndarray:
     energy = np.where(energy == 0, np.finfo(float).eps, energy)
     feat = np.dot(pspec, _FILTERBANK.T)
     feat = np.where(feat == 0, np.finfo(float).eps, feat)
-    feat = psf.dct(np.log(feat), type=2, axis=1, norm="ortho")[:, :A.NUM_CEPS]
+    feat = psf.dct(np.log(feat), type=2, axis=1, norm="ortho")[:, : A.NUM_CEPS]
     feat = psf.lifter(feat, 22)
     feat[:, 0] = np.log(energy)
     return feat
@@ -186,4 +190,4 @@ def _deltas(src: RowWindow, start: int, stop: int, known: int, final: bool) -> n
     if not final and rows.max() > upper:
         raise RuntimeError("delta requested before its context rows exist")
     context = src.take(np.clip(rows, 0, upper))
-    return A.temporal_deltas(context, n)[n: n + (stop - start)]
+    return A.temporal_deltas(context, n)[n : n + (stop - start)]

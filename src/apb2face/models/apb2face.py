@@ -33,8 +33,13 @@ class APB2Face(nn.Module):
         """Per-reference features (everything before the first AdaConv); cache them across frames."""
         return self.generator.encode(reference)
 
-    def render(self, features: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None,
-               broadcast: bool = True) -> torch.Tensor:
+    def render(
+        self,
+        features: torch.Tensor,
+        latent: torch.Tensor,
+        geometry: torch.Tensor | None = None,
+        broadcast: bool = True,
+    ) -> torch.Tensor:
         """Features of `encode_reference` + latent -> image. With `broadcast`, batch-1 features are expanded over the
         latent's batch (exporters pass False and expand with static shapes themselves).
 
@@ -48,9 +53,15 @@ class APB2Face(nn.Module):
             geometry = self.fuser.landmarks(latent)
         return self.generator.render(features, latent, geometry)
 
-    def forward(self, reference: torch.Tensor, audio: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor,
-                geometry: torch.Tensor | None = None,
-                teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        reference: torch.Tensor,
+        audio: torch.Tensor,
+        pose: torch.Tensor,
+        eyes: torch.Tensor,
+        geometry: torch.Tensor | None = None,
+        teacher: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sketch generators draw the predicted landmarks; in training, `geometry` (B, K, 2) replaces them where the
         (B,) bool mask `teacher` is set (everywhere without a mask), and the predicted ones enter the sketch detached
         (the fuser learns geometry from the landmark loss alone)."""
@@ -60,6 +71,7 @@ class APB2Face(nn.Module):
             sketch_points = landmarks
             if geometry is not None:
                 geometry = geometry.to(landmarks.dtype)
-                sketch_points = geometry if teacher is None else \
-                    torch.where(teacher[:, None, None], geometry, landmarks.detach())
+                sketch_points = (
+                    geometry if teacher is None else torch.where(teacher[:, None, None], geometry, landmarks.detach())
+                )
         return self.render(self.encode_reference(reference), latent, sketch_points), landmarks

@@ -13,8 +13,44 @@ from typing import Literal
 # layout upstream regressed. Order: face oval (36, clockwise from the chin's left), outer lips (20), inner lips (20),
 # eyes (8 each: corners, upper lid, lower lid), brows (5 each), nose (4). Mouth points dominate on purpose: they
 # carry the audio-driven motion the geometry loss must teach the fuser.
-FACE_OVAL = (176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109, 10, 338, 297, 332, 284, 251,
-             389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148)
+FACE_OVAL = (
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+)
 LIPS_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 LIPS_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 RIGHT_EYE = (33, 160, 159, 158, 133, 153, 145, 144)
@@ -23,8 +59,14 @@ RIGHT_BROW = (70, 63, 105, 66, 107)
 LEFT_BROW = (336, 296, 334, 293, 300)
 NOSE = (6, 1, 98, 327)
 GEOMETRY_GROUPS: dict[str, tuple[int, ...]] = {
-    "face_oval": FACE_OVAL, "lips_outer": LIPS_OUTER, "lips_inner": LIPS_INNER, "right_eye": RIGHT_EYE,
-    "left_eye": LEFT_EYE, "right_brow": RIGHT_BROW, "left_brow": LEFT_BROW, "nose": NOSE,
+    "face_oval": FACE_OVAL,
+    "lips_outer": LIPS_OUTER,
+    "lips_inner": LIPS_INNER,
+    "right_eye": RIGHT_EYE,
+    "left_eye": LEFT_EYE,
+    "right_brow": RIGHT_BROW,
+    "left_brow": LEFT_BROW,
+    "nose": NOSE,
 }
 GEOMETRY_POINTS: tuple[int, ...] = tuple(i for group in GEOMETRY_GROUPS.values() for i in group)
 GEOMETRY_SCHEME = "mediapipe-478"  # the landmark scheme GEOMETRY_POINTS index into

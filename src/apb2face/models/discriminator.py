@@ -19,8 +19,11 @@ class PatchDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(6, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             stride = 2 if i < len(widths) - 2 else 1
-            layers += [nn.Conv2d(a, b, 4, stride, 1, bias=False),
-                       nn.InstanceNorm2d(b, affine=False, track_running_stats=False), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(a, b, 4, stride, 1, bias=False),
+                nn.InstanceNorm2d(b, affine=False, track_running_stats=False),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
         for m in self.modules():

@@ -35,8 +35,13 @@ class AudioFuser(nn.Module):
         f = config.num_audio_features
         c = AUDIO1_CHANNELS
         # along the feature axis: 60 -> 30 -> 15 -> 8 -> 4 -> 2
-        self.audio1 = nn.Sequential(*[m for a, b in zip(c[:-1], c[1:])
-                                      for m in (nn.Conv2d(a, b, (1, 3), (1, 2), (0, 1)), nn.ReLU(inplace=True))])
+        self.audio1 = nn.Sequential(
+            *[
+                m
+                for a, b in zip(c[:-1], c[1:])
+                for m in (nn.Conv2d(a, b, (1, 3), (1, 2), (0, 1)), nn.ReLU(inplace=True))
+            ]
+        )
         # along time: 64 -> 32 -> 16 -> 8 -> 4, then a (window/16)-tall conv collapses it to 1
         time_layers: list[nn.Module] = []
         for _ in range(4):
@@ -63,8 +68,10 @@ class AudioFuser(nn.Module):
         self.audio_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.audio_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-4))
 
-    def forward(self, audio: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """audio (B,1,W,60) raw features, pose (B,3) degrees, eyes (B,2) openness -> latent (B,D), landmarks (B,K,2)."""
+    def forward(
+        self, audio: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio (B,1,W,60) raw features, pose (B,3) degrees, eyes (B,2) openness -> latent (B,D), landmarks (B,K,2)"""
         a = (audio - self.audio_mean) / self.audio_std
         a = self.audio2(self.audio1(a)).flatten(1)
         a = self.trans_audio(a)

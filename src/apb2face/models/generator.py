@@ -33,8 +33,10 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def conv_in_relu(cin: int, cout: int, kernel: int, stride: int = 1, relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
-                               nn.InstanceNorm2d(cout, affine=False, track_running_stats=False)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+        nn.InstanceNorm2d(cout, affine=False, track_running_stats=False),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return layers
@@ -49,8 +51,10 @@ class DwsBlock(nn.Module):
         self.body = nn.Sequential(
             *conv_in_relu(cin, hidden, 1),
             nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden, bias=False),
-            nn.InstanceNorm2d(hidden, affine=False, track_running_stats=False), nn.ReLU(inplace=True),
-            *conv_in_relu(hidden, cout, 1, relu=False))
+            nn.InstanceNorm2d(hidden, affine=False, track_running_stats=False),
+            nn.ReLU(inplace=True),
+            *conv_in_relu(hidden, cout, 1, relu=False),
+        )
         self.shortcut = nn.Identity() if cin == cout else nn.Sequential(*conv_in_relu(cin, cout, 1, relu=False))
         self.act = nn.ReLU(inplace=True)
 
@@ -63,7 +67,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(*conv_in_relu(channels, channels, 3), *conv_in_relu(channels, channels, 3, relu=False))
+        self.body = nn.Sequential(
+            *conv_in_relu(channels, channels, 3), *conv_in_relu(channels, channels, 3, relu=False)
+        )
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,10 +99,12 @@ class AdaConv(nn.Module):
     def __init__(self, channels: int, latent_dim: int = 256, init: str = "identity") -> None:
         super().__init__()
         self.identity = init == "identity"
-        self.weight = nn.Sequential(nn.Linear(latent_dim, latent_dim), nn.ReLU(inplace=True),
-                                    nn.Linear(latent_dim, channels))
-        self.bias = nn.Sequential(nn.Linear(latent_dim, latent_dim), nn.ReLU(inplace=True),
-                                  nn.Linear(latent_dim, channels))
+        self.weight = nn.Sequential(
+            nn.Linear(latent_dim, latent_dim), nn.ReLU(inplace=True), nn.Linear(latent_dim, channels)
+        )
+        self.bias = nn.Sequential(
+            nn.Linear(latent_dim, latent_dim), nn.ReLU(inplace=True), nn.Linear(latent_dim, channels)
+        )
 
     def reset_parameters(self) -> None:
         for m in (*self.weight, *self.bias):
@@ -131,14 +139,19 @@ class PaperGenerator(nn.Module):
         self.stem = nn.Sequential(*conv_in_relu(3, s0, 7), *conv_in_relu(s0, s1, 3, 2), *conv_in_relu(s1, s2, 3, 2))
         widths = [s2] + [cell] * (len(CELL_OPS) - 1) + [last]
         self.cells = nn.ModuleList(make_cell(op, widths[i], widths[i + 1]) for i, op in enumerate(CELL_OPS))
-        self.adaconvs = nn.ModuleList(AdaConv(widths[i + 1], config.latent_dim, config.adaconv_init)
-                                      for i in range(len(CELL_OPS)))
+        self.adaconvs = nn.ModuleList(
+            AdaConv(widths[i + 1], config.latent_dim, config.adaconv_init) for i in range(len(CELL_OPS))
+        )
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(last, d0, 3, 2, 1, output_padding=1, bias=False),
-            nn.InstanceNorm2d(d0, affine=False, track_running_stats=False), nn.ReLU(inplace=True),
+            nn.InstanceNorm2d(d0, affine=False, track_running_stats=False),
+            nn.ReLU(inplace=True),
             nn.ConvTranspose2d(d0, d1, 3, 2, 1, output_padding=1, bias=False),
-            nn.InstanceNorm2d(d1, affine=False, track_running_stats=False), nn.ReLU(inplace=True),
-            nn.Conv2d(d1, 3, 7, 1, 3, bias=False), nn.Tanh())
+            nn.InstanceNorm2d(d1, affine=False, track_running_stats=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(d1, 3, 7, 1, 3, bias=False),
+            nn.Tanh(),
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

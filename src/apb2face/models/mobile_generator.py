@@ -30,7 +30,8 @@ or better (SSIM 0.599 / 0.599 vs 0.598 / 0.595, seeds 0 / 1; docs/results.md). C
 plus drawing the sketch.
 
 At 256x256: 7.5x fewer generator MACs than `paper` (1.32 vs 9.87 GMAC), 6.9x with the fuser, 9.5x per frame with
-the reference cached (see `apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`, `forward`.
+the reference cached (see `apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`,
+`forward`.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ class SeparableBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False),
-            nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False),
-            nn.Conv2d(channels, channels, 1))
+            nn.Conv2d(channels, channels, 1),
+        )
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,16 +100,25 @@ class MobileGenerator(nn.Module):
         self.trunk_channels, self.skip_channels = trunk, skip
         sketch = SKETCH_CHANNELS if config.geometry_sketch else 0
         self.stem_half = nn.Sequential(
-            nn.Conv2d(3, e0, 3, 1, 1, bias=False), _norm(e0), nn.ReLU(inplace=True),
-            nn.Conv2d(e0, e1, 3, 2, 1, bias=False), _norm(e1), nn.ReLU(inplace=True))
+            nn.Conv2d(3, e0, 3, 1, 1, bias=False),
+            _norm(e0),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(e0, e1, 3, 2, 1, bias=False),
+            _norm(e1),
+            nn.ReLU(inplace=True),
+        )
         self.stem_quarter = nn.Sequential(
-            nn.Conv2d(e1, e2, 3, 2, 1, bias=False), _norm(e2), nn.ReLU(inplace=True),
-            *([nn.Conv2d(e2, trunk, 1, bias=False), _norm(trunk), nn.ReLU(inplace=True)] if e2 != trunk else []))
+            nn.Conv2d(e1, e2, 3, 2, 1, bias=False),
+            _norm(e2),
+            nn.ReLU(inplace=True),
+            *([nn.Conv2d(e2, trunk, 1, bias=False), _norm(trunk), nn.ReLU(inplace=True)] if e2 != trunk else []),
+        )
         self.skip = nn.Sequential(nn.Conv2d(e1, skip, 1, bias=False), _norm(skip), nn.ReLU(inplace=True))
         self.blocks = nn.ModuleList(SeparableBlock(trunk) for _ in range(NUM_BLOCKS))
         self.norms = nn.ModuleList(_norm(trunk) for _ in range(NUM_BLOCKS))
-        self.adaconvs = nn.ModuleList(AdaConv(trunk, config.latent_dim, config.adaconv_init)
-                                      for _ in range(NUM_BLOCKS))
+        self.adaconvs = nn.ModuleList(
+            AdaConv(trunk, config.latent_dim, config.adaconv_init) for _ in range(NUM_BLOCKS)
+        )
         self.sketch_in = nn.Conv2d(sketch, trunk, 1) if sketch else None
         self.up_half = UpBlock(trunk, d0)
         self.merge_half = nn.Sequential(nn.Conv2d(d0 + skip + sketch, d0, 1), _norm(d0), nn.ReLU(inplace=True))
@@ -141,12 +153,13 @@ class MobileGenerator(nn.Module):
         trunk = self.norms[0](self.blocks[0](self.stem_quarter(half)))
         return torch.cat([F.pixel_shuffle(trunk, 2), self.skip(half), F.pixel_unshuffle(reference, 2)], dim=1)
 
-    def render(self, features: torch.Tensor, latent: torch.Tensor,
-               geometry: torch.Tensor | None = None) -> torch.Tensor:
+    def render(
+        self, features: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None
+    ) -> torch.Tensor:
         packed = self.trunk_channels // 4
         trunk = F.pixel_unshuffle(features[:, :packed], 2)
-        skip = features[:, packed: packed + self.skip_channels]
-        pixels = F.pixel_shuffle(features[:, packed + self.skip_channels:], 2)
+        skip = features[:, packed : packed + self.skip_channels]
+        pixels = F.pixel_shuffle(features[:, packed + self.skip_channels :], 2)
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         if self.sketch_in is not None:
             sketch = sketch_for(geometry, skip)
@@ -165,6 +178,7 @@ class MobileGenerator(nn.Module):
         base = pixels.clamp(-PIXEL_LIMIT, PIXEL_LIMIT)
         return torch.tanh(self.head(x) + 0.5 * torch.log((1 + base) / (1 - base)))  # atanh (no ONNX export op)
 
-    def forward(self, reference: torch.Tensor, latent: torch.Tensor,
-                geometry: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, reference: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.render(self.encode(reference), latent, geometry)

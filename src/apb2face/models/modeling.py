@@ -66,8 +66,13 @@ def preprocessing_facts(config: ModelConfig) -> dict[str, Any]:
     }
 
 
-def save_pretrained(model: APB2Face, directory: str | Path, references: dict[str, np.ndarray] | None = None,
-                    extra: dict[str, Any] | None = None, readme: str | None = None) -> Path:
+def save_pretrained(
+    model: APB2Face,
+    directory: str | Path,
+    references: dict[str, np.ndarray] | None = None,
+    extra: dict[str, Any] | None = None,
+    readme: str | None = None,
+) -> Path:
     """Write a release checkpoint to `directory` (replacing one already there, atomically)."""
     from safetensors.torch import save_file
 
@@ -82,14 +87,17 @@ def save_pretrained(model: APB2Face, directory: str | Path, references: dict[str
             _check_reference(name, image, config.image_size)
             if not cv2.imwrite(str(tmp / IDENTITIES_DIR / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
                 raise OSError(f"cannot write identity image {name!r}")
-        write_json(tmp / CONFIG_FILE, {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "model": dataclasses.asdict(config),
-            "preprocessing": preprocessing_facts(config),
-            "identities": sorted(references),
-            "meta": extra or {},
-        })
+        write_json(
+            tmp / CONFIG_FILE,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "model": dataclasses.asdict(config),
+                "preprocessing": preprocessing_facts(config),
+                "identities": sorted(references),
+                "meta": extra or {},
+            },
+        )
         if readme is not None:
             (tmp / README_FILE).write_text(readme)
     return directory
@@ -99,15 +107,17 @@ def load_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
     """The ModelConfig and the raw config.json of a checkpoint directory."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise UserError("checkpoint not found (expected a directory with config.json and model.safetensors)",
-                        directory)
+        raise UserError(
+            "checkpoint not found (expected a directory with config.json and model.safetensors)", directory
+        )
     path = directory / CONFIG_FILE
     raw = read_json(path)
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise UserError("not an apb2face checkpoint config", path)
     if raw.get("version") != CHECKPOINT_VERSION:
-        raise UserError(f"checkpoint version {raw.get('version')} is not supported (expected {CHECKPOINT_VERSION})",
-                        path)
+        raise UserError(
+            f"checkpoint version {raw.get('version')} is not supported (expected {CHECKPOINT_VERSION})", path
+        )
     try:
         config = from_dict(ModelConfig, raw.get("model") or {}, prefix="model.")
     except UserError as exc:
@@ -124,8 +134,13 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
     _load_state(model, state, weights)
     references = load_references(directory, raw)
     model.to(device).eval()
-    return Pretrained(model=model, config=config, references=references, meta=raw.get("meta", {}),
-                      preprocessing=raw.get("preprocessing", {}))
+    return Pretrained(
+        model=model,
+        config=config,
+        references=references,
+        meta=raw.get("meta", {}),
+        preprocessing=raw.get("preprocessing", {}),
+    )
 
 
 def warm_start(model: APB2Face, directory: str | Path) -> None:
@@ -148,14 +163,19 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
         old = state.get(key, new)
         if old.shape == new.shape:
             merged[key] = old
-        elif old.dim() == 4 and old.shape[0] == new.shape[0] and old.shape[2:] == new.shape[2:] \
-                and old.shape[1] < new.shape[1]:
+        elif (
+            old.dim() == 4
+            and old.shape[0] == new.shape[0]
+            and old.shape[2:] == new.shape[2:]
+            and old.shape[1] < new.shape[1]
+        ):
             widened = torch.zeros_like(new)
             widened[:, : old.shape[1]] = old
             merged[key] = widened
         else:
-            raise UserError(f"cannot warm-start: {key} has shape {tuple(old.shape)}, the model needs "
-                            f"{tuple(new.shape)}", weights)
+            raise UserError(
+                f"cannot warm-start: {key} has shape {tuple(old.shape)}, the model needs {tuple(new.shape)}", weights
+            )
     model.load_state_dict(merged, strict=True)
 
 
@@ -196,8 +216,11 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
         raise UserError(f"weights do not match the config's model: {', '.join(parts)}", path)
     for key, value in state.items():
         if value.shape != expected[key].shape:
-            raise UserError(f"weights do not match the config's model: {key} has shape {tuple(value.shape)}, "
-                            f"expected {tuple(expected[key].shape)}", path)
+            raise UserError(
+                f"weights do not match the config's model: {key} has shape {tuple(value.shape)}, "
+                f"expected {tuple(expected[key].shape)}",
+                path,
+            )
     model.load_state_dict(state, strict=True)
 
 
@@ -205,5 +228,6 @@ def _check_reference(name: str, image: np.ndarray, size: int) -> None:
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"invalid identity name {name!r}")
     if image.dtype != np.uint8 or image.shape != (size, size, 3):
-        raise ValueError(f"identity {name!r}: expected a ({size}, {size}, 3) uint8 RGB image, got "
-                         f"{image.shape} {image.dtype}")
+        raise ValueError(
+            f"identity {name!r}: expected a ({size}, {size}, 3) uint8 RGB image, got {image.shape} {image.dtype}"
+        )

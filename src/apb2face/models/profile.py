@@ -91,8 +91,12 @@ def model_report(config, discriminator: bool = True) -> dict:
 
     model = APB2Face(config).eval()
     s = config.image_size
-    inputs = (torch.zeros(1, 3, s, s), torch.zeros(1, 1, config.audio_window, config.num_audio_features),
-              torch.zeros(1, 3), torch.ones(1, 2))
+    inputs = (
+        torch.zeros(1, 3, s, s),
+        torch.zeros(1, 1, config.audio_window, config.num_audio_features),
+        torch.zeros(1, 3),
+        torch.ones(1, 2),
+    )
     macs = count_macs(model, *inputs)
     fuser = breakdown(model.fuser, macs, "fuser", depth=1)
     generator = breakdown(model.generator, macs, "generator", depth=2)
@@ -100,8 +104,10 @@ def model_report(config, discriminator: bool = True) -> dict:
         "image_size": s,
         "generator": config.generator,
         "modules": [fuser.to_dict(), generator.to_dict()],
-        "inference": {"params": fuser.params + generator.params, "gmac": round((fuser.macs + generator.macs) / 1e9,
-                                                                               4)},
+        "inference": {
+            "params": fuser.params + generator.params,
+            "gmac": round((fuser.macs + generator.macs) / 1e9, 4),
+        },
     }
     if discriminator:
         disc = PatchDiscriminator(config).eval()

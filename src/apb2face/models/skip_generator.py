@@ -47,9 +47,11 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(channels, affine=False, track_running_stats=False), nn.ReLU(inplace=True),
+            nn.InstanceNorm2d(channels, affine=False, track_running_stats=False),
+            nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(channels, affine=False, track_running_stats=False))
+            nn.InstanceNorm2d(channels, affine=False, track_running_stats=False),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + x)
@@ -66,8 +68,9 @@ class SkipGenerator(nn.Module):
         self.encoder = nn.Sequential(_conv(3, full), _conv(full, skip, stride=2))  # (B, skip, S/2, S/2)
         self.down = _conv(skip + sketch, trunk, stride=2)  # (B, trunk, S/4, S/4)
         self.blocks = nn.ModuleList(ResidualBlock(trunk) for _ in range(NUM_BLOCKS))
-        self.adaconvs = nn.ModuleList(AdaConv(trunk, config.latent_dim, config.adaconv_init)
-                                      for _ in range(NUM_BLOCKS))
+        self.adaconvs = nn.ModuleList(
+            AdaConv(trunk, config.latent_dim, config.adaconv_init) for _ in range(NUM_BLOCKS)
+        )
         self.up_half = _conv(trunk, skip)
         self.merge_half = _conv(2 * skip + sketch, skip)
         self.adaconv_half = AdaConv(skip, config.latent_dim, config.adaconv_init)
@@ -81,9 +84,10 @@ class SkipGenerator(nn.Module):
         """Reference-only part, cached by inference: half-resolution features + the reference's pixels."""
         return torch.cat([self.encoder(reference), F.pixel_unshuffle(reference, 2)], dim=1)
 
-    def render(self, features: torch.Tensor, latent: torch.Tensor,
-               geometry: torch.Tensor | None = None) -> torch.Tensor:
-        skip, pixels = features[:, : self.skip_channels], F.pixel_shuffle(features[:, self.skip_channels:], 2)
+    def render(
+        self, features: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        skip, pixels = features[:, : self.skip_channels], F.pixel_shuffle(features[:, self.skip_channels :], 2)
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         full: list[torch.Tensor] = []
         if self.config.geometry_sketch:
@@ -98,6 +102,7 @@ class SkipGenerator(nn.Module):
         x = self.merge_full(torch.cat([x, pixels, *full], dim=1))
         return torch.tanh(self.head(x))
 
-    def forward(self, reference: torch.Tensor, latent: torch.Tensor,
-                geometry: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, reference: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.render(self.encode(reference), latent, geometry)

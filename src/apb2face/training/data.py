@@ -44,17 +44,27 @@ class ClipArrays:
 class FrameDataset(TorchDataset):
     """Indexable by the global sample number k (see the module docstring)."""
 
-    def __init__(self, root: str | Path, config: ModelConfig, seed: int, split: str = "train",
-                 reference_mouth_quantile: float = 1.0) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        config: ModelConfig,
+        seed: int,
+        split: str = "train",
+        reference_mouth_quantile: float = 1.0,
+    ) -> None:
         self.dataset = Dataset(root)
         meta = self.dataset.meta
         if meta.landmark_scheme != GEOMETRY_SCHEME:
-            raise UserError(f"landmark scheme {meta.landmark_scheme!r} is not supported (need {GEOMETRY_SCHEME})",
-                            self.dataset.root / "dataset.json")
+            raise UserError(
+                f"landmark scheme {meta.landmark_scheme!r} is not supported (need {GEOMETRY_SCHEME})",
+                self.dataset.root / "dataset.json",
+            )
         if meta.image_size < config.image_size:
-            raise UserError(f"dataset images are {meta.image_size} px, smaller than the model's "
-                            f"{config.image_size} px (train at model.image_size={meta.image_size} or lower)",
-                            self.dataset.root / "dataset.json")
+            raise UserError(
+                f"dataset images are {meta.image_size} px, smaller than the model's "
+                f"{config.image_size} px (train at model.image_size={meta.image_size} or lower)",
+                self.dataset.root / "dataset.json",
+            )
         records = self.dataset.clips(split)
         if not records:
             raise UserError(f"dataset has no {split!r} clips", self.dataset.root / "dataset.json")
@@ -67,12 +77,18 @@ class FrameDataset(TorchDataset):
             clip = self.dataset.load_clip(record)
             if len(clip.frames) == 0:
                 continue
-            self.clips.append(ClipArrays(
-                key=record.key, identity=record.identity, frames_path=self.dataset.clip_dir(record) / "frames.npy",
-                features=audio_features(clip.audio, clip.sample_rate),
-                landmarks=np.ascontiguousarray(clip.landmarks[:, list(GEOMETRY_POINTS)], dtype=np.float32),
-                pose=clip.pose.astype(np.float32), eyes=clip.eyes.astype(np.float32),
-                mouth=np.array([mouth_opening(p) for p in clip.landmarks], dtype=np.float32)))
+            self.clips.append(
+                ClipArrays(
+                    key=record.key,
+                    identity=record.identity,
+                    frames_path=self.dataset.clip_dir(record) / "frames.npy",
+                    features=audio_features(clip.audio, clip.sample_rate),
+                    landmarks=np.ascontiguousarray(clip.landmarks[:, list(GEOMETRY_POINTS)], dtype=np.float32),
+                    pose=clip.pose.astype(np.float32),
+                    eyes=clip.eyes.astype(np.float32),
+                    mouth=np.array([mouth_opening(p) for p in clip.landmarks], dtype=np.float32),
+                )
+            )
         if not self.clips:
             raise UserError(f"dataset has no frames in split {split!r}", self.dataset.root / "dataset.json")
         # flat frame index -> (clip, frame); frames of each identity for reference sampling
@@ -83,13 +99,15 @@ class FrameDataset(TorchDataset):
         for i, c in enumerate(self.clips):
             by_identity[c.identity].append(np.flatnonzero(self.clip_of == i))
         self.identity_frames = {k: np.concatenate(v) for k, v in by_identity.items()}
-        self.reference_frames = {k: self._closed_mouth(v, reference_mouth_quantile)
-                                 for k, v in self.identity_frames.items()}
+        self.reference_frames = {
+            k: self._closed_mouth(v, reference_mouth_quantile) for k, v in self.identity_frames.items()
+        }
         self._frames: dict[int, np.ndarray] = {}
         self._perm_epoch = -1
         self._perm = np.zeros(0, np.int64)
-        log.info("training data: %d frames in %d clips of %d identities", len(self), len(self.clips),
-                 len(self.identities))
+        log.info(
+            "training data: %d frames in %d clips of %d identities", len(self), len(self.clips), len(self.identities)
+        )
 
     def __len__(self) -> int:
         return len(self.clip_of)
@@ -140,8 +158,9 @@ class FrameDataset(TorchDataset):
         if len(pool) > 1:
             while ref == flat:
                 ref = int(pool[rng.integers(len(pool))])
-        audio = frame_windows(clip.features, np.array([frame]), self.fps, self.config.audio_window,
-                              self.config.audio_lookahead)[0]
+        audio = frame_windows(
+            clip.features, np.array([frame]), self.fps, self.config.audio_window, self.config.audio_lookahead
+        )[0]
         return {
             "reference": to_tensor(self.image(ref)),
             "target": to_tensor(self.image(flat)),

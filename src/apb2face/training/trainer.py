@@ -55,9 +55,10 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 # positions of the inner + outer lip points inside the fuser's geometry subset (GEOMETRY_POINTS order)
 _MOUTH_START = len(GEOMETRY_GROUPS["face_oval"])
-MOUTH_SLICE = slice(_MOUTH_START, _MOUTH_START + len(GEOMETRY_GROUPS["lips_outer"]) + len(GEOMETRY_GROUPS["lips_inner"]))
-LOSS_KEYS = ("loss_g", "loss_d", "loss_d_real", "loss_d_fake", "loss_gan", "loss_l1", "loss_geometry",
-             "loss_mouth")
+MOUTH_SLICE = slice(
+    _MOUTH_START, _MOUTH_START + len(GEOMETRY_GROUPS["lips_outer"]) + len(GEOMETRY_GROUPS["lips_inner"])
+)
+LOSS_KEYS = ("loss_g", "loss_d", "loss_d_real", "loss_d_fake", "loss_gan", "loss_l1", "loss_geometry", "loss_mouth")
 
 
 @dataclasses.dataclass
@@ -76,13 +77,17 @@ class Distributed:
 
     @classmethod
     def from_env(cls) -> Distributed:
-        return cls(rank=int(os.environ.get("RANK", 0)), world=int(os.environ.get("WORLD_SIZE", 1)),
-                   local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            world=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
 
 
 class Trainer:
-    def __init__(self, run: RunConfig, data: str | Path, out: str | Path, resume: bool = False,
-                 max_steps: int | None = None) -> None:
+    def __init__(
+        self, run: RunConfig, data: str | Path, out: str | Path, resume: bool = False, max_steps: int | None = None
+    ) -> None:
         self.run = run
         self.data_path = Path(data)
         self.out = Path(out)
@@ -102,8 +107,9 @@ class Trainer:
         if self.device.type != "cuda":
             self.amp_dtype = None
         self._check_out_dir()
-        self.data = FrameDataset(self.data_path, self.run.model, seed=train.seed,
-                                 reference_mouth_quantile=train.reference_mouth_quantile)
+        self.data = FrameDataset(
+            self.data_path, self.run.model, seed=train.seed, reference_mouth_quantile=train.reference_mouth_quantile
+        )
         torch.manual_seed(train.seed)
         self.model = APB2Face(self.run.model).to(self.device)
         self.disc = PatchDiscriminator(self.run.model).to(self.device)
@@ -130,8 +136,9 @@ class Trainer:
             self.disc_ddp = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
         if self.dist.main:
             self.references = self.data.neutral_references()
-            write_json(self.out / RUN_FILE, {"config": dataclasses.asdict(self.run),
-                                             "data": str(self.data_path.resolve())})
+            write_json(
+                self.out / RUN_FILE, {"config": dataclasses.asdict(self.run), "data": str(self.data_path.resolve())}
+            )
             self._trim_metrics()
         return self
 
@@ -155,8 +162,9 @@ class Trainer:
             if latest_checkpoint(self.out) is None:
                 raise UserError("no checkpoint to resume from", self.out / CHECKPOINTS_DIR)
         elif (self.out / METRICS_FILE).exists() or (self.out / CHECKPOINTS_DIR).exists():
-            raise UserError("already holds a training run; pass --resume to continue it or choose a new --out",
-                            self.out)
+            raise UserError(
+                "already holds a training run; pass --resume to continue it or choose a new --out", self.out
+            )
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
 
@@ -171,8 +179,11 @@ class Trainer:
             log.info("nothing to do: the run is at step %d (stop at %d)", start, self.stop)
             return last
         loader = torch.utils.data.DataLoader(
-            self.data, batch_sampler=StepBatches(start, self.stop, train.batch_size, self.dist.rank, self.dist.world),
-            num_workers=train.workers, pin_memory=self.device.type == "cuda")
+            self.data,
+            batch_sampler=StepBatches(start, self.stop, train.batch_size, self.dist.rank, self.dist.world),
+            num_workers=train.workers,
+            pin_memory=self.device.type == "cuda",
+        )
         writer = self._summary_writer() if self.dist.main else None
         bar = tqdm(total=self.stop, initial=start, disable=not self.dist.main, desc="train", dynamic_ncols=True)
         wall_base, fit_t0 = self.wall_seconds, time.perf_counter()
@@ -238,16 +249,21 @@ class Trainer:
             loss_l1 = F.l1_loss(fake.float(), target)
             loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
-            loss_g = (train.lambda_gan * loss_gan + train.lambda_l1 * loss_l1 + train.lambda_geometry * loss_geometry
-                      + train.lambda_mouth * loss_mouth)
+            loss_g = (
+                train.lambda_gan * loss_gan
+                + train.lambda_l1 * loss_l1
+                + train.lambda_geometry * loss_geometry
+                + train.lambda_mouth * loss_mouth
+            )
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.disc.requires_grad_(True)
 
-        values = torch.stack([loss_g, loss_d, loss_d_real, loss_d_fake, loss_gan, loss_l1, loss_geometry,
-                              loss_mouth]).detach()
+        values = torch.stack(
+            [loss_g, loss_d, loss_d_real, loss_d_fake, loss_gan, loss_l1, loss_geometry, loss_mouth]
+        ).detach()
         if self.dist.enabled:
             dist.all_reduce(values)
             values /= self.dist.world
@@ -270,12 +286,18 @@ class Trainer:
         if writer is not None and (self.step % self.run.train.log_interval == 0 or self.step == self.stop):
             for key in (*LOSS_KEYS, "lr", "seconds"):
                 writer.add_scalar(f"train/{key}", record[key], self.step)
-        bar.set_postfix(G=f"{record['loss_g']:.3f}", D=f"{record['loss_d']:.3f}", L1=f"{record['loss_l1']:.4f}",
-                        geo=f"{record['loss_geometry']:.4f}", refresh=False)
+        bar.set_postfix(
+            G=f"{record['loss_g']:.3f}",
+            D=f"{record['loss_d']:.3f}",
+            L1=f"{record['loss_l1']:.4f}",
+            geo=f"{record['loss_geometry']:.4f}",
+            refresh=False,
+        )
         bar.update(1)
 
-    def _write_images(self, batch: dict[str, torch.Tensor], fake: torch.Tensor, landmarks: torch.Tensor,
-                      writer) -> None:
+    def _write_images(
+        self, batch: dict[str, torch.Tensor], fake: torch.Tensor, landmarks: torch.Tensor, writer
+    ) -> None:
         grid = image_grid(batch["reference"], fake, batch["target"], landmarks, batch["landmarks"])
         path = self.out / "images" / f"step_{self.step:07d}.png"
         with atomic_path(path) as tmp:
@@ -317,11 +339,18 @@ class Trainer:
 
     def _release_meta(self) -> dict[str, Any]:
         meta = self.data.dataset.meta
-        return {"step": self.step, "schedule_steps": self.run.train.steps, "fps": meta.fps,
-                "dataset": self.data_path.resolve().name, "dataset_source": meta.source,
-                "identities_from_split": "train", "train": dataclasses.asdict(self.run.train),
-                "wall_seconds": round(self.wall_seconds, 1), "processes": self.dist.world,
-                "device": self.device.type}
+        return {
+            "step": self.step,
+            "schedule_steps": self.run.train.steps,
+            "fps": meta.fps,
+            "dataset": self.data_path.resolve().name,
+            "dataset_source": meta.source,
+            "identities_from_split": "train",
+            "train": dataclasses.asdict(self.run.train),
+            "wall_seconds": round(self.wall_seconds, 1),
+            "processes": self.dist.world,
+            "device": self.device.type,
+        }
 
     def _training_state(self) -> dict[str, Any]:
         np_state = np.random.get_state()
@@ -339,8 +368,12 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
             # the data order is a pure function of these (see training/data.py)
-            "data": {"seed": self.run.train.seed, "global_batch": self.run.train.batch_size,
-                     "samples_seen": self.step * self.run.train.batch_size, "num_frames": len(self.data)},
+            "data": {
+                "seed": self.run.train.seed,
+                "global_batch": self.run.train.batch_size,
+                "samples_seen": self.step * self.run.train.batch_size,
+                "num_frames": len(self.data),
+            },
         }
 
     def _load_checkpoint(self, ckpt_dir: Path) -> None:
@@ -349,12 +382,12 @@ class Trainer:
 
         try:
             self.model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors"), device=str(self.device)))
-            self.disc.load_state_dict(load_file(str(ckpt_dir / "discriminator.safetensors"),
-                                                device=str(self.device)))
+            self.disc.load_state_dict(load_file(str(ckpt_dir / "discriminator.safetensors"), device=str(self.device)))
             state = torch.load(ckpt_dir / "state.pt", map_location=self.device, weights_only=True)
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-            raise UserError(f"cannot resume from this checkpoint ({str(exc).splitlines()[0][:160]})",
-                            ckpt_dir) from None
+            raise UserError(
+                f"cannot resume from this checkpoint ({str(exc).splitlines()[0][:160]})", ckpt_dir
+            ) from None
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
@@ -375,7 +408,7 @@ class Trainer:
     def _prune_checkpoints(self) -> None:
         import shutil
 
-        for old in list_checkpoints(self.out)[:-self.run.train.keep_checkpoints]:
+        for old in list_checkpoints(self.out)[: -self.run.train.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -408,22 +441,25 @@ def model_card(run: RunConfig, meta: dict[str, Any], identities: list[str]) -> s
     """A factual model card for a release checkpoint written by training (evaluation results are added by
     whoever evaluates it)."""
     m, t = run.model, run.train
-    return "\n".join([
-        "# APB2Face checkpoint",
-        "",
-        f"- model: generator `{m.generator}` (width {m.generator_width}), {m.image_size}x{m.image_size} px, "
-        f"audio window {m.audio_window} feature frames with {m.audio_lookahead} after the frame centre "
-        f"({m.audio_lookahead * 10} ms look-ahead)",
-        f"- data: `{meta['dataset']}` ({meta['dataset_source'] or 'unknown source'}), {meta['fps']} fps, "
-        f"train split; identities: {', '.join(identities)}",
-        f"- training: step {meta['step']} of a {t.steps}-step schedule, global batch {t.batch_size}, Adam lr {t.lr} "
-        f"betas {tuple(t.betas)}, losses {t.lambda_l1} L1 + {t.lambda_gan} LSGAN + {t.lambda_geometry} landmark L1, "
-        f"seed {t.seed}",
-        f"- wall time: {meta['wall_seconds']:.0f} s on {meta['processes']} process(es), device {meta['device']}",
-        "",
-        "Use: `apb2face generate --checkpoint DIR --reference NAME --audio speech.wav --out out.mp4`.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# APB2Face checkpoint",
+            "",
+            f"- model: generator `{m.generator}` (width {m.generator_width}), {m.image_size}x{m.image_size} px, "
+            f"audio window {m.audio_window} feature frames with {m.audio_lookahead} after the frame centre "
+            f"({m.audio_lookahead * 10} ms look-ahead)",
+            f"- data: `{meta['dataset']}` ({meta['dataset_source'] or 'unknown source'}), {meta['fps']} fps, "
+            f"train split; identities: {', '.join(identities)}",
+            f"- training: step {meta['step']} of a {t.steps}-step schedule, global batch {t.batch_size}, "
+            f"Adam lr {t.lr} betas {tuple(t.betas)}, losses {t.lambda_l1} L1 + {t.lambda_gan} LSGAN + "
+            f"{t.lambda_geometry} landmark L1, "
+            f"seed {t.seed}",
+            f"- wall time: {meta['wall_seconds']:.0f} s on {meta['processes']} process(es), device {meta['device']}",
+            "",
+            "Use: `apb2face generate --checkpoint DIR --reference NAME --audio speech.wav --out out.mp4`.",
+            "",
+        ]
+    )
 
 
 def mouth_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, margin: float = 0.35) -> torch.Tensor:
@@ -444,8 +480,14 @@ def mouth_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, 
     return ((fake - target).abs() * mask).sum() / (mask.sum() * fake.shape[1]).clamp_min(1.0)
 
 
-def image_grid(reference: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor,
-               target_landmarks: torch.Tensor, rows: int = 4) -> np.ndarray:
+def image_grid(
+    reference: torch.Tensor,
+    fake: torch.Tensor,
+    target: torch.Tensor,
+    landmarks: torch.Tensor,
+    target_landmarks: torch.Tensor,
+    rows: int = 4,
+) -> np.ndarray:
     """Rows of [reference | generated | target | target with true (red) and predicted (green) landmarks]."""
     n = min(rows, reference.shape[0])
 
@@ -457,7 +499,7 @@ def image_grid(reference: torch.Tensor, fake: torch.Tensor, target: torch.Tensor
     for i in range(n):
         marked = np.ascontiguousarray(img(target[i]))
         for pts, colour in ((target_landmarks[i], (255, 0, 0)), (landmarks[i], (0, 255, 0))):
-            for x, y in (pts.detach().float().cpu().numpy() * size):
+            for x, y in pts.detach().float().cpu().numpy() * size:
                 cv2.circle(marked, (int(round(x)), int(round(y))), max(1, size // 128), colour, -1)
         out.append(np.concatenate([img(reference[i]), img(fake[i]), img(target[i]), marked], axis=1))
     return np.concatenate(out, axis=0)
@@ -469,4 +511,3 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
-

@@ -1,0 +1,83 @@
+"""What several commands share: the common flags and the checks on output paths, so each habit has one spelling.
+
+Output folders are made with `apb2face.io.new_output_dir` (new or empty, removed again if the command fails);
+single output files are written atomically by their writers after `check_writable` has failed fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+from apb2face.errors import UserError
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=required,
+        metavar="CKPT",
+        help="checkpoint directory" + ("" if required else " (default: the demo checkpoint)"),
+    )
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch: PyTorch; onnx: ONNX Runtime on CPU (CKPT may be an `apb2face export` directory; "
+        "a checkpoint is exported on the fly) (default: torch)",
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="with --backend onnx: the dynamically INT8-quantised per-frame graph"
+    )
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def add_output_dir_argument(parser: argparse.ArgumentParser, what: str = "output directory") -> None:
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help=f"{what} (must not exist, or be empty)")
+
+
+def check_backend(args: argparse.Namespace) -> None:
+    if args.int8 and args.backend != "onnx":
+        raise UserError("--int8 needs --backend onnx")
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work if `path` cannot be written (without creating anything: no partial output)."""
+    if path.is_dir():
+        raise UserError("output is a directory", path)
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create the output here ({ancestor} is not a writable directory)", path)
+
+
+def check_not_an_input(out: Path, *inputs: Path | str | None) -> None:
+    """Refuse an output that is one of the inputs (the same file once links are resolved): writing it would replace
+    what the command is still reading."""
+    target = Path(out).resolve()
+    for source in inputs:
+        if source is None or not isinstance(source, (str, Path)):
+            continue
+        if Path(source).exists() and Path(source).resolve() == target:
+            raise UserError(f"output is also an input ({source}); choose another output path", out)
+
+
+def resize(frame: np.ndarray, size: int) -> np.ndarray:
+    """A square frame resized for viewing: cubic when enlarging, area when shrinking."""
+    import cv2
+
+    if frame.shape[0] == size:
+        return frame
+    interp = cv2.INTER_CUBIC if size > frame.shape[0] else cv2.INTER_AREA
+    return cv2.resize(frame, (size, size), interpolation=interp)
