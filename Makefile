@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_CKPT := checkpoints/demo
+DEMO_CKPT := src/apb2face/checkpoints/demo
 
 .PHONY: demo test test-slow lint install bench clean
 

@@ -6,7 +6,7 @@ within +-3 frames; real speakers in ../shared/data/real score 0.24-0.58 with thi
 voices the built-in data never used, speaking sentences it never spoke, and, when ../shared is present, real
 recordings (first --seconds of each).
 
-    .venv/bin/python benchmarks/talking_check.py --checkpoint checkpoints/demo --out outputs/talking_check
+    .venv/bin/python benchmarks/talking_check.py --out outputs/talking_check   # the packaged demo checkpoint
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from tqdm import tqdm
 
 from apb2face.data import audio as audio_lib
 from apb2face.data.face import FaceMesh, mouth_opening
-from apb2face.data.speech import synthesize
+from apb2face.data.synth.speech import synthesize
 from apb2face.data.video import write_video
 from apb2face.evaluation.metrics import lipsync_correlation
 from apb2face.inference.pipeline import APB2FacePipeline
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-UNSEEN_TTS = [  # voices absent from data/synth.py's lists, sentences absent from its corpus
+UNSEEN_TTS = [  # voices absent from data/synth/identities.py, sentences absent from data/synth/sentences.py
     ("tts_en-us+m3", "en-us+m3", "Please remember to water the tomatoes before the weekend, or they will dry out."),
     ("tts_en-us+f3", "en-us+f3", "My brother bought a yellow bicycle, and now he rides it to work every morning."),
 ]
@@ -63,7 +63,7 @@ def measure(frames: np.ndarray, speech: np.ndarray, fps: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: checkpoints/demo)")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: the packaged demo)")
     parser.add_argument("--identities", default=None, help="comma-separated (default: the first two bundled)")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each real recording used")
     parser.add_argument("--out", type=Path, default=Path("outputs/talking_check"))

@@ -1,6 +1,6 @@
 """Plot a training run's losses from RUN/metrics.jsonl into a PNG (the loss curve of a model card).
 
-.venv/bin/python scripts/plot_losses.py runs/demo2 --out checkpoints/demo/loss_curve.png
+.venv/bin/python scripts/plot_losses.py runs/demo2 --out src/apb2face/checkpoints/demo/loss_curve.png
 """
 
 from __future__ import annotations

@@ -1,16 +1,29 @@
 from __future__ import annotations
 
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
+import apb2face
+from apb2face.cli.main import build_parser
 from apb2face.data.audio import num_video_frames
 from apb2face.data.face import FaceMesh
 from apb2face.errors import UserError
 from apb2face.inference.faces import align_face
-from apb2face.inference.motion import blink_events
-from apb2face.inference.pipeline import APB2FacePipeline, default_checkpoint
+from apb2face.inference.motion import DEFAULT_SEED, blink_events
+from apb2face.inference.pipeline import MAX_CENTRE_POSE_DEG, APB2FacePipeline, ReferenceState, default_checkpoint
+from apb2face.inference.streaming import StreamingSession
 from tests.inference.helpers import astronaut, speech, write_wav
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +141,63 @@ def test_bad_references_and_audio(pipe, tmp_path):
         pipe("astronaut", audio, sample_rate=sr, fps=0)
 
 
-def test_default_checkpoint_is_the_committed_demo_or_none():
+def test_demo_checkpoint_is_package_data_and_loads_by_default():
     found = default_checkpoint()
-    assert found is None or (found / "config.json").is_file()
+    assert found is not None, "the demo checkpoint must ship inside the apb2face package"
+    assert found.is_relative_to(Path(apb2face.__file__).parent)
+    demo = APB2FacePipeline.from_pretrained()  # no path: the demo checkpoint
+    assert demo.identities and demo.image_size == 128
+
+
+def test_a_built_wheel_carries_the_demo_checkpoint_and_resolves_it(tmp_path):
+    """What a user gets from `pip install apb2face-*.whl`: the checkpoint files, found without the source tree."""
+    source = tmp_path / "source"
+    source.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    shutil.copytree(REPO / "src", source / "src", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", "dist", "."]
+    subprocess.run(build, cwd=source, check=True, capture_output=True, timeout=300)
+    (wheel,) = (source / "dist").glob("apb2face-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    demo = "apb2face/checkpoints/demo/"
+    assert {demo + "config.json", demo + "model.safetensors"} <= names
+    assert any(n.startswith(demo + "identities/") and n.endswith(".png") for n in names)
+    # the unpacked wheel, first on the path, resolves its own copy (the source tree is nowhere near)
+    probe = "from apb2face.inference.pipeline import default_checkpoint; print(default_checkpoint())"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == tmp_path / "site" / "apb2face" / "checkpoints" / "demo"
+
+
+def test_no_seed_means_the_seed_generate_and_stream_use(pipe, tmp_path):
+    cli_seed = build_parser().parse_args(["generate", "--reference", "x", "--audio", "a.wav", "--out", "o.mp4"]).seed
+    stream_seed = inspect.signature(StreamingSession).parameters["seed"].default
+    assert cli_seed == stream_seed == DEFAULT_SEED
+    audio, sr = speech()
+    unseeded = pipe("astronaut", audio, sample_rate=sr)
+    as_the_cli = pipe("astronaut", audio, sample_rate=sr, seed=cli_seed)
+    np.testing.assert_array_equal(unseeded.pose, as_the_cli.pose)
+    np.testing.assert_array_equal(unseeded.frames, as_the_cli.frames)
+    # the seed does matter, so the equality above is not a coincidence of the motion model
+    other = pipe("astronaut", audio, sample_rate=sr, seed=cli_seed + 1)
+    assert not np.array_equal(other.pose, as_the_cli.pose)
+
+
+def test_sway_centre_is_the_reference_pose_clipped():
+    state = ReferenceState(name="r", crop=np.zeros((8, 8, 3), np.uint8), pose=(30.0, -4.0, 2.5), features=None)
+    assert APB2FacePipeline.sway_centre(state) == (MAX_CENTRE_POSE_DEG, -4.0, 2.5)
+    assert APB2FacePipeline.sway_centre(None) == (0.0, 0.0, 0.0)
 
 
 def test_photos_are_read_upright_with_their_exif_orientation(tmp_path):

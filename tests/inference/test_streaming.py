@@ -15,7 +15,7 @@ from apb2face.data import audio as A
 from apb2face.data.video import probe
 from apb2face.errors import UserError
 from apb2face.inference.export import load_onnx
-from apb2face.inference.pipeline import APB2FacePipeline
+from apb2face.inference.pipeline import APB2FacePipeline, default_checkpoint
 from apb2face.inference.streaming import LiveMp4Writer, StreamingSession, simulate_live
 from apb2face.inference.streaming_features import StreamingFeatures, samples_for_row
 from tests.inference.test_export import make_checkpoint
@@ -288,7 +288,7 @@ def test_writer_leaves_nothing_on_failure(tmp_path):
 
 
 def demo_checkpoint() -> Path | None:
-    path = Path(os.environ.get("APB2FACE_DEMO_CHECKPOINT", REPO / "checkpoints" / "demo"))
+    path = Path(os.environ.get("APB2FACE_DEMO_CHECKPOINT", default_checkpoint() or "no-demo-checkpoint"))
     return path if (path / "config.json").is_file() else None
 
 
@@ -346,10 +346,10 @@ def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, floa
 @pytest.mark.slow
 @pytest.mark.skipif(
     demo_checkpoint() is None,
-    reason="needs the trained demo checkpoint (checkpoints/demo): silence behaviour is a property of a trained model",
+    reason="needs the trained demo checkpoint (package data): silence behaviour is a property of a trained model",
 )
 def test_silence_gives_a_closed_still_mouth():
-    from apb2face.data.speech import synthesize
+    from apb2face.data.synth.speech import synthesize
     from apb2face.models.modeling import load_config
 
     checkpoint = demo_checkpoint()

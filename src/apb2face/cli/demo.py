@@ -13,6 +13,7 @@ import numpy as np
 
 from apb2face.cli.common import add_checkpoint_argument, check_writable, resize
 from apb2face.errors import UserError
+from apb2face.inference.motion import DEFAULT_SEED
 
 DEMO_TEXT = "Hello! I am a talking face, made from nothing but this sound. Watch my lips follow every word."
 CAPTION_PX = 28
@@ -32,7 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-identities", type=int, default=4, help="default: 4")
     parser.add_argument("--tile", type=int, default=256, help="displayed size of each face in pixels (default: 256)")
     parser.add_argument("--strip-frames", type=int, default=8, help="frames per identity in the PNG (default: 8)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"natural-motion seed of the first identity (default: {DEFAULT_SEED})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from apb2face.data.speech import synthesize
+    from apb2face.data.synth.speech import synthesize
     from apb2face.data.video import write_video
     from apb2face.inference.pipeline import APB2FacePipeline
     from apb2face.io import atomic_path

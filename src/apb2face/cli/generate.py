@@ -21,6 +21,7 @@ from apb2face.cli.common import (
     resize,
 )
 from apb2face.errors import UserError
+from apb2face.inference.motion import DEFAULT_SEED
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blink", type=Path, metavar="FILE", help="eye openness per frame: left,right in [0, 1]")
     add_checkpoint_argument(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="OUT.mp4", help="output video")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the natural motion (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the natural motion (default: {DEFAULT_SEED})"
+    )
     parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default: 25)")
     parser.add_argument(
         "--size",
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     check_not_an_input(args.out, args.audio, args.driving, args.pose, args.blink, args.reference)
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend, int8=args.int8)
     if args.text is not None:
-        from apb2face.data.speech import synthesize
+        from apb2face.data.synth.speech import synthesize
 
         speech = synthesize(args.text, voice=args.voice)
         audio, sample_rate = speech.audio, speech.sample_rate

@@ -33,6 +33,9 @@ SWAY_AMPLITUDE_DEG = (3.0, 2.0, 1.5)  # yaw, pitch, roll: peak deviation from th
 SWAY_FREQUENCY_HZ = (0.04, 0.3)
 SWAY_COMPONENTS = 3
 MAX_POSE_DEG = 90.0
+# natural motion is reproducible unless a caller asks otherwise (seed=None): the Python API, `generate` and `stream`
+# share this default, so the same inputs give the same video on every path
+DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class NaturalMotion:
     def __init__(
         self,
         fps: float = 25.0,
-        seed: int | None = 0,
+        seed: int | None = DEFAULT_SEED,
         centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
         open_level: float = 1.0,
     ) -> None:
@@ -113,7 +116,7 @@ class NaturalMotion:
 def natural_motion(
     num_frames: int,
     fps: float = 25.0,
-    seed: int | None = 0,
+    seed: int | None = DEFAULT_SEED,
     centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
     open_level: float = 1.0,
 ) -> Motion:
@@ -239,12 +242,11 @@ def motion_from_video(path: str | Path, num_frames: int, fps: float = 25.0) -> M
     padded or cut to `num_frames`). Frames where no face is found take values interpolated from their neighbours."""
     from tqdm import tqdm
 
-    from apb2face.data.face import FaceMesh, estimate_pose, eye_aspect_ratios, inter_ocular
-    from apb2face.data.prepare import PrepareConfig
+    from apb2face.data.face import FaceMesh, FaceSettings, estimate_pose, eye_aspect_ratios, inter_ocular
     from apb2face.data.video import iter_frames, probe, resample_timestamps
     from apb2face.inference.faces import detect_landmarks
 
-    cfg = PrepareConfig()  # measured as `prepare` measures dataset frames
+    cfg = FaceSettings()  # measured as `prepare` measures dataset frames
 
     info = probe(path)
     times: list[float] = []

@@ -1,6 +1,6 @@
 """Generation: a reference face + audio (+ optional pose / blink) -> a talking-face video, as a Python API.
 
-    pipe = APB2FacePipeline.from_pretrained("checkpoints/demo")
+    pipe = APB2FacePipeline.from_pretrained()  # the demo checkpoint shipped with the package
     out = pipe("woman1", "speech.wav")            # a bundled identity, or an image path, or an RGB array
     write_video("out.mp4", out.frames, fps=out.fps, audio=out.audio, sample_rate=out.sample_rate)
 
@@ -22,6 +22,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,15 @@ import torch
 from apb2face.data import audio as A
 from apb2face.errors import UserError
 from apb2face.inference.faces import align_face, as_rgb_uint8, measure_pose, read_image
-from apb2face.inference.motion import Motion, NaturalMotion, fit_length, load_blink, load_pose, motion_from_video
+from apb2face.inference.motion import (
+    DEFAULT_SEED,
+    Motion,
+    NaturalMotion,
+    fit_length,
+    load_blink,
+    load_pose,
+    motion_from_video,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ AudioInput = str | Path | np.ndarray
 OUTPUT_SAMPLE_RATE = 48000  # decoded file audio is kept at this rate for the muxed AAC track
 MAX_CENTRE_POSE_DEG = 10.0  # natural sway is centred on the reference's own pose, within this range
 REFERENCE_CACHE_SIZE = 8
+DEMO_CHECKPOINT = "checkpoints/demo"  # inside the apb2face package
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 
@@ -76,11 +86,12 @@ class DrivingAudio:
 
 
 def default_checkpoint() -> Path | None:
-    """The demo checkpoint committed with the source tree (<repo>/checkpoints/demo), when it is there."""
-    import apb2face
-
-    candidate = Path(apb2face.__file__).resolve().parents[2] / "checkpoints" / "demo"
-    return candidate if (candidate / "config.json").is_file() else None
+    """The demo checkpoint, shipped inside the package as data (apb2face/checkpoints/demo, listed in pyproject's
+    package-data), so a wheel install has it too. The one place that resolves it; None when it was left out."""
+    candidate = resources.files("apb2face").joinpath(DEMO_CHECKPOINT)
+    # a regular (unzipped) install gives a real directory, which is what the loaders read
+    path = Path(str(candidate))
+    return path if (path / "config.json").is_file() else None
 
 
 class APB2FacePipeline:
@@ -122,7 +133,7 @@ class APB2FacePipeline:
             path = default_checkpoint()
             if path is None:
                 raise UserError(
-                    "no checkpoint given and the demo checkpoint (checkpoints/demo) is not installed; "
+                    "no checkpoint given and the demo checkpoint (apb2face/checkpoints/demo) is not installed; "
                     "pass --checkpoint DIR"
                 )
         if backend == "onnx":
@@ -221,13 +232,13 @@ class APB2FacePipeline:
         pose: Any = None,
         eyes: Any = None,
         driving: str | Path | None = None,
-        seed: int | None = None,
+        seed: int | None = DEFAULT_SEED,
         reference: ReferenceState | None = None,
     ) -> Motion:
         """Pose and blink for each frame. Each of pose / eyes is, in order of precedence: given (array or file),
         taken from the driving video, or generated (natural motion centred on the reference's own pose)."""
         from_video = motion_from_video(driving, num_frames, fps) if driving is not None else None
-        natural = NaturalMotion(fps, seed, centre=self._sway_centre(reference)).take(num_frames)
+        natural = NaturalMotion(fps, seed, centre=self.sway_centre(reference)).take(num_frames)
         return Motion(
             pose=_signal(pose, 3, num_frames, fps, load_pose)
             if pose is not None
@@ -237,7 +248,11 @@ class APB2FacePipeline:
             else (from_video.eyes if from_video is not None else natural.eyes),
         )
 
-    def _sway_centre(self, reference: ReferenceState | None) -> tuple[float, float, float]:
+    @staticmethod
+    def sway_centre(reference: ReferenceState | None) -> tuple[float, float, float]:
+        """The pose (yaw, pitch, roll degrees) natural motion sways around: the reference's own head pose, clipped to
+        +-MAX_CENTRE_POSE_DEG so a strongly turned photo does not push every frame further out; (0, 0, 0) when the
+        reference has no measurable pose. Offline generation and streaming both centre their motion here."""
         if reference is None or reference.pose is None:
             return (0.0, 0.0, 0.0)
         return tuple(float(np.clip(v, -MAX_CENTRE_POSE_DEG, MAX_CENTRE_POSE_DEG)) for v in reference.pose)
@@ -304,7 +319,7 @@ class APB2FacePipeline:
         eyes: Any = None,
         driving: str | Path | None = None,
         fps: float = 25.0,
-        seed: int | None = None,
+        seed: int | None = DEFAULT_SEED,
         batch_size: int = 16,
     ) -> tuple[DrivingAudio, Motion, Iterator[tuple[np.ndarray, np.ndarray]]]:
         """Checks every input first, then returns (audio, motion, an iterator of (frames, landmarks) batches).
@@ -341,7 +356,7 @@ class APB2FacePipeline:
         eyes: Any = None,
         driving: str | Path | None = None,
         fps: float = 25.0,
-        seed: int | None = None,
+        seed: int | None = DEFAULT_SEED,
         batch_size: int = 16,
     ) -> APB2FaceOutput:
         driving_audio, motion, batches = self.generate(

@@ -1,6 +1,6 @@
 """Real-time generation: push PCM as it arrives (e.g. 20-40 ms chunks), get 25 fps frames with timestamps.
 
-    pipe = APB2FacePipeline.from_pretrained("checkpoints/demo", backend="onnx")
+    pipe = APB2FacePipeline.from_pretrained(backend="onnx")  # the demo checkpoint
     session = StreamingSession(pipe, "woman1")
     for chunk in microphone():                 # float32 in [-1, 1] or int16, mono, 16 kHz
         for frame in session.push(chunk):
@@ -32,7 +32,7 @@ import numpy as np
 
 from apb2face.data import audio as A
 from apb2face.errors import UserError
-from apb2face.inference.motion import FILE_FPS, Motion, NaturalMotion, fit_length, read_table
+from apb2face.inference.motion import DEFAULT_SEED, FILE_FPS, Motion, NaturalMotion, fit_length, read_table
 from apb2face.inference.pipeline import APB2FacePipeline, Reference
 from apb2face.inference.streaming_features import RowWindow, StreamingFeatures, samples_for_row
 
@@ -102,7 +102,7 @@ class StreamingSession:
         reference: Reference,
         *,
         fps: float = 25.0,
-        seed: int | None = 0,
+        seed: int | None = DEFAULT_SEED,
         pose: Any = None,
         eyes: Any = None,
         sample_rate: int = A.SAMPLE_RATE,
@@ -115,7 +115,7 @@ class StreamingSession:
         config = pipeline.config
         self.window = int(config.audio_window)
         self.lookahead = int(config.audio_lookahead)
-        natural = NaturalMotion(self.fps, seed, centre=pipeline._sway_centre(self.reference))
+        natural = NaturalMotion(self.fps, seed, centre=pipeline.sway_centre(self.reference))
         pose_rows = load_motion_rows(pose, 3, self.fps, "pose")
         eyes_rows = load_motion_rows(eyes, 2, self.fps, "blink")
         self._motion = (
