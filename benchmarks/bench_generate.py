@@ -32,7 +32,7 @@ def main() -> None:
     from skimage import data
 
     from apb2face.config import load
-    from apb2face.data.speech import synthesize
+    from apb2face.data.synth.speech import synthesize
     from apb2face.data.video import write_video
     from apb2face.inference.faces import align_face
     from apb2face.inference.pipeline import APB2FacePipeline

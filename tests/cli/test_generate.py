@@ -94,7 +94,7 @@ def test_generate_from_photo_text_pose_and_blink(tiny_checkpoint, photo, tmp_pat
         ]
     )
     assert rc == 0
-    from apb2face.data.speech import synthesize
+    from apb2face.data.synth.speech import synthesize
 
     expected = num_video_frames(len(synthesize("One two three.").audio), 25)
     frames, fps, _ = count_streams(out)

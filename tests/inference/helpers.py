@@ -19,7 +19,7 @@ def astronaut() -> np.ndarray:
 @lru_cache(maxsize=1)
 def speech() -> tuple[np.ndarray, int]:
     """A short real English sentence from espeak-ng (16 kHz mono float32)."""
-    from apb2face.data.speech import synthesize
+    from apb2face.data.synth.speech import synthesize
 
     s = synthesize("Hello, this is a short test.")
     return s.audio, s.sample_rate

@@ -273,7 +273,7 @@ def realistic_inputs(config: Any, references: dict[str, np.ndarray], frames: int
     """Frame-graph inputs as generation produces them: the first bundled identity (random pixels if none), windows
     of a spoken sentence (espeak-ng) and natural head motion, `frames` frames spread over the sentence."""
     from apb2face.data import audio as A
-    from apb2face.data.speech import synthesize
+    from apb2face.data.synth.speech import synthesize
     from apb2face.inference.motion import natural_motion
 
     if references:

@@ -117,7 +117,8 @@ class FaceModel:
     mouth_colour: tuple = (72, 18, 24)
 
 
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+def smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    """0 below e0, 1 above e1, a smooth cubic ramp between."""
     t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
@@ -163,8 +164,8 @@ def jaw_weights(canon: np.ndarray) -> np.ndarray:
     line = line[np.argsort(line[:, 0])]
     y_line = np.interp(canon[:, 0], line[:, 0], line[:, 1])  # constant beyond the corners
     y_chin = canon[face.CHIN, 1]
-    below = _smoothstep(y_line + 0.01, y_line + 0.15 * (y_chin - y_line.mean()), canon[:, 1])
-    lateral = 1.0 - _smoothstep(0.45, 0.95, np.abs(canon[:, 0]))
+    below = smoothstep(y_line + 0.01, y_line + 0.15 * (y_chin - y_line.mean()), canon[:, 1])
+    lateral = 1.0 - smoothstep(0.45, 0.95, np.abs(canon[:, 0]))
     w = 0.9 * below * lateral
     # the lips: explicit, since closed lips share positions (upper stays, lower rides on the jaw, a bit further)
     w[LIPS_INNER_UPPER] = 0.0

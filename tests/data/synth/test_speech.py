@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from apb2face.data.speech import synthesize
+from apb2face.data.synth.speech import synthesize
 from apb2face.errors import UserError
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apb2face.data import face, face_render, synth
+from apb2face.data import face, synth
 from apb2face.data.audio import rms_per_frame
 from apb2face.data.format import Dataset
+from apb2face.data.synth import face_render
 from apb2face.data.video import probe
 
 
