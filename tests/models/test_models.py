@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from apb2face.config import load
 from apb2face.errors import UserError
 from apb2face.models.apb2face import APB2Face
+from apb2face.models.blocks import AdaConv
 from apb2face.models.config import GEOMETRY_POINTS, ModelConfig
 from apb2face.models.discriminator import PatchDiscriminator
-from apb2face.models.generator import AdaConv
 from apb2face.models.registry import GENERATORS, build_generator
 from apb2face.training.config import RunConfig
 

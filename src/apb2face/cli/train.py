@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
 
     from apb2face.config import load
     from apb2face.errors import UserError
+    from apb2face.training.checkpoint import RUN_FILE, load_run_config
     from apb2face.training.config import RunConfig
-    from apb2face.training.trainer import RUN_FILE, Trainer, load_run_config
+    from apb2face.training.trainer import Trainer
 
     if args.max_steps is not None and args.max_steps < 1:
         raise UserError(f"--max-steps must be >= 1, got {args.max_steps}")

@@ -1,4 +1,5 @@
-"""Conditional PatchGAN discriminator (pix2pix 70x70, upstream V2 `NLayerDiscriminator`, upstream-facts §3.5).
+"""Conditional PatchGAN discriminator (pix2pix 70x70, the official V2 code's `NLayerDiscriminator`
+in `model/patchgan_dis.py`, n_layers=3).
 
 Input = concat(reference, real-or-generated image) (6 channels); output = a map of patch logits (30x30 at 256 px).
 """

@@ -1,6 +1,7 @@
-"""The Audio-aware Fuser (paper Fig. 1, left; upstream `AudioNet`): audio window + head pose + blink -> latent.
+"""The Audio-aware Fuser (paper Fig. 1, left; the official code's `AudioNet`, `model/audio_net.py`): audio window +
+head pose + blink -> latent.
 
-Layer for layer as upstream (upstream-facts §2.2): a conv stack over the feature axis, one over the time axis, an
+Layer for layer as the official `model/audio_net.py`: a conv stack over the feature axis, one over the time axis, an
 audio projection, pose and eye MLPs, a fusion MLP, per-sample standardisation of the 256-d latent, and a landmark head
 from the latent. Added here: input conditioning (audio feature mean/std buffers set from training data and saved
 with the weights, pose in units of 30 degrees, eye openness mapped to [-1, 1]) and a sigmoid on the landmark head

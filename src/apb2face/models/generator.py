@@ -1,6 +1,7 @@
-"""The Multi-face Reenactor (paper Fig. 1, right; upstream `NAS_GAN`) and AdaConv.
+"""The Multi-face Reenactor (paper Fig. 1, right; the official code's `NAS_GAN` in `model/NAS_GAN.py`).
 
-The searched topology is hard-coded as decoded in upstream-facts §3.2 (no NAS machinery): a stem (7x7, two stride-2
+The searched topology is hard-coded as decoded from the official `model/NAS_GAN_arch.pt` (cell op = argmax of its
+`alpha` logits; no NAS machinery): a stem (7x7, two stride-2
 3x3), nine cells at 1/4 resolution (dws, residual x4, dws, 1x1 x3), each followed by an AdaConv that injects the
 fuser's latent, and a decoder (two stride-2 transposed convs, 7x7, tanh). InstanceNorm without affine and without
 running stats (train and eval behave the same), ReLU, zero padding, bias-free convolutions. No encoder-decoder skips.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from apb2face.models.blocks import AdaConv, ResidualBlock, conv_in_relu, instance_norm, make_divisible
 from apb2face.models.config import ModelConfig
 
 # paper widths at generator_width = 1.0
@@ -26,22 +28,6 @@ CELL_OPS = ("dws", "residual", "residual", "residual", "residual", "dws", "conv1
 DWS_EXPANSION = 4
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round a channel count to a multiple of `divisor`, never dropping more than 10% (the usual NAS rule)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-def conv_in_relu(cin: int, cout: int, kernel: int, stride: int = 1, relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
-        nn.InstanceNorm2d(cout, affine=False, track_running_stats=False),
-    ]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return layers
-
-
 class DwsBlock(nn.Module):
     """Inverted-residual cell: 1x1 expand, depthwise 3x3, 1x1 project; identity or 1x1 shortcut; ReLU after the add."""
 
@@ -51,7 +37,7 @@ class DwsBlock(nn.Module):
         self.body = nn.Sequential(
             *conv_in_relu(cin, hidden, 1),
             nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden, bias=False),
-            nn.InstanceNorm2d(hidden, affine=False, track_running_stats=False),
+            instance_norm(hidden),
             nn.ReLU(inplace=True),
             *conv_in_relu(hidden, cout, 1, relu=False),
         )
@@ -60,20 +46,6 @@ class DwsBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.body(x) + self.shortcut(x))
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 conv + IN, identity shortcut, ReLU after the add."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            *conv_in_relu(channels, channels, 3), *conv_in_relu(channels, channels, 3, relu=False)
-        )
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + x)
 
 
 def make_cell(op: str, cin: int, cout: int) -> nn.Module:
@@ -86,44 +58,6 @@ def make_cell(op: str, cin: int, cout: int) -> nn.Module:
         # upstream calls this op "skip", but it is a plain 1x1 conv + IN + ReLU with no identity path
         return nn.Sequential(*conv_in_relu(cin, cout, 1))
     raise ValueError(f"unknown cell op {op!r}")
-
-
-class AdaConv(nn.Module):
-    """Latent-driven per-channel affine y = scale(z) * x + shift(z) (upstream: a per-sample depthwise 1x1 conv run
-    in a Python loop over the batch; here one broadcast multiply-add).
-
-    init="identity": scale = 1 + delta(z) with zero-initialised last layers, so at step 0 every AdaConv passes its
-    input through unchanged. init="normal": upstream's N(0, 0.02) everywhere and scale = w(z) directly.
-    """
-
-    def __init__(self, channels: int, latent_dim: int = 256, init: str = "identity") -> None:
-        super().__init__()
-        self.identity = init == "identity"
-        self.weight = nn.Sequential(
-            nn.Linear(latent_dim, latent_dim), nn.ReLU(inplace=True), nn.Linear(latent_dim, channels)
-        )
-        self.bias = nn.Sequential(
-            nn.Linear(latent_dim, latent_dim), nn.ReLU(inplace=True), nn.Linear(latent_dim, channels)
-        )
-
-    def reset_parameters(self) -> None:
-        for m in (*self.weight, *self.bias):
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                nn.init.zeros_(m.bias)
-        if self.identity:
-            for last in (self.weight[-1], self.bias[-1]):
-                nn.init.zeros_(last.weight)
-
-    def scale_shift(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale = self.weight(latent)
-        if self.identity:
-            scale = scale + 1.0
-        return scale, self.bias(latent)
-
-    def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.scale_shift(latent)
-        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
 
 
 class PaperGenerator(nn.Module):
@@ -144,10 +78,10 @@ class PaperGenerator(nn.Module):
         )
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(last, d0, 3, 2, 1, output_padding=1, bias=False),
-            nn.InstanceNorm2d(d0, affine=False, track_running_stats=False),
+            instance_norm(d0),
             nn.ReLU(inplace=True),
             nn.ConvTranspose2d(d0, d1, 3, 2, 1, output_padding=1, bias=False),
-            nn.InstanceNorm2d(d1, affine=False, track_running_stats=False),
+            instance_norm(d1),
             nn.ReLU(inplace=True),
             nn.Conv2d(d1, 3, 7, 1, 3, bias=False),
             nn.Tanh(),

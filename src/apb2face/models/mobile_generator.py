@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from apb2face.models.blocks import AdaConv, instance_norm, make_divisible
 from apb2face.models.config import ModelConfig
-from apb2face.models.generator import AdaConv, make_divisible
 from apb2face.models.sketch import SKETCH_CHANNELS, sketch_for
 
 ENCODER = (24, 48, 96)
@@ -50,10 +50,6 @@ DECODER = (48, 16)
 SKIP = 32  # half-resolution reference feature channels on the skip path
 NUM_BLOCKS = 9
 PIXEL_LIMIT = 0.995  # reference pixels are clamped to this before atanh (the output residual's base)
-
-
-def _norm(channels: int) -> nn.InstanceNorm2d:
-    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
 
 
 class SeparableBlock(nn.Module):
@@ -101,27 +97,31 @@ class MobileGenerator(nn.Module):
         sketch = SKETCH_CHANNELS if config.geometry_sketch else 0
         self.stem_half = nn.Sequential(
             nn.Conv2d(3, e0, 3, 1, 1, bias=False),
-            _norm(e0),
+            instance_norm(e0),
             nn.ReLU(inplace=True),
             nn.Conv2d(e0, e1, 3, 2, 1, bias=False),
-            _norm(e1),
+            instance_norm(e1),
             nn.ReLU(inplace=True),
         )
         self.stem_quarter = nn.Sequential(
             nn.Conv2d(e1, e2, 3, 2, 1, bias=False),
-            _norm(e2),
+            instance_norm(e2),
             nn.ReLU(inplace=True),
-            *([nn.Conv2d(e2, trunk, 1, bias=False), _norm(trunk), nn.ReLU(inplace=True)] if e2 != trunk else []),
+            *(
+                [nn.Conv2d(e2, trunk, 1, bias=False), instance_norm(trunk), nn.ReLU(inplace=True)]
+                if e2 != trunk
+                else []
+            ),
         )
-        self.skip = nn.Sequential(nn.Conv2d(e1, skip, 1, bias=False), _norm(skip), nn.ReLU(inplace=True))
+        self.skip = nn.Sequential(nn.Conv2d(e1, skip, 1, bias=False), instance_norm(skip), nn.ReLU(inplace=True))
         self.blocks = nn.ModuleList(SeparableBlock(trunk) for _ in range(NUM_BLOCKS))
-        self.norms = nn.ModuleList(_norm(trunk) for _ in range(NUM_BLOCKS))
+        self.norms = nn.ModuleList(instance_norm(trunk) for _ in range(NUM_BLOCKS))
         self.adaconvs = nn.ModuleList(
             AdaConv(trunk, config.latent_dim, config.adaconv_init) for _ in range(NUM_BLOCKS)
         )
         self.sketch_in = nn.Conv2d(sketch, trunk, 1) if sketch else None
         self.up_half = UpBlock(trunk, d0)
-        self.merge_half = nn.Sequential(nn.Conv2d(d0 + skip + sketch, d0, 1), _norm(d0), nn.ReLU(inplace=True))
+        self.merge_half = nn.Sequential(nn.Conv2d(d0 + skip + sketch, d0, 1), instance_norm(d0), nn.ReLU(inplace=True))
         self.adaconv_half = AdaConv(d0, config.latent_dim, config.adaconv_init)
         self.up_full = UpBlock(d0, d1)
         self.merge_full = nn.Sequential(nn.Conv2d(d1 + 3, d1, 1), nn.ReLU(inplace=True))

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from apb2face.models.blocks import AdaConv, ResidualBlock, instance_norm, make_divisible
 from apb2face.models.config import ModelConfig
-from apb2face.models.generator import AdaConv, make_divisible
 from apb2face.models.sketch import SKETCH_CHANNELS, sketch_for
 
 SKIP = 64  # half-resolution reference feature channels
@@ -35,26 +35,9 @@ FULL = 16  # full-resolution decoder channels
 def _conv(cin: int, cout: int, stride: int = 1, norm: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, stride, 1, bias=not norm)]
     if norm:
-        layers.append(nn.InstanceNorm2d(cout, affine=False, track_running_stats=False))
+        layers.append(instance_norm(cout))
     layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
-
-
-class ResidualBlock(nn.Module):
-    """3x3 conv, IN, ReLU, 3x3 conv, IN, + identity, ReLU (the paper's `residual` cell)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(channels, affine=False, track_running_stats=False),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(channels, affine=False, track_running_stats=False),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.body(x) + x)
 
 
 class SkipGenerator(nn.Module):

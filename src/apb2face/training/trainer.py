@@ -38,27 +38,25 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from apb2face.config import from_dict
 from apb2face.errors import UserError
-from apb2face.io import atomic_dir, atomic_path, read_json, write_json
+from apb2face.io import atomic_dir, atomic_path, write_json
 from apb2face.models.apb2face import APB2Face
-from apb2face.models.config import GEOMETRY_GROUPS
 from apb2face.models.discriminator import PatchDiscriminator
 from apb2face.models.modeling import save_pretrained, warm_start
+from apb2face.training.checkpoint import (
+    CHECKPOINTS_DIR,
+    METRICS_FILE,
+    RUN_FILE,
+    cpu_state,
+    latest_checkpoint,
+    list_checkpoints,
+    model_card,
+)
 from apb2face.training.config import RunConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
+from apb2face.training.losses import LOSS_KEYS, lsgan, mouth_l1
 
 log = logging.getLogger(__name__)
-
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
-# positions of the inner + outer lip points inside the fuser's geometry subset (GEOMETRY_POINTS order)
-_MOUTH_START = len(GEOMETRY_GROUPS["face_oval"])
-MOUTH_SLICE = slice(
-    _MOUTH_START, _MOUTH_START + len(GEOMETRY_GROUPS["lips_outer"]) + len(GEOMETRY_GROUPS["lips_inner"])
-)
-LOSS_KEYS = ("loss_g", "loss_d", "loss_d_real", "loss_d_fake", "loss_gan", "loss_l1", "loss_geometry", "loss_mouth")
 
 
 @dataclasses.dataclass
@@ -233,8 +231,8 @@ class Trainer:
         with self._autocast():
             logits = self.disc_ddp(torch.cat([ref, ref]), torch.cat([target, fake.detach()]))
             real_logits, fake_logits = logits.float().chunk(2)
-            loss_d_real = F.mse_loss(real_logits, torch.ones_like(real_logits))
-            loss_d_fake = F.mse_loss(fake_logits, torch.zeros_like(fake_logits))
+            loss_d_real = lsgan(real_logits, real=True)
+            loss_d_fake = lsgan(fake_logits, real=False)
             loss_d = 0.5 * (loss_d_real + loss_d_fake)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(loss_d).backward()
@@ -245,7 +243,7 @@ class Trainer:
         self.disc.requires_grad_(False)
         with self._autocast():
             pred = self.disc(ref, fake).float()
-            loss_gan = F.mse_loss(pred, torch.ones_like(pred))
+            loss_gan = lsgan(pred, real=True)
             loss_l1 = F.l1_loss(fake.float(), target)
             loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
@@ -324,8 +322,8 @@ class Trainer:
 
             ckpt_dir = self.out / CHECKPOINTS_DIR / f"step_{self.step:07d}"
             with atomic_dir(ckpt_dir) as tmp:
-                save_file(_cpu_state(self.model), str(tmp / "model.safetensors"))
-                save_file(_cpu_state(self.disc), str(tmp / "discriminator.safetensors"))
+                save_file(cpu_state(self.model), str(tmp / "model.safetensors"))
+                save_file(cpu_state(self.disc), str(tmp / "discriminator.safetensors"))
                 torch.save(self._training_state(), tmp / "state.pt")
                 write_json(tmp / RUN_FILE, {"config": dataclasses.asdict(self.run), "step": self.step})
             self._prune_checkpoints()
@@ -412,74 +410,6 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete training checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.glob("step_*") if p.is_dir() and (p / "state.pt").is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def load_run_config(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, str]:
-    """The RunConfig and dataset path a run was started with (for --resume), with overrides applied."""
-    from apb2face.config import apply_overrides
-
-    raw = read_json(Path(run_dir) / RUN_FILE)
-    try:
-        return from_dict(RunConfig, apply_overrides(raw["config"], overrides)), raw["data"]
-    except (KeyError, TypeError):
-        raise UserError("not a training run description", Path(run_dir) / RUN_FILE) from None
-
-
-def model_card(run: RunConfig, meta: dict[str, Any], identities: list[str]) -> str:
-    """A factual model card for a release checkpoint written by training (evaluation results are added by
-    whoever evaluates it)."""
-    m, t = run.model, run.train
-    return "\n".join(
-        [
-            "# APB2Face checkpoint",
-            "",
-            f"- model: generator `{m.generator}` (width {m.generator_width}), {m.image_size}x{m.image_size} px, "
-            f"audio window {m.audio_window} feature frames with {m.audio_lookahead} after the frame centre "
-            f"({m.audio_lookahead * 10} ms look-ahead)",
-            f"- data: `{meta['dataset']}` ({meta['dataset_source'] or 'unknown source'}), {meta['fps']} fps, "
-            f"train split; identities: {', '.join(identities)}",
-            f"- training: step {meta['step']} of a {t.steps}-step schedule, global batch {t.batch_size}, "
-            f"Adam lr {t.lr} betas {tuple(t.betas)}, losses {t.lambda_l1} L1 + {t.lambda_gan} LSGAN + "
-            f"{t.lambda_geometry} landmark L1, "
-            f"seed {t.seed}",
-            f"- wall time: {meta['wall_seconds']:.0f} s on {meta['processes']} process(es), device {meta['device']}",
-            "",
-            "Use: `apb2face generate --checkpoint DIR --reference NAME --audio speech.wav --out out.mp4`.",
-            "",
-        ]
-    )
-
-
-def mouth_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, margin: float = 0.35) -> torch.Tensor:
-    """L1 inside each sample's mouth box (lips bounding box grown by `margin`), averaged over the box pixels.
-
-    The mouth is ~3% of a face crop, so the full-image L1 learns it last; this term is what lets a short CPU run
-    learn audio-driven lip motion. landmarks: (B, K, 2) geometry points in [0, 1]; images (B, 3, S, S).
-    """
-    lips = landmarks[:, MOUTH_SLICE]  # (B, 40, 2)
-    lo, hi = lips.amin(1), lips.amax(1)  # (B, 2)
-    pad = (hi - lo) * margin
-    lo, hi = lo - pad, hi + pad
-    size = fake.shape[-1]
-    grid = (torch.arange(size, device=fake.device, dtype=fake.dtype) + 0.5) / size  # pixel centres in [0, 1]
-    in_x = (grid[None] >= lo[:, :1]) & (grid[None] <= hi[:, :1])  # (B, S)
-    in_y = (grid[None] >= lo[:, 1:]) & (grid[None] <= hi[:, 1:])  # (B, S)
-    mask = (in_y[:, :, None] & in_x[:, None, :]).to(fake.dtype)[:, None]  # (B, 1, S, S)
-    return ((fake - target).abs() * mask).sum() / (mask.sum() * fake.shape[1]).clamp_min(1.0)
-
-
 def image_grid(
     reference: torch.Tensor,
     fake: torch.Tensor,
@@ -503,10 +433,6 @@ def image_grid(
                 cv2.circle(marked, (int(round(x)), int(round(y))), max(1, size // 128), colour, -1)
         out.append(np.concatenate([img(reference[i]), img(fake[i]), img(target[i]), marked], axis=1))
     return np.concatenate(out, axis=0)
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
 
 
 def _as_tuple(value: Any) -> Any:
