@@ -16,7 +16,7 @@ from apb2face.data.video import probe
 from apb2face.errors import UserError
 from apb2face.inference.export import load_onnx
 from apb2face.inference.pipeline import APB2FacePipeline, default_checkpoint
-from apb2face.inference.streaming import LiveMp4Writer, StreamingSession, simulate_live
+from apb2face.inference.streaming import StreamingSession, simulate_live
 from apb2face.inference.streaming_features import StreamingFeatures, samples_for_row
 from tests.inference.test_export import make_checkpoint
 
@@ -268,19 +268,6 @@ def test_cli_stream_bad_input(checkpoint, tmp_path, capsys, extra, message):
     assert main(["stream", "--checkpoint", str(checkpoint), "--reference", "anna", *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
-    assert not list(tmp_path.iterdir())
-
-
-def test_writer_leaves_nothing_on_failure(tmp_path):
-    out = tmp_path / "w.mp4"
-    with pytest.raises(RuntimeError):
-        with LiveMp4Writer(out, 25, (64, 64)) as writer:
-            writer.write_audio(noise_speech(0.2))
-            writer.write_frame(np.zeros((64, 64, 3), np.uint8))
-            raise RuntimeError("boom")
-    with pytest.raises(UserError, match="no frames"):
-        with LiveMp4Writer(out, 25, (64, 64)):
-            pass
     assert not list(tmp_path.iterdir())
 
 

@@ -61,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from apb2face.data import audio as A
+    from apb2face.data.video import Mp4Writer
     from apb2face.inference.pipeline import APB2FacePipeline
-    from apb2face.inference.streaming import LiveMp4Writer, StreamingSession
+    from apb2face.inference.streaming import StreamingSession
 
     if args.int8 and args.backend != "onnx":
         raise UserError("--int8 needs --backend onnx")
@@ -126,8 +127,11 @@ def run(args: argparse.Namespace) -> int:
                 count += 1
                 progress.update()
         else:
-            writer = LiveMp4Writer(
-                args.out, args.fps, (pipe.image_size, pipe.image_size), sample_rate=mux_audio[1] if mux_audio else rate
+            writer = Mp4Writer(
+                args.out,
+                fps=args.fps,
+                size=(pipe.image_size, pipe.image_size),
+                audio_rate=mux_audio[1] if mux_audio else rate,
             )
             with writer:
                 if mux_audio is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -195,52 +197,148 @@ def write_video(
 
     Written atomically: a failure leaves no partial file. Returns the number of frames written.
     """
-    n = 0
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            vstream = None
-            astream = None
-            if audio is not None:
-                astream = container.add_stream("aac", rate=48000)
-                astream.layout = "mono"
-            for frame in frames:
-                if vstream is None:
-                    h, w = frame.shape[:2]
-                    vstream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-                    vstream.width, vstream.height = w - w % 2, h - h % 2
-                    vstream.pix_fmt = "yuv420p"
-                    vstream.options = {"crf": str(crf), "preset": preset}
-                    if astream is not None:
-                        _write_audio(container, astream, audio, sample_rate)
-                vf = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(frame[: vstream.height, : vstream.width]), format="rgb24"
-                )
-                for packet in vstream.encode(vf):
-                    container.mux(packet)
-                n += 1
-            if vstream is None:
-                raise ValueError("no frames to write")
-            for packet in vstream.encode():
-                container.mux(packet)
-    return n
+    with Mp4Writer(path, fps=fps, audio_rate=None if audio is None else sample_rate, crf=crf, preset=preset) as out:
+        if audio is not None:
+            out.write_audio(audio)
+        for frame in frames:
+            out.write_frame(frame)
+        if out.frames == 0:
+            raise ValueError("no frames to write")
+    return out.frames
 
 
-def _write_audio(
-    container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, audio: np.ndarray, sample_rate: int
-) -> None:
-    resampler = av.AudioResampler(format="fltp", layout="mono", rate=48000)
-    pcm = np.ascontiguousarray(audio.astype(np.float32).reshape(1, -1))
-    frame = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
-    frame.sample_rate = sample_rate
-    # timestamped from 0: without it the resampler's flushed tail carries a pts while the body has none, and for
-    # some lengths (e.g. 57014 samples at 16 kHz) the muxer rejects the mix ("Invalid argument")
-    frame.pts = 0
-    frame.time_base = Fraction(1, sample_rate)
-    for out in resampler.resample(frame) + resampler.resample(None):
-        for packet in stream.encode(out):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
+class Mp4Writer:
+    """H.264 (yuv420p) + optional AAC MP4 written incrementally: frames and audio chunks are encoded as they are
+    pushed, so an hour-long stream needs no more memory than a minute.
+
+    Atomic (apb2face.io.atomic_path): the file appears under its name only when the block ends without an error;
+    otherwise the temporary file is removed. Timestamps are counts (frame index, samples received), never wall time
+    or accumulated float durations. The video size is taken from `size` (height, width) or from the first frame
+    (odd sizes are cropped by one pixel, as yuv420p needs); audio pushed before the first frame is held until then.
+    """
+
+    AUDIO_RATE = 48000  # AAC at 48 kHz: any input rate is resampled to it
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fps: float = 25.0,
+        audio_rate: int | None = None,
+        size: tuple[int, int] | None = None,
+        crf: int = 20,
+        preset: str = "veryfast",
+    ) -> None:
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.audio_rate = audio_rate
+        self.crf, self.preset = crf, preset
+        self.frames = 0
+        self.audio_samples = 0  # input samples pushed (at audio_rate)
+        self._size = size
+        self._stack: contextlib.ExitStack | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._vstream: av.video.stream.VideoStream | None = None
+        self._astream: av.audio.stream.AudioStream | None = None
+        self._resampler: av.AudioResampler | None = None
+        self._early_audio: list[np.ndarray] = []
+
+    def __enter__(self) -> Mp4Writer:
+        self._stack = contextlib.ExitStack()
+        try:
+            tmp = self._stack.enter_context(atomic_path(self.path))
+            self._container = self._stack.enter_context(av.open(str(tmp), mode="w", format="mp4"))
+            if self._size is not None:
+                self._add_streams(*self._size)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def write_frame(self, image: np.ndarray) -> None:
+        """One RGB uint8 (H, W, 3) frame; its timestamp is its index / fps."""
+        if self._vstream is None:
+            self._add_streams(image.shape[0], image.shape[1])
+        stream = self._vstream
+        if image.shape[0] < stream.height or image.shape[1] < stream.width:
+            raise ValueError(f"frame {image.shape} is smaller than the stream's {stream.height}x{stream.width}")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: stream.height, : stream.width]), format="rgb24")
+        vf.pts = self.frames
+        self._mux(stream.encode(vf))
+        self.frames += 1
+
+    def write_audio(self, pcm: np.ndarray) -> None:
+        """Mono samples at `audio_rate`: float in [-1, 1] or int16."""
+        if self.audio_rate is None:
+            raise ValueError("this writer was opened without audio (audio_rate=None)")
+        pcm = _float_pcm(pcm)
+        if pcm.size == 0:
+            return
+        if self._astream is None:
+            self._early_audio.append(pcm)
+            return
+        self._encode_audio(pcm)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        assert self._stack is not None
+        if exc_type is None:
+            try:
+                self._finish()
+            except BaseException as error:
+                self._stack.__exit__(type(error), error, error.__traceback__)  # discards the partial file
+                raise
+        return bool(self._stack.__exit__(exc_type, exc, tb))
+
+    # -- internals --------------------------------------------------------------------------------------------------
+
+    def _add_streams(self, height: int, width: int) -> None:
+        container = self._container
+        vstream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        vstream.width, vstream.height = width - width % 2, height - height % 2
+        vstream.pix_fmt = "yuv420p"
+        vstream.options = {"crf": str(self.crf), "preset": self.preset}
+        self._vstream = vstream
+        if self.audio_rate is not None:
+            self._astream = container.add_stream("aac", rate=self.AUDIO_RATE)
+            self._astream.layout = "mono"
+            self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=self.AUDIO_RATE)
+            early, self._early_audio = self._early_audio, []
+            for pcm in early:
+                self._encode_audio(pcm)
+
+    def _encode_audio(self, pcm: np.ndarray) -> None:
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = self.audio_rate
+        # every chunk is timestamped by the samples before it: with no pts the resampler's flushed tail carries one
+        # while the body has none, and for some lengths (e.g. 57014 samples at 16 kHz) the muxer rejects the mix
+        frame.pts = self.audio_samples
+        frame.time_base = Fraction(1, self.audio_rate)
+        for out in self._resampler.resample(frame):
+            self._mux(self._astream.encode(out))
+        self.audio_samples += pcm.size
+
+    def _finish(self) -> None:
+        if self._vstream is None:
+            raise UserError("no frames to write", self.path)
+        if self._astream is not None:
+            for out in self._resampler.resample(None):
+                self._mux(self._astream.encode(out))
+            self._mux(self._astream.encode(None))
+        self._mux(self._vstream.encode(None))
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            self._container.mux(packet)
+
+
+def _float_pcm(pcm: np.ndarray) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] from float or int16 input."""
+    pcm = np.asarray(pcm).reshape(-1)
+    if pcm.dtype == np.int16:
+        return pcm.astype(np.float32) / 32768.0
+    if pcm.dtype.kind != "f":
+        raise ValueError(f"audio must be float or int16 mono samples, got {pcm.dtype}")
+    return np.ascontiguousarray(pcm, dtype=np.float32)
 
 
 def _reason(exc: BaseException) -> str:
