@@ -9,7 +9,7 @@ speed: 25 fps 1280x720 H.264 + AAC videos are made from the real clips (upscaled
   detect, crop, write, reports). Printed: frames/s by wall clock, and CPU seconds, so that a run on a shared machine
   can be judged (frames per CPU-second x cores is what K dedicated cores give when the work spreads over them).
 accuracy: renders a synth dataset with MP4s, prepares the MP4s, compares with the renderer's truth
-  (apb2face.data.prepare_truth) and prints landmark/pose/blink errors plus the calibration numbers behind
+  (apb2face.evaluation.prepare_truth) and prints landmark/pose/blink errors plus the calibration numbers behind
   face.PITCH_BIAS and face.EYE_CLOSED_FRACTION.
 real: prepares every talking-head clip of ../shared/data/real into one dataset (obama x2 and GRID speaker 2 x2 mapped
   to one identity each) and prints the per-clip table: frames kept, offset, face-size range.
@@ -160,7 +160,7 @@ def _probe_frames(path: Path) -> float:
 def bench_accuracy(args: argparse.Namespace) -> None:
     from apb2face.data import face
     from apb2face.data.format import Dataset
-    from apb2face.data.prepare_truth import compare_with_truth
+    from apb2face.evaluation.prepare_truth import compare_with_truth
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_truth_"))
     truth, out = work / "synth", work / "prepared"

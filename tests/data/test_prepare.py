@@ -21,7 +21,7 @@ from apb2face.cli.main import main
 from apb2face.data import face, prepare
 from apb2face.data.audio import load_audio
 from apb2face.data.format import Dataset
-from apb2face.data.prepare_truth import compare_with_truth, crop_to_source
+from apb2face.evaluation.prepare_truth import compare_with_truth, crop_to_source
 
 # ------------------------------------------------------------------------------------------------ fixtures
 

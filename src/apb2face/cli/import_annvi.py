@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from apb2face.data.annvi import AnnviConfig, import_annvi
     from apb2face.errors import UserError
-    from apb2face.io import prepare_output_dir, remove_partial
+    from apb2face.io import new_output_dir
 
     try:
         cfg = AnnviConfig(
@@ -65,15 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if not args.root.is_dir():
         raise UserError("not a directory", args.root)
-    out = prepare_output_dir(args.out)
-    bar = tqdm(unit="frame", desc="import-annvi", disable=None)
-    try:
+    with new_output_dir(args.out) as out, tqdm(unit="frame", desc="import-annvi", disable=None) as bar:
         summary = import_annvi(args.root, out, cfg, progress=bar.update)
-    except BaseException:
-        bar.close()
-        remove_partial(out)
-        raise
-    bar.close()
     for idt, facts in summary["identities"].items():
         print(
             f"{idt}: {facts['clips']} clips from {facts['frames_from']}, audio {facts['audio']}"

@@ -15,8 +15,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apb2face.errors import UserError
+
+if TYPE_CHECKING:
+    from apb2face.data.prepare import PrepareConfig, VideoJob
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class _NothingPrepared(Exception):
+    """Every video failed: the output folder is removed (nothing of the user's was in it) and the exit status is 1."""
 
+
+def run(args: argparse.Namespace) -> int:
     from apb2face import config as config_mod
     from apb2face.data import prepare
-    from apb2face.data.video import probe
-    from apb2face.io import prepare_output_dir, remove_partial
+    from apb2face.io import new_output_dir
 
     overrides = list(args.set)
     for key, value in (
@@ -93,30 +98,29 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         raise UserError(f"no video files found in {' '.join(args.inputs)}")
     jobs = prepare.make_jobs(videos, identity=args.identity, identity_map=rules, audio=args.audio)
-    out = prepare_output_dir(args.out)
-
-    total = 0
-    for job in jobs:
-        try:
-            info = probe(job.path)
-            total += int(info.duration * cfg.fps) if info.duration else info.num_frames
-        except UserError:
-            pass  # reported when the job runs
-    bar = tqdm(total=total or None, unit="frame", desc=f"prepare {len(jobs)} video(s)", disable=None)
     try:
-        results = prepare.run_jobs(jobs, out, cfg, workers=args.workers, progress=bar.update)
-    except BaseException:
-        bar.close()
-        remove_partial(out)
-        raise
-    bar.close()
+        with new_output_dir(args.out) as out:
+            return _prepare_into(out, jobs, cfg, args.workers)
+    except _NothingPrepared:
+        print(f"apb2face prepare: no video could be prepared; nothing written to {args.out}", file=sys.stderr)
+        return 1
+
+
+def _prepare_into(out: Path, jobs: list[VideoJob], cfg: PrepareConfig, workers: int) -> int:
+    """Prepare every job into `out`, print each failure as one line and the summary table; the exit status."""
+    from tqdm import tqdm
+
+    from apb2face.data import prepare
+
+    with tqdm(
+        total=_expected_frames(jobs, cfg.fps) or None, unit="frame", desc=f"prepare {len(jobs)} video(s)", disable=None
+    ) as bar:
+        results = prepare.run_jobs(jobs, out, cfg, workers=workers, progress=bar.update)
     failed = [r for r in results if r.error is not None]
     for r in failed:
         print(f"apb2face prepare: error: {r.error}", file=sys.stderr)
     if len(failed) == len(results):
-        remove_partial(out)
-        print(f"apb2face prepare: no video could be prepared; nothing written to {out}", file=sys.stderr)
-        return 1
+        raise _NothingPrepared
     summary = prepare.finalize_dataset(out, results, cfg)
     print(prepare.summary_table(results))
     splits = ", ".join(f"{k} {v} clips" for k, v in summary["splits"].items())
@@ -125,3 +129,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(failed)} of {len(results)} videos failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _expected_frames(jobs: list[VideoJob], fps: float) -> int:
+    """Frames the progress bar expects (videos that cannot be probed count nothing: they fail when they run)."""
+    from apb2face.data.video import probe
+
+    total = 0
+    for job in jobs:
+        try:
+            info = probe(job.path)
+            total += int(info.duration * fps) if info.duration else info.num_frames
+        except UserError:
+            pass  # reported when the job runs
+    return total

@@ -27,6 +27,18 @@ RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
 NOSE_TIP, CHIN, FOREHEAD = 1, 152, 10
 
 
+@dataclass(frozen=True)
+class FaceSettings:
+    """How faces are found and measured. `prepare` measures dataset frames with these defaults, and generation
+    measures reference photos and driving videos with the same ones, so that their numbers agree."""
+
+    detect_size: int = 640  # the detector sees the image scaled so that its long side is at most this
+    crop_scale: float = 1.6  # crop side = crop_scale x the longer side of the landmark bounding box
+    min_confidence: float = 0.5  # the face mesh's detection and tracking confidence
+    min_face: float = 24.0  # inter-ocular distance in source pixels below which a face counts as missing
+    eye_percentile: float = 90.0  # openness = EAR / (this percentile of the person's EAR), see eye_openness
+
+
 def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """Head rotation (degrees) as a 3x3 matrix acting on face-model points in camera axes (x right, y down, z away).
 
@@ -113,7 +125,7 @@ class CropBox:
         return np.array([[s, 0, size / 2 - s * self.cx], [0, s, size / 2 - s * self.cy]], dtype=np.float64)
 
 
-def crop_box_from_landmarks(points: np.ndarray, scale: float = 1.6) -> CropBox:
+def crop_box_from_landmarks(points: np.ndarray, scale: float = FaceSettings.crop_scale) -> CropBox:
     """Square box centred on the landmark bounding box, side = scale x its longer side (upstream used 1.4 on 106
     points; the 478-point mesh stops at the hairline, so a little more context is kept)."""
     lo, hi = points[:, :2].min(0), points[:, :2].max(0)
@@ -145,7 +157,7 @@ class FaceMesh:
     `video=True` tracks across consecutive frames (faster, steadier); `video=False` treats each image on its own.
     """
 
-    def __init__(self, video: bool = False, min_confidence: float = 0.5) -> None:
+    def __init__(self, video: bool = False, min_confidence: float = FaceSettings.min_confidence) -> None:
         import mediapipe as mp  # imported lazily: it is slow to import and only some commands need it
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(

@@ -23,9 +23,7 @@ MIN_DETECT_SIDE = 256  # smaller images are upscaled to this short side before d
 
 
 def _prepare_defaults() -> tuple[int, float]:
-    from apb2face.data.prepare import PrepareConfig
-
-    cfg = PrepareConfig()
+    cfg = face.FaceSettings()
     return cfg.detect_size, cfg.crop_scale
 
 

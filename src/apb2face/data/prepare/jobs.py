@@ -1,0 +1,199 @@
+"""What `prepare` works on: its settings, one job per input video (identity, clip-name prefix, audio source) and the
+result of each job."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from apb2face.data.audio import SAMPLE_RATE
+from apb2face.data.face import FaceSettings
+from apb2face.data.format import ClipRecord
+from apb2face.errors import UserError
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m4v", ".flv", ".ts", ".wmv", ".3gp")
+SIDECAR_AUDIO_EXTENSIONS = (".wav", ".flac", ".m4a", ".mp3", ".ogg", ".aac")
+REPORTS_DIR = "reports"
+WORK_DIR = ".prepare-work"
+
+
+@dataclass
+class PrepareConfig:
+    """Settings of `apb2face prepare` (all have command-line flags or `--set key=value`)."""
+
+    size: int = 256  # output crop side, pixels
+    fps: float = 25.0
+    sample_rate: int = SAMPLE_RATE
+    detect_size: int = FaceSettings.detect_size  # the detector sees frames with their long side at most this
+    min_confidence: float = FaceSettings.min_confidence
+    crop_scale: float = FaceSettings.crop_scale  # crop side = crop_scale x the longer side of the landmark box
+    smooth_centre: float = 3.0  # Gaussian sigma (frames) of the crop centre
+    smooth_side: float = 6.0  # Gaussian sigma (frames) of the crop side
+    min_face: float = FaceSettings.min_face  # inter-ocular distance (source pixels) below which a face is missing
+    scene_cut: float = 30.0  # mean absolute difference (0-255) of consecutive 64x36 grey thumbnails
+    face_jump: float = 0.2  # relative change of crop side, or centre shift / side, between frames that ends a track
+    min_clip_seconds: float = 1.0
+    max_clip_seconds: float = 10.0
+    pause_seconds: float = 0.3  # a silence at least this long ends a clip
+    silence_db: float = -30.0  # frame RMS this far below the loud (95th percentile) level counts as silence
+    max_offset_frames: int = 10  # audio/video offsets searched in +-frames
+    offset_min_r: float = 0.2  # smallest correlation peak that can count as clear
+    offset_margin: float = 0.08  # the peak must beat the shifted-audio null (95th pct) by this much
+    offset_min_frames: int = 2  # smaller clear offsets are within the measure's resolution and left alone
+    offset_min_seconds: float = 6.0  # shorter videos are measured but never corrected (the peak is unreliable)
+    eye_percentile: float = FaceSettings.eye_percentile  # openness = EAR / (this percentile of the identity's EAR)
+    pose_reference: Literal["calibrated", "identity-median"] = "calibrated"
+    split: Literal["clip", "time"] = "clip"
+    test_fraction: float = 0.2
+    seed: int = 0
+    contact_tiles: int = 16
+
+    def __post_init__(self) -> None:
+        if self.size < 16 or self.size > 2048:
+            raise ValueError(f"size must be 16..2048, got {self.size}")
+        if self.fps <= 0 or self.sample_rate <= 0:
+            raise ValueError("fps and sample_rate must be positive")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.min_clip_seconds <= 0 or self.max_clip_seconds < 2 * self.min_clip_seconds:
+            raise ValueError("need 0 < min_clip_seconds and max_clip_seconds >= 2 x min_clip_seconds")
+        if self.detect_size < 128:
+            raise ValueError(f"detect_size must be at least 128, got {self.detect_size}")
+
+    @property
+    def min_clip_frames(self) -> int:
+        return max(1, round(self.min_clip_seconds * self.fps))
+
+    @property
+    def max_clip_frames(self) -> int:
+        return max(2, round(self.max_clip_seconds * self.fps))
+
+    @property
+    def samples_per_frame(self) -> float:
+        return self.sample_rate / self.fps
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One input video: where its audio comes from, whose face it shows, and the prefix of its clip names."""
+
+    path: str
+    identity: str
+    stem: str
+    audio: str | None = None  # a separate audio file; None = the video's own track
+
+
+@dataclass
+class VideoResult:
+    job: VideoJob
+    records: list[ClipRecord] = field(default_factory=list)
+    ears: dict[str, np.ndarray] = field(default_factory=dict)  # clip name -> (N, 2) raw EAR (left, right)
+    pitch: dict[str, np.ndarray] = field(default_factory=dict)  # clip name -> (N,) calibrated pitch
+    test_clips: list[str] = field(default_factory=list)  # clip keys held out by split=time
+    report: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+def discover_videos(inputs: Iterable[str | Path]) -> list[Path]:
+    """Video files named directly, and those inside named directories (recursively, sorted). Missing paths are kept
+    so that they fail as one line each, like any other bad file."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        found += _videos_under(p) if p.is_dir() else [p]
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.absolute()  # not resolved: two links to one file may come with different audio beside them
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _videos_under(folder: Path) -> list[Path]:
+    """Video files below `folder`, sorted, skipping hidden files and folders."""
+    return sorted(
+        q
+        for q in folder.rglob("*")
+        if q.is_file()
+        and q.suffix.lower() in VIDEO_EXTENSIONS
+        and not any(part.startswith(".") for part in q.relative_to(folder).parts)
+    )
+
+
+def sidecar_audio(video: Path) -> Path | None:
+    """A same-named audio file beside the video (name.wav, name.flac, ...), if any."""
+    for ext in SIDECAR_AUDIO_EXTENSIONS:
+        for cand in (video.with_suffix(ext), video.with_suffix(ext.upper())):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def safe_name(text: str) -> str:
+    """A dataset-safe identity/clip name: letters, digits, '_', '-', '.'; never starting with '.'."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+    name = name.lstrip(".")
+    return name or "video"
+
+
+def read_identity_map(path: str | Path) -> list[tuple[str, str]]:
+    """Lines `PATTERN IDENTITY` (glob on the video's file name; '#' comments); the first matching line wins."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read identity map ({exc.strerror})", path) from None
+    rules = []
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise UserError(f"line {number}: expected 'PATTERN IDENTITY', got {line!r}", path)
+        if safe_name(parts[1]) != parts[1]:
+            raise UserError(f"line {number}: identity {parts[1]!r} may use only letters, digits, '_', '-', '.'", path)
+        rules.append((parts[0], parts[1]))
+    return rules
+
+
+def make_jobs(
+    videos: list[Path],
+    *,
+    identity: str | None = None,
+    identity_map: list[tuple[str, str]] | None = None,
+    audio: str | Path | None = None,
+) -> list[VideoJob]:
+    """One job per video: identity from --identity, else the first matching map rule, else the file's stem."""
+    if audio is not None and len(videos) != 1:
+        raise UserError(f"--audio goes with exactly one video, got {len(videos)}")
+    if identity is not None and safe_name(identity) != identity:
+        raise UserError(f"identity {identity!r} may use only letters, digits, '_', '-', '.'")
+    jobs = []
+    used: dict[tuple[str, str], int] = {}
+    for video in videos:
+        stem = safe_name(video.stem)
+        ident = identity or _mapped_identity(video, identity_map or []) or stem
+        n = used.get((ident, stem), 0)
+        used[(ident, stem)] = n + 1
+        if n:
+            stem = f"{stem}-{n + 1}"
+        side = Path(audio) if audio is not None else sidecar_audio(video)
+        jobs.append(VideoJob(str(video), ident, stem, None if side is None else str(side)))
+    return jobs
+
+
+def _mapped_identity(video: Path, rules: list[tuple[str, str]]) -> str | None:
+    """The identity of the first rule whose glob matches the video's file name (or its whole path)."""
+    for pattern, name in rules:
+        if fnmatch.fnmatch(video.name, pattern) or fnmatch.fnmatch(str(video), pattern):
+            return name
+    return None
