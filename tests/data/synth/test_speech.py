@@ -1,6 +1,9 @@
-"""espeak-ng speech through ctypes: real audio, phoneme onsets, determinism regardless of what was spoken before."""
+"""espeak-ng speech through ctypes: real audio, phoneme onsets, determinism regardless of what was spoken before and
+of when (the breath noise of some voice variants follows the seed, not the clock)."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -26,6 +29,21 @@ def test_speech_is_deterministic_and_history_free() -> None:
     synthesize("Something else entirely, to disturb any state.", voice="en+f1", pitch=70, rate=180)
     b = synthesize("The quick brown fox.", voice="en-us+m3", pitch=40, rate=150)
     assert a.audio.tobytes() == b.audio.tobytes() and a.phonemes == b.phonemes
+
+
+BREATHY_VOICES = ("en-us+f2", "en-gb-x-rp+f3", "en-029+f5")  # variants with `breath` noise (voices/!v/f2, f3, f5)
+
+
+def test_breath_noise_follows_the_seed_not_the_clock() -> None:
+    text = "Breathe in, then out."
+    first = {v: synthesize(text, voice=v, seed=3).audio.tobytes() for v in BREATHY_VOICES}
+    time.sleep(1.05)  # espeak-ng seeds its noise with time(NULL): in a new second it differs unless reseeded
+    again = {v: synthesize(text, voice=v, seed=3).audio.tobytes() for v in BREATHY_VOICES}
+    for voice in BREATHY_VOICES:
+        assert again[voice] == first[voice], voice
+        assert synthesize(text, voice=voice, seed=4).audio.tobytes() != first[voice], voice  # the seed reaches it
+    plain = synthesize(text, voice="en-us+m1", seed=3)  # no breath: the seed changes nothing
+    assert synthesize(text, voice="en-us+m1", seed=4).audio.tobytes() == plain.audio.tobytes()
 
 
 def test_voice_pitch_and_rate_change_the_speech() -> None:

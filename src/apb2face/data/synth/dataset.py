@@ -52,9 +52,14 @@ class RenderedClip:
     phonemes: list
 
 
+def speech_seed(job: ClipJob) -> int:
+    """The seed of the clip's voice noise (breath of some espeak-ng variants): its own stream, like pose and blinks."""
+    return int(np.random.default_rng([job.seed, 4, job.identity_index, job.clip_index]).integers(2**31 - 1))
+
+
 def render_clip(model: FaceModel, spec: IdentitySpec, job: ClipJob, fps: float = FPS) -> RenderedClip:
     """Speak one sentence with one identity's face and voice."""
-    speech = synthesize(job.sentence, voice=spec.voice, pitch=spec.pitch, rate=spec.rate)
+    speech = synthesize(job.sentence, voice=spec.voice, pitch=spec.pitch, rate=spec.rate, seed=speech_seed(job))
     audio = np.concatenate(
         [np.zeros(int(LEAD_IN * SAMPLE_RATE), np.float32), speech.audio, np.zeros(int(TAIL * SAMPLE_RATE), np.float32)]
     )

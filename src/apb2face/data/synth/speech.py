@@ -6,6 +6,11 @@ generating from `--text`.
 
 libespeak-ng keeps its state in the process (one voice, one callback), so calls are serialised with a lock, and each
 call loads a fresh copy of the library so that its output does not depend on what was spoken before.
+
+Some voice variants (e.g. `+f2`, `+f3`, `+f5`: `breath` in espeak-ng-data/voices/!v) mix random noise into the voice.
+espeak-ng draws it from its own generator, which `espeak_ng_Initialize` seeds with the wall clock (`time(NULL)` in
+src/libespeak-ng/speech.c); we reseed it with `espeak_ng_SetRandSeed(seed)` right after initialising, so the noise
+is a function of `seed` and the same arguments give the same samples at any time, in any process.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ _PARAM_RATE = 1
 _PARAM_VOLUME = 2
 _PARAM_PITCH = 3
 _PARAM_RANGE = 4
+
+
+def noise_seed(seed: int) -> int:
+    """`seed` as espeak-ng's generator takes it (it keeps 32 bits): non-negative and below 2**31 - 1, so that seeds
+    which differ give different noise."""
+    return int(seed) % 0x7FFFFFFF
 
 
 class _EventId(ctypes.Union):
@@ -71,7 +82,8 @@ class _Espeak:
 
     The library keeps static state between utterances (flutter/noise generators), so the same text spoken twice in
     one process gives slightly different samples. Loading it, speaking once and unloading it (dlclose) makes every
-    call start from the same state: same arguments -> same bytes, whatever was spoken before (about 10 ms a call).
+    call start from the same state, and reseeding its noise generator after initialising removes the clock: same
+    arguments -> same bytes, whatever was spoken before and whenever (about 10 ms a call).
     """
 
     lock = threading.Lock()  # the library is process-global; one utterance at a time
@@ -92,7 +104,9 @@ class _Espeak:
             i += 1
         return 0
 
-    def speak(self, text: str, voice: str, pitch: int, rate: int, pitch_range: int) -> tuple[np.ndarray, list, int]:
+    def speak(
+        self, text: str, voice: str, pitch: int, rate: int, pitch_range: int, seed: int
+    ) -> tuple[np.ndarray, list, int]:
         import _ctypes
 
         import espeakng_loader
@@ -104,6 +118,7 @@ class _Espeak:
                 lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
                 lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
                 lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+                lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
                 lib.espeak_Synth.argtypes = [
                     ctypes.c_void_p,
                     ctypes.c_size_t,
@@ -122,6 +137,7 @@ class _Espeak:
                 )
                 if rate_hz <= 0:
                     raise RuntimeError("espeak-ng failed to initialise")
+                lib.espeak_ng_SetRandSeed(noise_seed(seed))  # initialising seeded the noise from the clock
                 callback = _CALLBACK(self._on_audio)
                 lib.espeak_SetSynthCallback(callback)
                 if lib.espeak_SetVoiceByName(voice.encode()) != 0:
@@ -148,14 +164,16 @@ def synthesize(
     rate: int = 160,
     pitch_range: int = 50,
     sample_rate: int = SAMPLE_RATE,
+    seed: int = 0,
 ) -> Speech:
     """Speak `text` with an espeak-ng voice ("en-us", "en-gb+f3", ...); pitch and range 0-100, rate in words/min.
 
-    Returns audio peak-normalised to 0.9 and the phoneme onsets. Deterministic: same arguments, same samples.
+    `seed` draws the breath noise of the voice variants that have one (other voices ignore it). Returns audio
+    peak-normalised to 0.9 and the phoneme onsets. Deterministic: same arguments, same samples.
     """
     if not text.strip():
         raise UserError("text to speak is empty")
-    pcm, events, rate_hz = _Espeak().speak(text, voice, pitch, rate, pitch_range)
+    pcm, events, rate_hz = _Espeak().speak(text, voice, pitch, rate, pitch_range, seed)
     if pcm.size == 0:
         raise UserError(f"espeak-ng produced no audio for {text[:40]!r}")
     audio = resample(pcm.astype(np.float32) / 32768.0, rate_hz, sample_rate)
