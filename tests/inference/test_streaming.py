@@ -1,5 +1,6 @@
 """Streaming: incremental features equal the offline ones, frames equal the offline pipeline's, timestamps do not drift
-and memory stays flat over a long stream, the CLI, and (with the demo checkpoint) a closed, still mouth in silence."""
+and memory stays flat over a long stream, and (with the demo checkpoint) a closed, still mouth in silence.
+The `stream` command is tested in tests/cli/test_stream.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apb2face.cli.main import main
 from apb2face.data import audio as A
-from apb2face.data.video import probe
 from apb2face.errors import UserError
 from apb2face.inference.export import load_onnx
 from apb2face.inference.pipeline import APB2FacePipeline, default_checkpoint
@@ -202,73 +201,6 @@ def test_simulated_live_latency_is_measured(pipe):
     # with a clock that only advances while waiting, latency is the algorithmic part alone
     assert timing.frames == 21  # frames 0..20: frame n is ready at n * 40 ms + 180 ms <= 1 s
     np.testing.assert_allclose(timing.latencies_ms, 180.0, atol=1e-6)
-
-
-# ------------------------------------------------------------------------------------------------ CLI and writer
-
-
-def test_cli_stream_file_equals_generate(checkpoint, tmp_path):
-    import soundfile as sf
-
-    from apb2face.data.video import iter_frames
-
-    wav = tmp_path / "speech.wav"
-    sf.write(wav, noise_speech(1.6), 16000)
-    args = ["--checkpoint", str(checkpoint), "--reference", "anna", "--seed", "4"]
-    assert main(["stream", *args, "--audio-in", str(wav), "--out", str(tmp_path / "s.mp4")]) == 0
-    assert main(["generate", *args, "--audio", str(wav), "--out", str(tmp_path / "g.mp4"), "--batch-size", "1"]) == 0
-    s_info, g_info = probe(tmp_path / "s.mp4"), probe(tmp_path / "g.mp4")
-    assert s_info.num_frames == g_info.num_frames == 40 and s_info.has_audio
-    assert abs(s_info.duration - g_info.duration) < 0.05
-    s_frames = np.stack([f for _t, f in iter_frames(tmp_path / "s.mp4")]).astype(int)
-    g_frames = np.stack([f for _t, f in iter_frames(tmp_path / "g.mp4")]).astype(int)
-    assert np.array_equal(s_frames, g_frames)  # same frames in, same encoder settings: same decoded pixels
-
-
-def run_with_stdin(argv: list[str], data: bytes, monkeypatch) -> tuple[int, bytes]:
-    """main(argv) with `data` on a real pipe as stdin, and stdout captured as bytes."""
-    import io
-    import sys
-
-    read_fd, write_fd = os.pipe()
-    os.write(write_fd, data)  # fits the pipe buffer: a second of 16 kHz PCM is 32 kB
-    os.close(write_fd)
-    out = io.BytesIO()
-    with os.fdopen(read_fd, "rb") as stdin:
-        monkeypatch.setattr(sys, "stdin", stdin)
-        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
-        code = main(argv)
-        sys.stdout.flush()
-    return code, out.getvalue()
-
-
-def test_cli_stream_stdin_raw_pcm(checkpoint, tmp_path, monkeypatch):
-    pcm = np.round(noise_speech(1.0) * 32767).astype("<i2").tobytes()
-    out = tmp_path / "live.mp4"
-    base = ["stream", "--checkpoint", str(checkpoint), "--reference", "anna", "--audio-in", "-"]
-    code, _ = run_with_stdin([*base, "--out", str(out), "--chunk-ms", "30"], pcm, monkeypatch)
-    assert code == 0
-    info = probe(out)
-    assert info.num_frames == 25 and info.has_audio and abs(info.duration - 1.0) < 0.05
-    code, raw = run_with_stdin([*base, "--out", "-"], pcm[:-1], monkeypatch)  # an odd byte count is tolerated
-    assert code == 0 and len(raw) == 25 * 64 * 64 * 3
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--audio-in", "missing.wav", "--out", "x.mp4"], "file not found"),
-        (["--audio-in", "-", "--out", "x.avi"], ".mp4"),
-        (["--audio-in", "-", "--int8"], "--backend onnx"),
-        (["--audio-in", "-", "--realtime"], "--realtime"),
-    ],
-)
-def test_cli_stream_bad_input(checkpoint, tmp_path, capsys, extra, message):
-    os.chdir(tmp_path)
-    assert main(["stream", "--checkpoint", str(checkpoint), "--reference", "anna", *extra]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-    assert not list(tmp_path.iterdir())
 
 
 # ------------------------------------------------------------------------------------------------ silence

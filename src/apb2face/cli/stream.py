@@ -11,12 +11,15 @@ with --realtime); its frames equal `generate`'s for the same seed. --out OUT.mp4
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,39 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from apb2face.data import audio as A
-    from apb2face.data.video import Mp4Writer
     from apb2face.inference.pipeline import APB2FacePipeline
     from apb2face.inference.streaming import StreamingSession
 
-    if args.int8 and args.backend != "onnx":
-        raise UserError("--int8 needs --backend onnx")
-    if not 5.0 <= args.chunk_ms <= 1000.0:
-        raise UserError(f"--chunk-ms must be between 5 and 1000, got {args.chunk_ms}")
-    if not 8000 <= args.sample_rate <= 192000:
-        raise UserError(f"--sample-rate must be between 8000 and 192000, got {args.sample_rate}")
-    if args.out not in (None, "-") and Path(args.out).suffix.lower() != ".mp4":
-        raise UserError("output must be an .mp4 file (or - for raw frames on stdout)", args.out)
-    live_input = args.audio_in == "-"
-    if args.realtime and live_input:
-        raise UserError("--realtime applies to file input (stdin already arrives in real time)")
-
+    check_arguments(args)
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, backend=args.backend, int8=args.int8)
-    num_frames = None
-    if live_input:
-        rate = args.sample_rate
-        chunks = _stdin_chunks(rate, args.chunk_ms)
-        mux_audio = None
-    else:
-        driving = pipe.prepare_audio(args.audio_in, None, args.fps)
-        rate = A.SAMPLE_RATE
-        pcm = A.resample(driving.audio, driving.sample_rate, A.SAMPLE_RATE)  # exactly what `generate` analyses
-        num_frames = driving.num_frames
-        chunks = _file_chunks(pcm, args.chunk_ms, args.realtime)
-        mux_audio = (driving.audio, driving.sample_rate)
-    session = StreamingSession(
-        pipe, args.reference, fps=args.fps, seed=args.seed, pose=args.pose, eyes=args.blink, sample_rate=rate
-    )
+    source = open_source(args, pipe)
+    motion = {"seed": args.seed, "pose": args.pose, "eyes": args.blink}
+    session = StreamingSession(pipe, args.reference, fps=args.fps, sample_rate=source.rate, **motion)
     log.info(
         "streaming %s with %s (%s): look-ahead %.0f ms of audio per frame",
         args.reference,
@@ -100,62 +78,147 @@ def run(args: argparse.Namespace) -> int:
         args.backend,
         session.lookahead_s * 1000,
     )
+    with open_sink(args.out, args.fps, source) as sink:
+        timing = stream_frames(session, source, sink)
+    print(summary(timing, session, args), file=sys.stderr)
+    return 0
 
-    latencies: list[float] = []
-    start = time.perf_counter()
 
-    def frames_with_latency(feed: Iterator[np.ndarray], on_chunk=None) -> Iterator:
-        for chunk in feed:
-            if on_chunk is not None:
-                on_chunk(chunk)
-            for frame in session.push(chunk):
-                latencies.append((time.perf_counter() - start) * 1000 - frame.timestamp * 1000)
-                yield frame
-        yield from session.finish(num_frames)
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every flag, and the output path, checked before the model loads."""
+    from apb2face.cli.common import check_backend, check_not_an_input, check_writable
 
+    check_backend(args)
+    if not 5.0 <= args.chunk_ms <= 1000.0:
+        raise UserError(f"--chunk-ms must be between 5 and 1000, got {args.chunk_ms}")
+    if not 8000 <= args.sample_rate <= 192000:
+        raise UserError(f"--sample-rate must be between 8000 and 192000, got {args.sample_rate}")
+    if args.realtime and args.audio_in == "-":
+        raise UserError("--realtime applies to file input (stdin already arrives in real time)")
+    if args.out not in (None, "-"):
+        out = Path(args.out)
+        if out.suffix.lower() != ".mp4":
+            raise UserError("output must be an .mp4 file (or - for raw frames on stdout)", out)
+        check_writable(out)
+        check_not_an_input(out, None if args.audio_in == "-" else args.audio_in, args.reference, args.pose, args.blink)
+
+
+@dataclass
+class Source:
+    """Where the PCM comes from: chunks at `rate`, the frame count when known (a file), and the audio to mux into an
+    MP4 (a file's own audio, as `generate` muxes it; None: the chunks themselves as they arrive)."""
+
+    name: str
+    chunks: Iterator[np.ndarray]
+    rate: int
+    num_frames: int | None = None
+    mux_audio: tuple[np.ndarray, int] | None = None
+
+
+def open_source(args: argparse.Namespace, pipe: Any) -> Source:
+    from apb2face.data import audio as A
+
+    if args.audio_in == "-":
+        return Source("stdin", _stdin_chunks(_stdin_fd(), args.sample_rate, args.chunk_ms), args.sample_rate)
+    driving = pipe.prepare_audio(args.audio_in, None, args.fps)
+    pcm = A.resample(driving.audio, driving.sample_rate, A.SAMPLE_RATE)  # exactly what `generate` analyses
+    chunks = _file_chunks(pcm, args.chunk_ms, args.realtime)
+    return Source(args.audio_in, chunks, A.SAMPLE_RATE, driving.num_frames, (driving.audio, driving.sample_rate))
+
+
+class Sink:
+    """Where frames go: nowhere (counted and timed only), raw rgb24 on stdout, or an MP4 with its audio."""
+
+    def audio(self, chunk: np.ndarray) -> None:
+        pass
+
+    def frame(self, image: np.ndarray) -> None:
+        pass
+
+
+class RawSink(Sink):
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def frame(self, image: np.ndarray) -> None:
+        self.stream.write(image.tobytes())
+        self.stream.flush()
+
+
+class Mp4Sink(Sink):
+    def __init__(self, writer: Any, mux_chunks: bool) -> None:
+        self.writer = writer
+        self.mux_chunks = mux_chunks
+
+    def audio(self, chunk: np.ndarray) -> None:
+        if self.mux_chunks:
+            self.writer.write_audio(chunk)
+
+    def frame(self, image: np.ndarray) -> None:
+        self.writer.write_frame(image)
+
+
+@contextlib.contextmanager
+def open_sink(out: str | None, fps: float, source: Source) -> Iterator[Sink]:
+    """The MP4 is created here, before the first chunk is read: an output that cannot be created fails at once, and
+    nothing is left of it if the stream fails."""
+    from apb2face.data.video import Mp4Writer
+
+    if out is None:
+        yield Sink()
+    elif out == "-":
+        yield RawSink(sys.stdout.buffer)
+    else:
+        rate = source.mux_audio[1] if source.mux_audio else source.rate
+        with Mp4Writer(out, fps=fps, audio_rate=rate) as writer:
+            if source.mux_audio is not None:
+                writer.write_audio(source.mux_audio[0])
+            yield Mp4Sink(writer, mux_chunks=source.mux_audio is None)
+
+
+@dataclass
+class Timing:
+    frames: int = 0
+    wall_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)  # frame ready minus its own time, from the first chunk
+
+
+def stream_frames(session: Any, source: Source, sink: Sink) -> Timing:
+    """Push every chunk, hand each frame to the sink as soon as it is ready, then the frames the end completes."""
     from tqdm import tqdm
 
-    count = 0
-    progress = tqdm(total=num_frames, desc="stream", unit="frame", leave=False)
-    try:
-        if args.out is None or args.out == "-":
-            sink = sys.stdout.buffer if args.out == "-" else None
-            for frame in frames_with_latency(chunks):
-                if sink is not None:
-                    sink.write(frame.image.tobytes())
-                    sink.flush()
-                count += 1
+    timing = Timing()
+    start = time.perf_counter()
+    with tqdm(total=source.num_frames, desc="stream", unit="frame", leave=False) as progress:
+        for chunk in source.chunks:
+            sink.audio(chunk)
+            for frame in session.push(chunk):
+                timing.latencies_ms.append((time.perf_counter() - start - frame.timestamp) * 1000)
+                sink.frame(frame.image)
                 progress.update()
-        else:
-            writer = Mp4Writer(
-                args.out,
-                fps=args.fps,
-                size=(pipe.image_size, pipe.image_size),
-                audio_rate=mux_audio[1] if mux_audio else rate,
-            )
-            with writer:
-                if mux_audio is not None:
-                    writer.write_audio(mux_audio[0])
-                    feed = frames_with_latency(chunks)
-                else:
-                    feed = frames_with_latency(chunks, on_chunk=writer.write_audio)
-                for frame in feed:
-                    writer.write_frame(frame.image)
-                    count += 1
-                    progress.update()
-    finally:
-        progress.close()
-    wall = time.perf_counter() - start
+        if session.samples == 0:  # the offline pipeline refuses empty audio too: no frame can show no audio
+            raise UserError("no audio received (the input ended before its first sample)", source.name)
+        for frame in session.finish(source.num_frames):
+            sink.frame(frame.image)
+            progress.update()
+    timing.frames = session.next_frame
+    timing.wall_s = time.perf_counter() - start
+    return timing
+
+
+def summary(timing: Timing, session: Any, args: argparse.Namespace) -> str:
+    from apb2face.data import audio as A
+
     audio_s = session.samples / A.SAMPLE_RATE
-    summary = f"{count} frames for {audio_s:.2f} s of audio in {wall:.2f} s ({count / max(wall, 1e-9):.1f} fps)"
+    fps = timing.frames / max(timing.wall_s, 1e-9)
+    text = f"{timing.frames} frames for {audio_s:.2f} s of audio in {timing.wall_s:.2f} s ({fps:.1f} fps)"
     if args.realtime:  # only a paced source gives meaningful latencies (a pipe may deliver faster than speech)
+        latencies = timing.latencies_ms
         live = np.asarray(latencies[len(latencies) // 10 :] or latencies)  # skip the start-up tenth
         if live.size:
-            summary += (
-                f"; audio-to-frame latency p50 {np.percentile(live, 50):.0f} ms, p95 {np.percentile(live, 95):.0f} ms"
-            )
-    print(summary + (f"; wrote {args.out}" if args.out not in (None, "-") else ""), file=sys.stderr)
-    return 0
+            p50, p95 = np.percentile(live, [50, 95])
+            text += f"; audio-to-frame latency p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+    return text + (f"; wrote {args.out}" if args.out not in (None, "-") else "")
 
 
 def _file_chunks(pcm: np.ndarray, chunk_ms: float, realtime: bool) -> Iterator[np.ndarray]:
@@ -171,13 +234,25 @@ def _file_chunks(pcm: np.ndarray, chunk_ms: float, realtime: bool) -> Iterator[n
         yield pcm[lo : lo + step]
 
 
-def _stdin_chunks(rate: int, chunk_ms: float) -> Iterator[np.ndarray]:
+def _stdin_fd() -> int:
+    """The file descriptor of stdin; a closed stdin (Python sets sys.stdin to None) is a user error."""
+    try:
+        fd = sys.stdin.fileno()
+        os.fstat(fd)
+    except (AttributeError, OSError, ValueError):
+        raise UserError("stdin is closed: pipe raw s16le mono PCM into --audio-in -", "stdin") from None
+    return fd
+
+
+def _stdin_chunks(fd: int, rate: int, chunk_ms: float) -> Iterator[np.ndarray]:
     """Raw s16le mono from stdin, returned as soon as bytes arrive (at most one chunk at a time)."""
-    fd = sys.stdin.fileno()
     size = max(2, int(round(chunk_ms / 1000 * rate)) * 2)
     carry = b""
     while True:
-        data = os.read(fd, size)
+        try:
+            data = os.read(fd, size)
+        except OSError as exc:
+            raise UserError(f"cannot read audio ({exc.strerror})", "stdin") from None
         if not data:
             break
         data = carry + data

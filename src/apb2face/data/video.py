@@ -250,6 +250,10 @@ class Mp4Writer:
             self._container = self._stack.enter_context(av.open(str(tmp), mode="w", format="mp4"))
             if self._size is not None:
                 self._add_streams(*self._size)
+        except (av.error.FFmpegError, OSError) as exc:
+            # e.g. a folder that passes the permission check but takes no new files (/proc): say so before any work
+            self._stack.close()
+            raise UserError(f"cannot create the output ({_reason(exc)})", self.path) from None
         except BaseException:
             self._stack.close()
             raise
@@ -342,8 +346,8 @@ def _float_pcm(pcm: np.ndarray) -> np.ndarray:
 
 
 def _reason(exc: BaseException) -> str:
-    # FFmpeg errors stringify as "[Errno N] message: 'path'"; the message alone reads better after the path
-    strerror = getattr(exc, "strerror", None) if isinstance(exc, av.error.FFmpegError) else None
+    # FFmpeg and OS errors stringify as "[Errno N] message: 'path'"; the message alone reads better after the path
+    strerror = getattr(exc, "strerror", None) if isinstance(exc, (av.error.FFmpegError, OSError)) else None
     text = str(strerror or exc).strip()
     text = text.splitlines()[0] if text else type(exc).__name__
     return text[:200]
