@@ -65,9 +65,7 @@ def main() -> None:
         t_motion = time.perf_counter() - t0
         frames = []
         t0 = time.perf_counter()
-        for start in range(0, n, args.batch):
-            idx = np.arange(start, min(n, start + args.batch))
-            windows = pipe.audio_windows(audio.features, idx, 25.0)
+        for idx, windows in pipe.window_batches(audio.chunks(), n, 25.0, args.batch):
             frames.append(pipe.step(ref, windows, motion.pose[idx], motion.eyes[idx])[0])
         t_model = time.perf_counter() - t0
         video = np.concatenate(frames)

@@ -14,6 +14,7 @@ import pytest
 from apb2face.cli.main import main
 from apb2face.data.audio import num_video_frames
 from apb2face.data.video import write_video
+from tests.data.test_audio import wav_with_header_rate
 from tests.inference.helpers import astronaut, speech, write_wav
 
 
@@ -197,6 +198,7 @@ def _bad_inputs(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str, 
     bad_pose.write_text("1,2\n3,4\n")
     faceless_video = tmp / "faceless.mp4"
     write_video(faceless_video, [np.full((96, 96, 3), 90, np.uint8)] * 5, fps=25)
+    one_hz = wav_with_header_rate(tmp / "one_hz.wav", 1)  # 16 KB that claim to last 8,000 s
 
     ok = ["--checkpoint", str(checkpoint)]
     return {
@@ -254,6 +256,21 @@ def _bad_inputs(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str, 
             str(faceless_video),
             "no face",
         ),
+        "WAV header claiming 1 Hz": (
+            ["--reference", "astronaut", "--audio", str(one_hz), *ok],
+            str(one_hz),
+            "sample rate 1 Hz",
+        ),
+        "audio longer than --max-seconds": (
+            ["--reference", "astronaut", "--audio", str(good_wav), "--max-seconds", "0.5", *ok],
+            str(good_wav),
+            "raise it with --max-seconds",
+        ),
+        "frame rate of 1e9": (
+            ["--reference", "astronaut", "--audio", str(good_wav), "--fps", "1e9", *ok],
+            "fps",
+            "between 1 and 120",
+        ),
     }
 
 
@@ -272,6 +289,9 @@ BAD_CASES = [
     "missing checkpoint",
     "malformed pose file",
     "driving video without a face",
+    "WAV header claiming 1 Hz",
+    "audio longer than --max-seconds",
+    "frame rate of 1e9",
 ]
 
 

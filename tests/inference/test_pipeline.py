@@ -14,10 +14,12 @@ import pytest
 
 import apb2face
 from apb2face.cli.main import build_parser
+from apb2face.data import audio as A
 from apb2face.data.audio import num_video_frames
 from apb2face.data.face import FaceMesh
 from apb2face.errors import UserError
 from apb2face.inference.faces import align_face
+from apb2face.inference.limits import DEFAULT_MAX_SECONDS
 from apb2face.inference.motion import DEFAULT_SEED, blink_events
 from apb2face.inference.pipeline import MAX_CENTRE_POSE_DEG, APB2FacePipeline, ReferenceState, default_checkpoint
 from apb2face.inference.streaming import StreamingSession
@@ -215,3 +217,47 @@ def test_photos_are_read_upright_with_their_exif_orientation(tmp_path):
     image = read_image(path)
     assert image.shape == upright.shape
     assert np.abs(image.astype(int) - upright.astype(int)).mean() < 8
+
+
+def test_audio_windows_are_computed_lazily_and_equal_the_whole_tracks(pipe):
+    sr = 16000
+    pcm = (0.3 * np.sin(2 * np.pi * 180 * np.arange(60 * sr) / sr) * (np.arange(60 * sr) % 7000 < 4000)).astype(
+        np.float32
+    )
+    consumed = []
+
+    def chunks(size=4000):
+        for lo in range(0, len(pcm), size):
+            consumed.append(lo + size)
+            yield pcm[lo : lo + size]
+
+    n, fps = num_video_frames(len(pcm), 25), 25.0
+    batches = pipe.window_batches(chunks(), n, fps, batch_size=16)
+    first_idx, first = next(batches)
+    # the first 16 frames (0.64 s) need their windows' look-ahead, not the minute of audio behind them
+    assert consumed[-1] < 2 * sr
+    rest = list(batches)
+    assert consumed[-1] >= len(pcm)
+    windows = np.concatenate([first] + [w for _, w in rest])
+    indices = np.concatenate([first_idx] + [i for i, _ in rest])
+    np.testing.assert_array_equal(indices, np.arange(n))
+    whole = pipe.audio_windows(A.audio_features(pcm), indices, fps)
+    np.testing.assert_allclose(windows, whole, atol=1e-3)
+
+
+@pytest.mark.parametrize("fps", [1e9, 0.5, float("nan"), 121])
+def test_frame_rates_outside_1_to_120_are_refused(pipe, fps):
+    audio, sr = speech()
+    with pytest.raises(UserError, match="fps must be between 1 and 120"):
+        pipe.generate("astronaut", audio, sample_rate=sr, fps=fps)
+
+
+def test_implausible_rates_and_long_audio_are_refused_before_any_work(pipe):
+    audio, sr = speech()
+    with pytest.raises(UserError, match="sample rate 1 Hz"):
+        pipe.generate("astronaut", audio[:16000], sample_rate=1)
+    with pytest.raises(UserError, match="longer than 1 s.*max-seconds"):
+        pipe.generate("astronaut", audio, sample_rate=sr, max_seconds=1.0)
+    one_hour = np.zeros(3600 * 8000, np.float32)
+    with pytest.raises(UserError, match=f"longer than {DEFAULT_MAX_SECONDS:g} s"):
+        pipe.generate("astronaut", one_hour, sample_rate=8000)

@@ -21,6 +21,7 @@ from apb2face.cli.common import (
     resize,
 )
 from apb2face.errors import UserError
+from apb2face.inference.limits import DEFAULT_MAX_SECONDS, MAX_FPS, MIN_FPS
 from apb2face.inference.motion import DEFAULT_SEED
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the natural motion (default: {DEFAULT_SEED})"
     )
-    parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default: 25)")
+    parser.add_argument(
+        "--fps", type=float, default=25.0, help=f"output frame rate, {MIN_FPS:g} to {MAX_FPS:g} (default: 25)"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=DEFAULT_MAX_SECONDS,
+        metavar="S",
+        help=f"refuse driving audio longer than this (default: {DEFAULT_MAX_SECONDS:g} s)",
+    )
     parser.add_argument(
         "--size",
         type=int,
@@ -70,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.size is not None and not 16 <= args.size <= 2048:
         raise UserError(f"--size must be between 16 and 2048, got {args.size}")
     check_backend(args)
+    if not args.max_seconds > 0:
+        raise UserError(f"--max-seconds must be positive, got {args.max_seconds:g}")
     check_not_an_input(args.out, args.audio, args.driving, args.pose, args.blink, args.reference)
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend, int8=args.int8)
     if args.text is not None:
@@ -89,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         fps=args.fps,
         seed=args.seed,
         batch_size=args.batch_size,
+        max_seconds=args.max_seconds,
     )
     n = driving_audio.num_frames
     progress = tqdm(total=n, desc="generate", unit="frame")

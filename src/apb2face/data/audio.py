@@ -32,11 +32,36 @@ NUM_CEPS = 20
 NUM_FEATURES = 3 * NUM_CEPS
 FEATURE_RATE = SAMPLE_RATE // HOP  # 100 feature frames per second
 DELTA_N = 2
+# real audio lies well inside these rates; a header outside them is damaged or hostile (a 16 KB WAV that claims 1 Hz
+# "lasts" 8,000 s and would be resampled to gigabytes), so it is refused before any sample is converted
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def check_sample_rate(rate: int, source: str | Path | None = None) -> None:
+    """UserError (naming `source`) unless MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise UserError(
+            f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz (damaged file or not audio?)",
+            source,
+        )
+
+
+def check_duration(num_samples: int, sample_rate: int, max_seconds: float | None, source: str | Path | None) -> None:
+    """UserError when audio is longer than `max_seconds` (None: no limit); the message says how to raise it."""
+    if max_seconds is not None and num_samples > max_seconds * sample_rate:
+        raise UserError(
+            f"audio is longer than {max_seconds:g} s, the limit for one job (raise it with --max-seconds, "
+            "or max_seconds= in Python)",
+            source,
+        )
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
     """Decode the first audio stream of any file FFmpeg reads (wav, mp3, m4a, flac, ogg, mp4, ...) to mono float32 in
-    [-1, 1] at `sample_rate`. Raises UserError naming the file when it has no audio or no samples."""
+    [-1, 1] at `sample_rate`. Raises UserError naming the file when it has no audio or no samples, when its sample
+    rate is implausible (`check_sample_rate`, before decoding) or when it runs longer than `max_seconds` (decoding
+    stops there, so a huge file costs no more than the limit)."""
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
@@ -44,11 +69,18 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise UserError("no audio stream (not an audio file?)", path)
+            stream = container.streams.audio[0]
+            if stream.rate:  # some containers leave the header rate unset; every decoded frame is checked below
+                check_sample_rate(stream.rate, path)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            chunks = []
-            for frame in container.decode(container.streams.audio[0]):
+            chunks, total = [], 0
+            for frame in container.decode(stream):
+                check_sample_rate(frame.sample_rate, path)
                 frame.pts = None  # let the resampler count samples itself (VFR/odd timestamps)
-                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                converted = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                chunks += converted
+                total += sum(map(len, converted))
+                check_duration(total, sample_rate, max_seconds, path)
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
     except UserError:
         raise

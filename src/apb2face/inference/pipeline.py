@@ -7,7 +7,7 @@
 `__call__` runs the steps below in order; each is a method so that streaming can reuse them frame by frame:
 
 1. check inputs          `prepare_reference`, `prepare_audio`, `prepare_motion`
-2. audio features        `audio_windows`       (N, W, 60) windows around each video frame
+2. audio features        `window_batches`      (n, W, 60) windows around each video frame, computed lazily
 3. motion                `prepare_motion`      pose (N, 3) + eyes (N, 2): given, from a driving video, or natural
 4. fuse                  `fuse`                audio window + pose + eyes -> latent, landmarks
 5. render                `render`              cached reference features + latent -> image
@@ -20,7 +20,7 @@ import hashlib
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +32,7 @@ import torch
 from apb2face.data import audio as A
 from apb2face.errors import UserError
 from apb2face.inference.faces import align_face, as_rgb_uint8, measure_pose, read_image
+from apb2face.inference.limits import DEFAULT_MAX_SECONDS, MAX_FPS, MIN_FPS
 from apb2face.inference.motion import (
     DEFAULT_SEED,
     Motion,
@@ -41,6 +42,7 @@ from apb2face.inference.motion import (
     load_pose,
     motion_from_video,
 )
+from apb2face.inference.streaming_features import RowWindow, StreamingFeatures
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ AudioInput = str | Path | np.ndarray
 OUTPUT_SAMPLE_RATE = 48000  # decoded file audio is kept at this rate for the muxed AAC track
 MAX_CENTRE_POSE_DEG = 10.0  # natural sway is centred on the reference's own pose, within this range
 REFERENCE_CACHE_SIZE = 8
+FEATURE_BLOCK_SAMPLES = 640  # 16 kHz samples pushed into the incremental features at a time (as streaming does)
 DEMO_CHECKPOINT = "checkpoints/demo"  # inside the apb2face package
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
@@ -77,12 +80,18 @@ class ReferenceState:
 
 @dataclass(frozen=True)
 class DrivingAudio:
-    """Audio checked and converted: `audio`/`sample_rate` for output, `features` (T, 60) at 100/s for the model."""
+    """Audio checked and converted: `audio`/`sample_rate` for output, `pcm` (mono 16 kHz) for the model's features
+    (computed lazily from it, batch by batch: `APB2FacePipeline.window_batches`)."""
 
     audio: np.ndarray
     sample_rate: int
-    features: np.ndarray
+    pcm: np.ndarray
     num_frames: int
+
+    def chunks(self, size: int = FEATURE_BLOCK_SAMPLES) -> Iterator[np.ndarray]:
+        """`pcm` in consecutive chunks of `size` samples (views, no copies)."""
+        for lo in range(0, len(self.pcm), size):
+            yield self.pcm[lo : lo + size]
 
 
 def default_checkpoint() -> Path | None:
@@ -199,10 +208,13 @@ class APB2FacePipeline:
             crop = cv2.resize(crop, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
         return crop, measure_pose(crop)
 
-    def prepare_audio(self, audio: AudioInput, sample_rate: int | None, fps: float) -> DrivingAudio:
-        """A file path (any format FFmpeg decodes) or a float array (+ its sample rate) -> checked audio + features."""
+    def prepare_audio(
+        self, audio: AudioInput, sample_rate: int | None, fps: float, max_seconds: float | None = None
+    ) -> DrivingAudio:
+        """A file path (any format FFmpeg decodes) or a float array (+ its sample rate) -> checked audio, at most
+        `max_seconds` long (None: no limit)."""
         if isinstance(audio, (str, Path)):
-            out = A.load_audio(audio, OUTPUT_SAMPLE_RATE)
+            out = A.load_audio(audio, OUTPUT_SAMPLE_RATE, max_seconds=max_seconds)
             rate = OUTPUT_SAMPLE_RATE
         else:
             if sample_rate is None:
@@ -215,12 +227,14 @@ class APB2FacePipeline:
             if not np.isfinite(out).all():
                 raise UserError("audio array contains NaN or infinite values")
             rate = int(sample_rate)
+            A.check_sample_rate(rate, "audio array")
+            A.check_duration(len(out), rate, max_seconds, "audio array")
         if len(out) < rate / fps:
             log.warning("audio is shorter than one video frame (%d samples)", len(out))
         return DrivingAudio(
             audio=out,
             sample_rate=rate,
-            features=A.audio_features(A.resample(out, rate, A.SAMPLE_RATE)),
+            pcm=A.resample(out, rate, A.SAMPLE_RATE),
             num_frames=A.num_video_frames(len(out), fps, rate),
         )
 
@@ -258,6 +272,31 @@ class APB2FacePipeline:
         return tuple(float(np.clip(v, -MAX_CENTRE_POSE_DEG, MAX_CENTRE_POSE_DEG)) for v in reference.pose)
 
     # ------------------------------------------------------------------------------------------- 2. audio features
+
+    def window_batches(
+        self, pcm: Iterable[np.ndarray], num_frames: int, fps: float, batch_size: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(frame indices, (n, W, 60) windows) for consecutive batches of frames, computed lazily: the 16 kHz audio
+        (chunks of mono PCM, e.g. `DrivingAudio.chunks()`) is pushed through the streaming engine's incremental
+        features (StreamingFeatures) only as far as the next batch needs, and rows are kept in a fixed window, so
+        memory does not grow with the audio's length. The windows are those of `audio_windows` on the whole track's
+        features (rows clipped at both ends)."""
+        window, lookahead = int(self.config.audio_window), int(self.config.audio_lookahead)
+        offsets = np.arange(-(window - lookahead), lookahead)
+        batch_rows = int(np.ceil(batch_size / fps * A.FEATURE_RATE)) + 1  # rows between a batch's first/last centre
+        rows = RowWindow(window + batch_rows + 2 * FEATURE_BLOCK_SAMPLES // A.HOP + 16, A.NUM_FEATURES)
+        features = StreamingFeatures()
+        # any chunking in, fixed-size blocks out: one push never adds more rows than the window has room for
+        size = FEATURE_BLOCK_SAMPLES
+        blocks = (chunk[lo : lo + size] for chunk in pcm for lo in range(0, len(chunk), size))
+        for start in range(0, num_frames, batch_size):
+            idx = np.arange(start, min(num_frames, start + batch_size))
+            centres = A.frame_centre(idx, fps)
+            while rows.count < int(centres[-1]) + lookahead and not features.finished:
+                block = next(blocks, None)
+                rows.extend(features.finish() if block is None else features.push(block))
+            # mid-track every needed row exists; past the end the last row repeats, as in frame_windows
+            yield idx, rows.take(np.clip(centres[:, None] + offsets, 0, rows.count - 1))
 
     def audio_windows(self, features: np.ndarray, frame_indices: np.ndarray, fps: float) -> np.ndarray:
         """(n, W, 60) audio feature windows for the given video frames."""
@@ -321,27 +360,26 @@ class APB2FacePipeline:
         fps: float = 25.0,
         seed: int | None = DEFAULT_SEED,
         batch_size: int = 16,
+        max_seconds: float | None = DEFAULT_MAX_SECONDS,
     ) -> tuple[DrivingAudio, Motion, Iterator[tuple[np.ndarray, np.ndarray]]]:
         """Checks every input first, then returns (audio, motion, an iterator of (frames, landmarks) batches).
 
-        The CLI writes batches as they come (bounded memory, a progress bar); `__call__` collects them.
+        The CLI writes batches as they come (bounded memory, a progress bar); `__call__` collects them. Audio longer
+        than `max_seconds` (None: no limit) is refused.
         """
-        if not (fps > 0 and math.isfinite(fps)):
-            raise UserError(f"fps must be a positive number, got {fps}")
+        check_fps(fps)
         if batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {batch_size}")
         # 1. check inputs (everything that can fail on user input fails here, before any output exists)
         ref = self.prepare_reference(reference)
-        driving_audio = self.prepare_audio(audio, sample_rate, fps)
+        driving_audio = self.prepare_audio(audio, sample_rate, fps, max_seconds)
         n = driving_audio.num_frames
         # 3. motion
         motion = self.prepare_motion(n, fps, pose=pose, eyes=eyes, driving=driving, seed=seed, reference=ref)
 
         def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            for start in range(0, n, batch_size):
-                idx = np.arange(start, min(n, start + batch_size))
-                # 2. audio features around these frames; 4-6. fuse, render, postprocess
-                windows = self.audio_windows(driving_audio.features, idx, fps)
+            # 2. audio features around each batch of frames, as the batch comes; 4-6. fuse, render, postprocess
+            for idx, windows in self.window_batches(driving_audio.chunks(), n, fps, batch_size):
                 yield self.step(ref, windows, motion.pose[idx], motion.eyes[idx])
 
         return driving_audio, motion, batches()
@@ -358,6 +396,7 @@ class APB2FacePipeline:
         fps: float = 25.0,
         seed: int | None = DEFAULT_SEED,
         batch_size: int = 16,
+        max_seconds: float | None = DEFAULT_MAX_SECONDS,
     ) -> APB2FaceOutput:
         driving_audio, motion, batches = self.generate(
             reference,
@@ -369,6 +408,7 @@ class APB2FacePipeline:
             fps=fps,
             seed=seed,
             batch_size=batch_size,
+            max_seconds=max_seconds,
         )
         frames, landmarks = zip(*batches)
         return APB2FaceOutput(
@@ -380,6 +420,12 @@ class APB2FacePipeline:
             pose=motion.pose,
             eyes=motion.eyes,
         )
+
+
+def check_fps(fps: float) -> None:
+    """UserError unless MIN_FPS <= fps <= MAX_FPS (a huge rate would ask for gigabytes of frames)."""
+    if not (math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
+        raise UserError(f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps:g}")
 
 
 def _signal(value: Any, columns: int, num_frames: int, fps: float, loader: Any) -> np.ndarray:
