@@ -1,8 +1,9 @@
 """Render the built-in multi-person talking-face dataset: N distinct people, each speaking M espeak-ng sentences.
 
-Writes an apb2face dataset (docs/dataset-format.md) into OUT, one MP4 (H.264 + AAC) per clip under OUT/videos, a
-contact sheet of the identities (OUT/contact_sheet.png) and their descriptions (OUT/identities.json). The same
---seed gives byte-identical dataset files.
+Writes an apb2face dataset (docs/dataset-format.md) into --out DIR (the positional OUT is the older spelling of the
+same), one MP4 (H.264 + AAC) per clip under DIR/videos, a contact sheet of the identities (DIR/contact_sheet.png) and
+their descriptions (DIR/identities.json). The same --seed gives byte-identical files, MP4s included, whatever
+--workers.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from pathlib import Path
+
+from apb2face.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="output directory (must not exist, or be empty)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output directory (must not exist, or be empty)")
+    parser.add_argument("out_positional", nargs="?", type=Path, metavar="OUT", help="the same as --out DIR")
     parser.add_argument("--identities", type=int, default=6, help="number of people (default 6)")
     parser.add_argument("--clips-per-identity", type=int, default=10, help="sentences per person (default 10)")
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels (default 256)")
@@ -26,11 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-videos", action="store_true", help="skip the per-clip MP4 files")
 
 
-def run(args: argparse.Namespace) -> int:
-    from apb2face.data.synth import SynthConfig, generate
-    from apb2face.errors import UserError
-    from apb2face.io import prepare_output_dir, remove_partial
+def output_dir(args: argparse.Namespace) -> Path:
+    """The output folder, given as --out DIR or (the older spelling) as the positional OUT."""
+    if args.out is None and args.out_positional is None:
+        raise UserError("give the output directory: apb2face synth --out DIR")
+    if args.out is not None and args.out_positional is not None and args.out != args.out_positional:
+        raise UserError(f"two output directories given ({args.out_positional} and --out {args.out}); give one")
+    return args.out if args.out is not None else args.out_positional
 
+
+def check_flags(args: argparse.Namespace) -> None:
     for flag, value, lo in (
         ("--identities", args.identities, 1),
         ("--clips-per-identity", args.clips_per_identity, 1),
@@ -45,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--fps must be in (0, 120] (got {args.fps})")
     if not 0 <= args.test_fraction < 1:
         raise UserError(f"--test-fraction must be in [0, 1) (got {args.test_fraction})")
-    out = prepare_output_dir(args.out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from apb2face.data.synth import SynthConfig, generate
+    from apb2face.io import new_output_dir
+
+    target = output_dir(args)
+    check_flags(args)
     cfg = SynthConfig(
         identities=args.identities,
         clips_per_identity=args.clips_per_identity,
@@ -57,11 +74,8 @@ def run(args: argparse.Namespace) -> int:
         videos=not args.no_videos,
     )
     start = time.perf_counter()
-    try:
+    with new_output_dir(target) as out:
         summary = generate(out, cfg)
-    except BaseException:
-        remove_partial(out)  # the directory was new or empty: nothing of the user's is lost
-        raise
     log.info(
         "wrote %d clips (%d frames, %d identities) to %s in %.1f s",
         summary["clips"],

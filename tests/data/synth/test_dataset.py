@@ -183,25 +183,3 @@ def test_identities_are_distinct() -> None:
         for b in range(a + 1, 4):
             assert np.abs(tiles[a] - tiles[b]).mean() > 12
     assert synth.identity_specs(8, 0) == specs and synth.identity_specs(8, 1) != specs
-
-
-@pytest.mark.parametrize("case", ["not_empty", "unwritable"])
-def test_bad_out_is_one_line_exit_2(tmp_path: Path, case: str) -> None:
-    if case == "not_empty":
-        out = tmp_path / "full"
-        out.mkdir()
-        (out / "precious.txt").write_text("keep")
-    else:
-        (tmp_path / "a_file").write_text("")
-        out = tmp_path / "a_file" / "out"
-    res = _cli(str(out), "--identities", "1", "--clips-per-identity", "1")
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(out) in lines[0] and "Traceback" not in res.stderr
-    if case == "not_empty":
-        assert (out / "precious.txt").read_text() == "keep" and len(list(out.iterdir())) == 1
-
-
-def test_bad_flags_are_user_errors(tmp_path: Path) -> None:
-    res = _cli(str(tmp_path / "o"), "--size", "63")
-    assert res.returncode == 2 and "--size" in res.stderr and not (tmp_path / "o").exists()
