@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +44,22 @@ def make_checkpoint(directory: Path, dataset: Path, identities: list[str] | None
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", tiny_dataset)
+
+
+def dataset_with_identity(source: Path, root: Path, name: str) -> Path:
+    """A copy of `source` whose identity id01 is renamed `name` in dataset.json, its clip files moved to where that
+    name points (so that a reader following the name finds them)."""
+    shutil.copytree(source, root)
+    meta = json.loads((root / "dataset.json").read_text())
+    for clip in meta["clips"]:
+        if clip["identity"] == "id01":
+            clip["identity"] = name
+    meta["splits"] = {
+        split: [key.replace("id01/", f"{name}/", 1) for key in keys] for split, keys in meta["splits"].items()
+    }
+    meta["identities"] = sorted({c["identity"] for c in meta["clips"]})
+    (root / "dataset.json").write_text(json.dumps(meta))
+    target = root / "clips" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(root / "clips" / "id01", target)
+    return root

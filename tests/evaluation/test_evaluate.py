@@ -14,7 +14,7 @@ from apb2face.data.format import Dataset
 from apb2face.evaluation import evaluate as E
 from apb2face.evaluation import metrics as M
 
-from .conftest import make_checkpoint
+from .conftest import dataset_with_identity, make_checkpoint
 
 
 def test_evaluate_report_structure_and_ranges(
@@ -37,7 +37,8 @@ def test_evaluate_report_structure_and_ranges(
         ]
     )
     assert rc == 0
-    assert "SSIM" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| SSIM ↑ |" in printed and "ground-truth frames" not in printed
     report = json.loads((out / "report.json").read_text())
     identities = Dataset(tiny_dataset).identities
     for key in E.METRIC_KEYS:
@@ -175,3 +176,48 @@ def test_evaluate_bad_input(
         == 2
     )
     assert "FID weights not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../escape", "../../escape"])
+def test_evaluate_refuses_identity_names_that_leave_the_output(
+    name: str, tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An identity name from dataset.json becomes strips/<name>.png: '../escape' would land beside strips/,
+    '../../escape' beside the output folder. Refused with one line naming dataset.json, nothing written."""
+    data = dataset_with_identity(tiny_dataset, tmp_path / "data", name)
+    out = tmp_path / "eval"
+    args = ["--checkpoint", str(tiny_checkpoint), "--data", str(data), "--out", str(out)]
+    rc = main(["evaluate", *args, "--max-frames-per-clip", "8", "--fid-weights", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and "dataset.json" in err[0] and name in err[0]
+    assert not out.exists()
+    assert not (tmp_path / "escape.png").exists()
+
+
+def test_evaluate_prints_the_summary_rendered_from_the_report(tiny_dataset: Path) -> None:
+    """The printed summary comes from the report data (not from cutting report.md at a heading): title, the
+    generated frames' table, and nothing of the ground-truth or copy tables."""
+    ds = Dataset(tiny_dataset)
+    per_identity = {name: 0.5 for name in ds.identities}
+    report = {key: {"mean": 0.5, "per_identity": per_identity} for key in E.METRIC_KEYS + E.EXTRA_KEYS}
+    report["ground_truth"] = {"ssim": {"mean": 0.25, "per_identity": per_identity}}
+    report["copy_reference"] = {"ssim": {"mean": 0.75, "per_identity": per_identity}}
+    report["protocol"] = {
+        "checkpoint": "ckpt",
+        "dataset": "data",
+        "split": "test",
+        "clips": 2,
+        "frames": 16,
+        "model_image_size": 64,
+        "eval_size": 64,
+        "references": {n: "checkpoint" for n in ds.identities},
+        **{k: k for k in ("ssim", "psnr", "landmarks", "detection", "pose", "blink", "lipsync", "cpbd", "fid")},
+        "aggregation": "mean",
+    }
+    summary = E.report_summary(report)
+    assert "| SSIM ↑ | 0.500 | 0.500 | 0.500 |" in summary and "| FID ↓ |" in summary
+    assert "ground-truth" not in summary and "Copying" not in summary
+    full = E.report_markdown(report)
+    assert full.startswith(summary)
+    assert "ground-truth" in full and "Copying the reference" in full and "- **aggregation**: mean" in full

@@ -14,6 +14,8 @@ from apb2face.cli.main import main
 from apb2face.data.video import probe
 from apb2face.evaluation import decouple as D
 
+from .conftest import dataset_with_identity
+
 
 def test_grid_outputs(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "grid"
@@ -44,6 +46,19 @@ def test_grid_outputs(tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path)
     for name in ("id00", "id01"):
         column = probe(out / "columns" / f"{name}.mp4")
         assert column.has_audio and column.num_frames == 10
+
+
+def test_grid_refuses_a_driver_name_that_leaves_the_output(
+    tiny_dataset: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A driving identity becomes columns/<name>.mp4: '../../escape' would be written beside the output folder."""
+    data = dataset_with_identity(tiny_dataset, tmp_path / "data", "../../escape")
+    out = tmp_path / "grid"
+    args = ["--checkpoint", str(tiny_checkpoint), "--data", str(data), "--out", str(out), "--max-frames", "8"]
+    assert main(["grid", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dataset.json" in err[0] and "../../escape" in err[0]
+    assert not out.exists() and not (tmp_path / "escape.mp4").exists()
 
 
 def test_decouple_outputs(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import argparse
 
+from apb2face.cli.common import add_checkpoint_argument, add_device_argument, add_output_dir_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    add_checkpoint_argument(parser, required=True)
     parser.add_argument("--reference", required=True, help="a bundled identity name or a face image")
-    parser.add_argument("--out", required=True, help="output directory (must not exist, or be empty)")
+    add_output_dir_argument(parser)
     parser.add_argument("--steps", type=int, default=7, help="values per sweep (default 7)")
     parser.add_argument("--yaw", type=float, default=25.0, help="yaw sweep half-range in degrees (default 25)")
     parser.add_argument("--pitch", type=float, default=15.0, help="pitch sweep half-range in degrees (default 15)")
     parser.add_argument("--roll", type=float, default=15.0, help="roll sweep half-range in degrees (default 15)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

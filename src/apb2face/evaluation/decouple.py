@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from apb2face.data import audio as A
-from apb2face.data import face as face_geo
-from apb2face.evaluation.evaluate import MIN_DETECT_SIDE, measured_pose
-from apb2face.evaluation.grid import tile, write_png
+from apb2face.evaluation.face_measure import measure_face_mesh
+from apb2face.evaluation.figures import tile, write_png
 from apb2face.io import write_json
 
 log = logging.getLogger(__name__)
@@ -70,27 +68,10 @@ def silent_windows(pipe: Any, count: int, fps: float = 25.0, seed: int = 0) -> n
 
 
 def measure(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Per image: pose (3,), mean EAR, mouth opening; NaN where the face mesh finds no face."""
-    n, h, w = images.shape[:3]
-    pose = np.full((n, 3), np.nan)
-    ear = np.full(n, np.nan)
-    mouth = np.full(n, np.nan)
-    factor = max(1.0, MIN_DETECT_SIDE / min(h, w))
-    with face_geo.FaceMesh(video=False) as mesh:
-        for i, img in enumerate(images):
-            probe = (
-                cv2.resize(img, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC)
-                if factor > 1
-                else img
-            )
-            points = mesh.detect(probe)
-            if points is None:
-                continue
-            points = points[:, :2] / factor
-            pose[i] = measured_pose(points, (h, w))
-            ear[i] = float(np.mean(face_geo.eye_aspect_ratios(points)))
-            mouth[i] = face_geo.mouth_opening(points)
-    return {"pose": pose, "ear": ear, "mouth": mouth}
+    """Per image: pose (3,), mean EAR, mouth opening; NaN where the face mesh finds no face. Each image is read on
+    its own: a sweep jumps between poses, so tracking from one image to the next would only mislead the mesh."""
+    mesh = measure_face_mesh(images, video=False)
+    return {"pose": mesh.pose, "ear": mesh.ear.mean(axis=1), "mouth": mesh.mouth}
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:

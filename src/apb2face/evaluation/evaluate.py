@@ -20,20 +20,19 @@ Protocol (stated in every report):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from apb2face.data import audio as A
-from apb2face.data import face as face_geo
-from apb2face.data.format import Clip, Dataset
+from apb2face.data.format import ClipRecord, Dataset
 from apb2face.errors import UserError
 from apb2face.evaluation import metrics as M
-from apb2face.evaluation.grid import tile, write_png
+from apb2face.evaluation.face_measure import MIN_DETECT_SIDE, measure_face_mesh
+from apb2face.evaluation.figures import output_file, resize_frames, tile, write_png
+from apb2face.evaluation.reenact import generate_clip
 from apb2face.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,6 @@ METRIC_KEYS = (
 # the frames LMD, pose, blink and lip sync are measured on
 EXTRA_KEYS = ("detection_rate_haar", "face_mesh_rate")
 GROUND_TRUTH_KEYS = ("detection_rate", "pose_error_deg", "blink_f1", "lipsync_corr", "cpbd") + EXTRA_KEYS
-MIN_DETECT_SIDE = 256  # face mesh sees small crops upscaled to this (it misses faces in 64 px images)
 LIPSYNC_MAX_LAG = 3
 BLINK_TOLERANCE = 2  # frames
 
@@ -126,71 +124,19 @@ def open_detectors() -> Detectors:
 def measure_frames(frames: np.ndarray, detectors: Detectors) -> FrameMeasures:
     """Face mesh (video mode, tracked through the sequence), pose, EAR, mouth opening, face detection (BlazeFace
     and Haar), CPBD."""
-    n, h, w = frames.shape[:3]
-    lms = np.full((n, face_geo.canonical_face().shape[0], 2), np.nan)
-    pose = np.full((n, 3), np.nan)
-    ear = np.full((n, 2), np.nan)
-    mouth = np.full(n, np.nan)
-    factor = max(1.0, MIN_DETECT_SIDE / min(h, w))
-    with face_geo.FaceMesh(video=True) as mesh:
-        for i, frame in enumerate(frames):
-            probe = (
-                cv2.resize(frame, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_CUBIC)
-                if factor > 1
-                else frame
-            )
-            points = mesh.detect(probe)
-            if points is None:
-                continue
-            points = points[:, :2] / factor
-            lms[i] = points
-            pose[i] = measured_pose(points, (h, w))
-            ear[i] = face_geo.eye_aspect_ratios(points)
-            mouth[i] = face_geo.mouth_opening(points)
-    detected = np.array([detectors.blazeface.detect(f) for f in frames], dtype=bool)
-    detected_haar = np.array([detectors.haar.detect(f) for f in frames], dtype=bool)
-    sharp = np.array([M.cpbd(f) for f in frames])
+    mesh = measure_face_mesh(frames, video=True)
     return FrameMeasures(
-        landmarks=lms, detected=detected, detected_haar=detected_haar, pose=pose, ear=ear, mouth=mouth, cpbd=sharp
+        landmarks=mesh.landmarks,
+        detected=np.array([detectors.blazeface.detect(f) for f in frames], dtype=bool),
+        detected_haar=np.array([detectors.haar.detect(f) for f in frames], dtype=bool),
+        pose=mesh.pose,
+        ear=mesh.ear,
+        mouth=mesh.mouth,
+        cpbd=np.array([M.cpbd(f) for f in frames]),
     )
 
 
-def measured_pose(points: np.ndarray, image_size: tuple[int, int]) -> tuple[float, float, float]:
-    """Head pose of a face crop measured exactly as `prepare` measures dataset poses (face.estimate_pose: camera
-    anchored to the face, its constant PITCH_BIAS subtracted), so it is comparable with the driving pose."""
-    return face_geo.estimate_pose(points, image_size)
-
-
-def _resize(frames: np.ndarray, size: int) -> np.ndarray:
-    if frames.shape[1] == size and frames.shape[2] == size:
-        return np.ascontiguousarray(frames)
-    interp = cv2.INTER_AREA if frames.shape[1] > size else cv2.INTER_CUBIC
-    return np.stack([cv2.resize(np.asarray(f), (size, size), interpolation=interp) for f in frames])
-
-
 # ------------------------------------------------------------------------------------------------ generation
-def generate_clip(
-    pipe: Any,
-    reference: Any,
-    clip: Clip,
-    num_frames: int,
-    batch_size: int,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Frames (n, S, S, 3) of `clip` re-enacted from `reference`: each frame driven by its own audio window, pose
-    and eye openness, through the pipeline's per-frame API."""
-    features = A.audio_features(clip.audio, clip.sample_rate)
-    out = []
-    for start in range(0, num_frames, batch_size):
-        idx = np.arange(start, min(num_frames, start + batch_size))
-        windows = pipe.audio_windows(features, idx, clip.fps)
-        frames, _ = pipe.step(reference, windows, clip.pose[idx], clip.eyes[idx])
-        out.append(frames)
-        if progress is not None:
-            progress(len(idx))
-    return np.concatenate(out)
-
-
 def choose_references(pipe: Any, dataset: Dataset, identities: list[str]) -> dict[str, tuple[Any, str]]:
     """identity -> (pipeline reference state, where it came from)."""
     from apb2face.inference.pipeline import ReferenceState
@@ -208,7 +154,7 @@ def choose_references(pipe: Any, dataset: Dataset, identities: list[str]) -> dic
                 dataset.root,
             )
         frame = np.array(dataset.load_clip(train[0]).frames[0])  # a writable copy of the memory-mapped frame
-        crop = _resize(frame[None], pipe.image_size)[0]
+        crop = resize_frames(frame[None], pipe.image_size)[0]
         state = ReferenceState(name=name, crop=crop, pose=None, features=pipe.encode_reference(crop))
         out[name] = (state, f"first frame of train clip {train[0].key}")
     return out
@@ -291,11 +237,44 @@ def _table(
 # ----------------------------------------------------------------------------------------------------- main
 def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: EvalConfig) -> EvalOutput:
     """Run the whole evaluation and write DIR/report.json, DIR/report.md and DIR/strips/<identity>.png."""
-    from tqdm import tqdm
+    inputs = load_inputs(checkpoint, data, cfg)
+    runs = run_clips(inputs, cfg)
+    report = build_report(inputs, runs, cfg)
+    write_outputs(Path(out), report, inputs, runs, cfg.strip_rows)
+    return EvalOutput(report=report, results=runs.results)
 
+
+@dataclass
+class EvalInputs:
+    """Everything the evaluation runs on, loaded and checked before the first frame is generated."""
+
+    checkpoint: Path
+    dataset: Dataset
+    records: list[ClipRecord]
+    lengths: list[int]  # frames evaluated per record
+    identities: list[str]
+    pipe: Any  # APB2FacePipeline
+    size: int  # the evaluation size
+    references: dict[str, tuple[Any, str]]  # identity -> (pipeline reference state, where it came from)
+    fid_weights: Path | None
+
+
+@dataclass
+class ClipRuns:
+    """What generating and measuring every clip produced, per clip and per identity."""
+
+    results: list[ClipResult] = field(default_factory=list)
+    generated: dict[str, list[np.ndarray]] = field(default_factory=dict)  # identity -> frames per clip
+    truth: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    strip_sources: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # first clip (gen, gt)
+    # the do-nothing renderer: the reference itself scored against every frame (what a model must beat)
+    copy_scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)  # (ssim, psnr)
+
+
+def load_inputs(checkpoint: str | Path, data: str | Path, cfg: EvalConfig) -> EvalInputs:
+    """Open the dataset and the checkpoint, check the settings and choose every identity's reference."""
     from apb2face.inference.pipeline import APB2FacePipeline
 
-    out = Path(out)
     dataset = Dataset(data)
     records = dataset.clips(cfg.split)
     if not records:
@@ -304,83 +283,112 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
         raise UserError(
             f"--max-frames-per-clip must be at least 8 (lip sync needs a sequence), got {cfg.max_frames_per_clip}"
         )
-    fid_path = _fid_weights(cfg.fid_weights)
-    pipe = APB2FacePipeline.from_pretrained(checkpoint, device=cfg.device)
-    size = int(cfg.eval_size or pipe.image_size)
     identities = sorted({r.identity for r in records})
-    references = choose_references(pipe, dataset, identities)
-    detectors = open_detectors()
+    for name in identities:  # each becomes strips/<name>.png: refuse names that would write elsewhere
+        output_file(Path("strips"), name, ".png", source=dataset.root / "dataset.json")
+    fid_weights = _fid_weights(cfg.fid_weights)
+    pipe = APB2FacePipeline.from_pretrained(checkpoint, device=cfg.device)
+    return EvalInputs(
+        checkpoint=Path(checkpoint),
+        dataset=dataset,
+        records=records,
+        lengths=[min(r.num_frames, cfg.max_frames_per_clip or r.num_frames) for r in records],
+        identities=identities,
+        pipe=pipe,
+        size=int(cfg.eval_size or pipe.image_size),
+        references=choose_references(pipe, dataset, identities),
+        fid_weights=fid_weights,
+    )
 
-    lengths = [min(r.num_frames, cfg.max_frames_per_clip or r.num_frames) for r in records]
-    results: list[ClipResult] = []
-    generated: dict[str, list[np.ndarray]] = {n: [] for n in identities}
-    truth: dict[str, list[np.ndarray]] = {n: [] for n in identities}
-    strips_src: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    # the do-nothing renderer: the reference itself scored against every frame (what a model must beat)
-    copy_scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in identities}
+
+def run_clips(inputs: EvalInputs, cfg: EvalConfig) -> ClipRuns:
+    """Generate and measure every clip (with progress), keeping what the metrics and the strips need."""
+    from tqdm import tqdm
+
+    names = inputs.identities
+    runs = ClipRuns(generated={n: [] for n in names}, truth={n: [] for n in names}, copy_scores={n: [] for n in names})
+    detectors = open_detectors()
     try:
-        with tqdm(total=sum(lengths), desc="evaluate", unit="frame", dynamic_ncols=True) as bar:
-            for record, n in zip(records, lengths):
-                clip = dataset.load_clip(record)
-                ref_state = references[record.identity][0]
-                gen = _resize(generate_clip(pipe, ref_state, clip, n, cfg.batch_size), size)
-                gt = _resize(np.asarray(clip.frames[:n]), size)
-                results.append(
-                    ClipResult(
-                        identity=record.identity,
-                        key=record.key,
-                        ssim=M.ssim(gen, gt),
-                        psnr=M.psnr(gen, gt),
-                        gen=measure_frames(gen, detectors),
-                        gt=measure_frames(gt, detectors),
-                        driving_pose=np.asarray(clip.pose[:n], np.float64),
-                        driving_eyes=np.asarray(clip.eyes[:n]),
-                        rms=A.rms_per_frame(clip.audio, n, clip.fps, clip.sample_rate),
-                    )
-                )
-                copy = np.repeat(_resize(ref_state.crop[None], size), n, axis=0)
-                copy_scores[record.identity].append((M.ssim(copy, gt), M.psnr(copy, gt)))
-                generated[record.identity].append(gen)
-                truth[record.identity].append(gt)
-                strips_src.setdefault(record.identity, (gen, gt))
+        with tqdm(total=sum(inputs.lengths), desc="evaluate", unit="frame", dynamic_ncols=True) as bar:
+            for record, n in zip(inputs.records, inputs.lengths):
+                run_clip(inputs, record, n, detectors, cfg.batch_size, runs)
                 bar.update(n)
     finally:
         detectors.close()
+    return runs
 
-    per_identity_gen = {
-        name: identity_metrics([r for r in results if r.identity == name], "gen") for name in identities
+
+def run_clip(
+    inputs: EvalInputs, record: ClipRecord, n: int, detectors: Detectors, batch_size: int, runs: ClipRuns
+) -> None:
+    """Re-enact the first `n` frames of one clip from its identity's reference, measure generated and real frames,
+    and add them to `runs`."""
+    clip = inputs.dataset.load_clip(record)
+    reference = inputs.references[record.identity][0]
+    gen = resize_frames(generate_clip(inputs.pipe, reference, clip, n, batch_size), inputs.size)
+    gt = resize_frames(np.asarray(clip.frames[:n]), inputs.size)
+    runs.results.append(
+        ClipResult(
+            identity=record.identity,
+            key=record.key,
+            ssim=M.ssim(gen, gt),
+            psnr=M.psnr(gen, gt),
+            gen=measure_frames(gen, detectors),
+            gt=measure_frames(gt, detectors),
+            driving_pose=np.asarray(clip.pose[:n], np.float64),
+            driving_eyes=np.asarray(clip.eyes[:n]),
+            rms=A.rms_per_frame(clip.audio, n, clip.fps, clip.sample_rate),
+        )
+    )
+    copy = np.repeat(resize_frames(reference.crop[None], inputs.size), n, axis=0)
+    runs.copy_scores[record.identity].append((M.ssim(copy, gt), M.psnr(copy, gt)))
+    runs.generated[record.identity].append(gen)
+    runs.truth[record.identity].append(gt)
+    runs.strip_sources.setdefault(record.identity, (gen, gt))
+
+
+def build_report(inputs: EvalInputs, runs: ClipRuns, cfg: EvalConfig) -> dict[str, Any]:
+    """The report: one table per metric (mean and per identity) for the generated frames, the same measurements on
+    the ground truth, the copy-the-reference floor, per-identity details and the protocol."""
+
+    def of(name: str) -> list[ClipResult]:
+        return [r for r in runs.results if r.identity == name]
+
+    per_identity_gen = {name: identity_metrics(of(name), "gen") for name in inputs.identities}
+    per_identity_gt = {name: identity_metrics(of(name), "gt") for name in inputs.identities}
+    fid_per, fid_pooled, fid_note = _fid(inputs.fid_weights, runs.generated, runs.truth, cfg.device)
+    copy_reference = {
+        name: {
+            key: float(np.concatenate([scores[i] for scores in runs.copy_scores[name]]).mean())
+            for i, key in enumerate(("ssim", "psnr"))
+        }
+        for name in inputs.identities
     }
-    per_identity_gt = {name: identity_metrics([r for r in results if r.identity == name], "gt") for name in identities}
-    fid_per, fid_pooled, fid_note = _fid(fid_path, generated, truth, cfg.device)
-
     report: dict[str, Any] = _table(per_identity_gen, METRIC_KEYS + EXTRA_KEYS, fid_per, fid_pooled)
     report["ground_truth"] = _table(per_identity_gt, GROUND_TRUTH_KEYS, None, None)
-    report["copy_reference"] = _table(
-        {
-            name: {
-                key: float(np.concatenate([scores[i] for scores in copy_scores[name]]).mean())
-                for i, key in enumerate(("ssim", "psnr"))
-            }
-            for name in identities
-        },
-        ("ssim", "psnr"),
-        None,
-        None,
-    )
+    report["copy_reference"] = _table(copy_reference, ("ssim", "psnr"), None, None)
     report["details"] = {
         name: {k: v for k, v in m.items() if k not in METRIC_KEYS + EXTRA_KEYS} for name, m in per_identity_gen.items()
     }
-    report["protocol"] = {
-        "checkpoint": str(Path(checkpoint)),
-        "dataset": str(Path(data)),
+    report["protocol"] = protocol(inputs, runs, cfg, fid_note)
+    return report
+
+
+def protocol(inputs: EvalInputs, runs: ClipRuns, cfg: EvalConfig, fid_note: str) -> dict[str, Any]:
+    """What was evaluated, how, and the definition of every metric (stored in the report, printed in report.md)."""
+    return {
+        "checkpoint": str(inputs.checkpoint),
+        "dataset": str(inputs.dataset.root),
         "split": cfg.split,
-        "clips": len(records),
-        "frames": int(sum(lengths)),
-        "frames_per_identity": {n: int(sum(r.num_frames for r in results if r.identity == n)) for n in identities},
+        "clips": len(inputs.records),
+        "frames": int(sum(inputs.lengths)),
+        "frames_per_identity": {
+            n: int(sum(r.num_frames for r in runs.results if r.identity == n)) for n in inputs.identities
+        },
         "max_frames_per_clip": cfg.max_frames_per_clip,
-        "model_image_size": pipe.image_size,
-        "eval_size": size,
-        "references": {n: src for n, (_, src) in references.items()},
+        "model_image_size": inputs.pipe.image_size,
+        "eval_size": inputs.size,
+        "references": {n: src for n, (_, src) in inputs.references.items()},
         "ssim": M.SSIM_DEFINITION,
         "psnr": f"10 log10(1 / MSE) on RGB in [0, 1], per frame, capped at {M.PSNR_CAP_DB:g} dB",
         "landmarks": "mediapipe face mesh (478 points; the detector `prepare` uses), video mode per clip, on "
@@ -404,11 +412,14 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
         "aggregation": "per identity: frame metrics over its frames, blink/lip sync over its clips; mean = "
         "unweighted mean over identities (FID: all frames pooled)",
     }
-    _write_strips(out / "strips", references, strips_src, cfg.strip_rows)
+
+
+def write_outputs(out: Path, report: dict[str, Any], inputs: EvalInputs, runs: ClipRuns, strip_rows: int) -> None:
+    """OUT/strips/<identity>.png, OUT/report.json and OUT/report.md, each written atomically."""
+    write_strips(out / "strips", inputs.references, runs.strip_sources, strip_rows)
     write_json(out / "report.json", _jsonable(report))
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(report_markdown(report))
-    return EvalOutput(report=report, results=results)
 
 
 def _fid_weights(setting: str | None) -> Path | None:
@@ -488,46 +499,50 @@ def _fmt(value: Any, spec: str) -> str:
     return spec.format(value)
 
 
-def report_markdown(report: dict[str, Any]) -> str:
-    """The paper's Table 1 layout: one column per identity plus the average, one row per metric."""
-    names = sorted(report["ssim"]["per_identity"])
-    p = report["protocol"]
-    head = "| metric | " + " | ".join(names) + " | Avg. |\n|---|" + "---:|" * (len(names) + 1) + "\n"
-    lines = [
-        "# Self-reenactment evaluation\n\n",
-        f"Checkpoint `{p['checkpoint']}`, dataset `{p['dataset']}`, split `{p['split']}`: {p['clips']} clips, "
-        f"{p['frames']} frames, model {p['model_image_size']} px, metrics at {p['eval_size']} px.\n\n",
-        "## Generated frames\n\n",
-        head,
-    ]
+def metric_table(rows: dict[str, dict[str, Any]], names: list[str]) -> str:
+    """A markdown table in the paper's Table 1 layout: one row per metric present in `rows` (in ROWS order), one
+    column per identity plus the average."""
+    lines = ["| metric | " + " | ".join(names) + " | Avg. |\n|---|" + "---:|" * (len(names) + 1) + "\n"]
     for key, label, spec in ROWS:
-        row = report[key]
-        cells = [_fmt(row["per_identity"].get(n), spec) for n in names] + [_fmt(row["mean"], spec)]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |\n")
-    lines += ["\n## The same measurements on the ground-truth frames (what the tools allow on this data)\n\n", head]
-    for key, label, spec in ROWS:
-        if key not in report["ground_truth"]:
-            continue
-        row = report["ground_truth"][key]
-        cells = [_fmt(row["per_identity"].get(n), spec) for n in names] + [_fmt(row["mean"], spec)]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |\n")
-    lines += [
-        "\n## Copying the reference (a renderer that ignores audio, pose and blink: the floor to beat)\n\n",
-        head,
-    ]
-    for key, label, spec in ROWS:
-        if key in report.get("copy_reference", {}):
-            row = report["copy_reference"][key]
+        if key in rows:
+            row = rows[key]
             cells = [_fmt(row["per_identity"].get(n), spec) for n in names] + [_fmt(row["mean"], spec)]
             lines.append(f"| {label} | " + " | ".join(cells) + " |\n")
-    lines.append("\n## Definitions\n\n")
+    return "".join(lines)
+
+
+def report_summary(report: dict[str, Any]) -> str:
+    """What was evaluated and the generated frames' table: the start of report.md, and what `apb2face evaluate`
+    prints."""
+    p = report["protocol"]
+    names = sorted(report["ssim"]["per_identity"])
+    return (
+        "# Self-reenactment evaluation\n\n"
+        f"Checkpoint `{p['checkpoint']}`, dataset `{p['dataset']}`, split `{p['split']}`: {p['clips']} clips, "
+        f"{p['frames']} frames, model {p['model_image_size']} px, metrics at {p['eval_size']} px.\n\n"
+        "## Generated frames\n\n" + metric_table(report, names)
+    )
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The summary, then the same table for the ground truth and for copying the reference, then definitions."""
+    names = sorted(report["ssim"]["per_identity"])
+    p = report["protocol"]
+    lines = [
+        report_summary(report),
+        "\n## The same measurements on the ground-truth frames (what the tools allow on this data)\n\n",
+        metric_table(report["ground_truth"], names),
+        "\n## Copying the reference (a renderer that ignores audio, pose and blink: the floor to beat)\n\n",
+        metric_table(report.get("copy_reference", {}), names),
+        "\n## Definitions\n\n",
+    ]
     for key in ("ssim", "psnr", "landmarks", "detection", "pose", "blink", "lipsync", "cpbd", "fid", "aggregation"):
         lines.append(f"- **{key}**: {p[key]}\n")
     lines.append("- **references**: " + "; ".join(f"{n}: {s}" for n, s in p["references"].items()) + "\n")
     return "".join(lines)
 
 
-def _write_strips(
+def write_strips(
     directory: Path,
     references: dict[str, tuple[Any, str]],
     sources: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -537,8 +552,8 @@ def _write_strips(
     | ground truth."""
     for name, (gen, gt) in sources.items():
         size = gen.shape[1]
-        ref = _resize(references[name][0].crop[None], size)[0]
+        ref = resize_frames(references[name][0].crop[None], size)[0]
         picks = np.linspace(0, len(gen) - 1, min(rows, len(gen))).round().astype(int)
         grid = [[ref, gen[i], gt[i]] for i in picks]
         image = tile(grid, header=["reference", "generated", "ground truth"], title=name)
-        write_png(directory / f"{name}.png", image)
+        write_png(output_file(directory, name, ".png"), image)
