@@ -1,5 +1,5 @@
-"""`apb2face synth`: layout, truth that matches the pictures, lip sync, independent pose/blinks, determinism,
-detector agreement, distinct identities and bad output directories."""
+"""The built-in dataset: layout, truth that matches the pictures, lip sync, pose and blinks independent of the audio,
+and the same bytes for the same seed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from apb2face.data import face, synth
 from apb2face.data.audio import rms_per_frame
 from apb2face.data.format import Dataset
-from apb2face.data.synth import face_render
 from apb2face.data.video import probe
 
 
@@ -92,17 +91,6 @@ def test_pose_and_blinks_do_not_depend_on_the_audio(tiny: Path) -> None:
         assert abs(np.corrcoef(series, rms)[0, 1]) < 0.35
 
 
-def test_visemes_close_lips_for_bilabials_and_pauses() -> None:
-    phonemes = [(0.3, "m"), (0.45, "ˈɑː"), (0.75, "p"), (0.85, "ə"), (1.0, "")]
-    jaw, rnd = synth.viseme_tracks(phonemes, 1.6, 100.0, 160)
-    assert jaw[:20].max() < 0.01 and jaw[140:].max() < 0.01  # before and after speech
-    assert jaw[55:70].max() > 0.2  # "ɑ" opens wide
-    assert jaw[78] < 0.3 * jaw[60]  # "p" closes the lips
-    assert np.abs(np.diff(jaw)).max() < 0.4 * jaw.max()  # coarticulated: no steps (10 ms samples)
-    _, rnd_u = synth.viseme_tracks([(0.1, "u"), (0.5, "")], 0.8, 100.0, 80)
-    assert rnd_u[20:40].mean() > 0.5 and rnd[55:70].mean() < 0.3
-
-
 def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -126,60 +114,3 @@ def test_same_seed_same_bytes_whatever_the_workers_and_the_time(tmp_path: Path) 
         for key in first:
             assert first[key] == second[key], (seed, key)
     assert runs[5][0]["clips/id00/clip000/frames.npy"] != runs[10][0]["clips/id00/clip000/frames.npy"]
-
-
-def test_mediapipe_agrees_with_the_truth_at_256() -> None:
-    """Render varied frames (pose extremes, speech, blinks) of 4 identities; the real detector must find >= 95 %
-    and its landmarks must sit close to the renderer's."""
-    rng = np.random.default_rng(0)
-    specs = synth.identity_specs(4, 0)
-    found, total, errors = 0, 0, []
-    with face.FaceMesh(video=False) as mesh:
-        for spec in specs:
-            model = synth.build_identity(spec, 256)
-            for _ in range(8):
-                e = face_render.Expression(
-                    jaw=float(rng.uniform(0, 0.3)),
-                    round=float(rng.uniform(-0.8, 1)),
-                    close_left=float(rng.choice([0, 0, 1])),
-                    yaw=float(rng.uniform(-15, 15)),
-                    pitch=float(rng.uniform(-8, 8)),
-                    roll=float(rng.uniform(-6, 6)),
-                )
-                e = face_render.Expression(**{**e.__dict__, "close_right": e.close_left})
-                image, truth = face_render.render(model, e)
-                points = mesh.detect(image)
-                total += 1
-                if points is not None:
-                    found += 1
-                    errors.append(np.linalg.norm(points[:, :2] - truth, axis=1).mean() / face.inter_ocular(truth))
-    print(f"detected {found}/{total}, mean landmark error {100 * np.mean(errors):.2f} % IOD")
-    assert found / total >= 0.95
-    assert np.mean(errors) < 0.06
-
-
-def test_identities_are_distinct() -> None:
-    specs = synth.identity_specs(8, 0)
-    assert len({s.name for s in specs}) == 8 and len({s.voice + str(s.pitch) for s in specs}) >= 6
-    looks = {(s.base, s.mirrored, s.skin, s.hair, s.accessories, s.background) for s in specs}
-    assert len(looks) == 8
-    for a in range(8):
-        for b in range(a + 1, 8):
-            sa, sb = specs[a], specs[b]
-            differences = sum(
-                [
-                    sa.skin != sb.skin,
-                    sa.hair != sb.hair,
-                    sa.iris != sb.iris,
-                    sa.lips != sb.lips,
-                    sa.accessories != sb.accessories,
-                    (sa.base, sa.mirrored) != (sb.base, sb.mirrored),
-                ]
-            )
-            assert differences >= 3, (sa.name, sb.name)
-    models = [synth.build_identity(s, 64) for s in specs[:4]]
-    tiles = [face_render.render(m, face_render.Expression())[0].astype(np.float32) for m in models]
-    for a in range(4):
-        for b in range(a + 1, 4):
-            assert np.abs(tiles[a] - tiles[b]).mean() > 12
-    assert synth.identity_specs(8, 0) == specs and synth.identity_specs(8, 1) != specs
