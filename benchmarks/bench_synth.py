@@ -57,6 +57,7 @@ def main() -> None:
             "-m",
             "apb2face",
             "synth",
+            "--out",
             str(out),
             "--identities",
             str(args.identities),
