@@ -1,4 +1,4 @@
-"""ONNX export: parity with PyTorch, the ONNX Runtime backend inside the pipeline, INT8, CLI and bad input."""
+"""ONNX export: parity with PyTorch, the ONNX Runtime backend inside the pipeline, INT8 (the command: tests/cli)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from apb2face.cli.main import main
 from apb2face.errors import UserError
 from apb2face.inference.export import (
-    FRAME_FILE,
     FRAME_INT8_FILE,
     MANIFEST_FILE,
     OnnxBackend,
@@ -108,21 +106,3 @@ def test_int8_export_records_its_ssim(checkpoints, tmp_path):
     with pytest.raises(UserError, match="--int8"):
         (tmp_path / "onnx" / FRAME_INT8_FILE).unlink()
         OnnxBackend(tmp_path / "onnx", int8=True)
-
-
-def test_cli_export_and_errors(checkpoints, tmp_path, capsys):
-    out = tmp_path / "exported"
-    assert main(["export", "--checkpoint", str(checkpoints["mobile"]), "--format", "onnx", "--out", str(out)]) == 0
-    assert (out / FRAME_FILE).is_file() and (out / "identities" / "anna.png").is_file()
-    assert json.loads(capsys.readouterr().out)["parity"]["max_abs_diff"] <= 1e-3
-    # a directory that is not a checkpoint: one line, exit 2, nothing written
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    assert main(["export", "--checkpoint", str(bad), "--out", str(tmp_path / "x")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "config.json" in err
-    assert not (tmp_path / "x").exists()
-    # a corrupt ONNX file in an export directory
-    (out / FRAME_FILE).write_bytes(b"not onnx")
-    with pytest.raises(UserError, match="cannot load ONNX model"):
-        OnnxBackend(out)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 
 from apb2face.errors import UserError
 
@@ -17,9 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="checkpoint directory")
+    from apb2face.cli.common import add_checkpoint_argument, add_output_dir_argument
+
+    add_checkpoint_argument(parser, required=True)
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory (replaced)")
+    add_output_dir_argument(parser, "export directory")
     parser.add_argument("--int8", action="store_true", help="also write a dynamically INT8-quantised frame graph")
     parser.add_argument(
         "--int8-ops",
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from apb2face.inference.export import export_onnx
+    from apb2face.io import new_output_dir
 
     ops = tuple(op.strip() for op in args.int8_ops.split(",") if op.strip())
     unknown = sorted(set(ops) - {"MatMul", "Conv"})
@@ -39,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--int8-ops must list MatMul and/or Conv, got {args.int8_ops!r}")
     if args.out.resolve() == args.checkpoint.resolve():
         raise UserError("--out must differ from --checkpoint", args.out)
-    manifest = export_onnx(args.checkpoint, args.out, int8=args.int8, int8_ops=ops)
+    # a folder that holds anything (a user's files, the checkpoint itself) is refused before any work, never replaced
+    with new_output_dir(args.out) as out:
+        manifest = export_onnx(args.checkpoint, out, int8=args.int8, int8_ops=ops)
     parity = manifest["parity"]
     log.info(
         "wrote %s: reference encoder + per-frame graph (opset %d); ORT vs PyTorch max abs diff %.2e",
