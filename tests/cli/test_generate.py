@@ -16,6 +16,7 @@ from apb2face.data.audio import num_video_frames
 from apb2face.data.video import write_video
 from tests.data.test_audio import wav_with_header_rate
 from tests.inference.helpers import astronaut, speech, write_wav
+from tests.inference.test_faces import png_claiming
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -199,6 +200,9 @@ def _bad_inputs(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str, 
     faceless_video = tmp / "faceless.mp4"
     write_video(faceless_video, [np.full((96, 96, 3), 90, np.uint8)] * 5, fps=25)
     one_hz = wav_with_header_rate(tmp / "one_hz.wav", 1)  # 16 KB that claim to last 8,000 s
+    bomb = png_claiming(tmp / "bomb.png", 40000, 40000)
+    dot = tmp / "dot.png"
+    cv2.imwrite(str(dot), np.zeros((1, 1, 3), np.uint8))
 
     ok = ["--checkpoint", str(checkpoint)]
     return {
@@ -266,6 +270,12 @@ def _bad_inputs(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str, 
             str(good_wav),
             "raise it with --max-seconds",
         ),
+        "PNG header claiming 40000x40000": (
+            ["--reference", str(bomb), "--audio", str(good_wav), *ok],
+            str(bomb),
+            "megapixels",
+        ),
+        "1x1 reference image": (["--reference", str(dot), "--audio", str(good_wav), *ok], str(dot), "1x1 pixels"),
         "frame rate of 1e9": (
             ["--reference", "astronaut", "--audio", str(good_wav), "--fps", "1e9", *ok],
             "fps",
@@ -292,6 +302,8 @@ BAD_CASES = [
     "WAV header claiming 1 Hz",
     "audio longer than --max-seconds",
     "frame rate of 1e9",
+    "PNG header claiming 40000x40000",
+    "1x1 reference image",
 ]
 
 
@@ -324,6 +336,22 @@ def test_bad_input_from_a_fresh_process(tiny_checkpoint, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"apb2face generate: error: {blank}: no face found in the image"]
     assert not out.exists()
+
+
+def test_bad_reference_images_from_a_fresh_process_give_no_opencv_warnings(tiny_checkpoint, tmp_path):
+    """OpenCV prints its own `[ WARN:0@...]` lines when it reads a bad file; the user must see only the error."""
+    truncated = tmp_path / "half.png"
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR))
+    truncated.write_bytes(encoded.tobytes()[: len(encoded) // 2])
+    for image, problem in ((png_claiming(tmp_path / "bomb.png", 40000, 40000), "megapixels"), (truncated, "corrupt")):
+        out = tmp_path / "o.mp4"
+        result = run_cli(
+            "generate", "--reference", image, "--text", "Hi.", "--checkpoint", tiny_checkpoint, "--out", out
+        )
+        assert result.returncode == 2
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"apb2face generate: error: {image}: ") and problem in line
+        assert not out.exists()
 
 
 def test_unwritable_output_fails_before_any_work(tiny_checkpoint, tmp_path, capfd):

@@ -9,6 +9,7 @@ prepare and the synthetic renderer).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,10 @@ from apb2face.errors import UserError
 log = logging.getLogger(__name__)
 
 MIN_DETECT_SIDE = 256  # smaller images are upscaled to this short side before detection
+MIN_IMAGE_SIDE = 8  # a reference needs at least this many pixels on each side
+# a reference photo's header is read before decoding: a small file may claim 40000x40000 pixels (4.8 GB decoded);
+# 100 megapixels holds any camera photo
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 def _prepare_defaults() -> tuple[int, float]:
@@ -51,16 +56,44 @@ def detect_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | 
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Any image OpenCV decodes -> RGB uint8 (EXIF orientation applied); UserError naming the file otherwise."""
+    """An image file -> RGB uint8 (EXIF orientation applied); UserError naming the file when it is missing, not an
+    image, corrupt, or (by its header, before decoding) larger than MAX_IMAGE_PIXELS or smaller than MIN_IMAGE_SIDE."""
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
+    width, height = image_size(path)
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UserError(f"image is {width}x{height} pixels, more than {MAX_IMAGE_PIXELS // 10**6} megapixels", path)
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise UserError(
+            f"image is {width}x{height} pixels; a reference needs {MIN_IMAGE_SIDE} or more on each side", path
+        )
     data = np.fromfile(path, dtype=np.uint8)
-    with face.native_stderr_silenced():  # libjpeg/libpng print their own warnings for damaged files
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # OpenCV decodes from memory (cv2.imread would print its own WARN lines for a bad file), and libjpeg/libpng
+    # print warnings for damaged files on the native stderr: the user gets the one line below instead
+    with face.native_stderr_silenced():
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        except cv2.error:
+            image = None
     if image is None:
         raise UserError("cannot read image (not an image, or corrupt)", path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding its pixels (PIL opens images lazily)."""
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                return image.size
+        except Image.DecompressionBombError:  # PIL's own cap, far above ours: too large all the same
+            raise UserError(f"image is larger than {MAX_IMAGE_PIXELS // 10**6} megapixels", path) from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            raise UserError("cannot read image (not an image, or corrupt)", path) from None
 
 
 def align_face(
@@ -98,7 +131,7 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 8:
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < MIN_IMAGE_SIDE:
         raise UserError(f"reference image must be an RGB array (H, W, 3), got shape {image.shape}")
     image = image[..., :3]
     if image.dtype != np.uint8:
