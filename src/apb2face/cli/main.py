@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a checkpoint to ONNX (+ optional INT8) for ONNX Runtime"),
     "evaluate": ("evaluate", "self-reenactment metrics on held-out clips: report.json, report.md (Table 1), strips"),
     "grid": ("grid", "cross-identity matrix (references x driving identities): PNG and MP4s"),
+    "serve": ("serve", "web page + HTTP API: offline video jobs and live sessions from a microphone or text"),
     "decouple": ("decouple", "yaw/pitch/roll/blink sweeps of one face (Figure 4) with a measured check"),
 }
 
