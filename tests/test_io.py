@@ -76,6 +76,11 @@ def test_atomic_dir_replaces_an_empty_folder_and_its_own_previous_output(tmp_pat
         (tmp / "sub").mkdir()
         (tmp / "extra").write_text("new file")
     assert (out / "weights").read_text() == "v2" and (out / "extra").is_file()
+    with pytest.raises(UserError, match="extra"), atomic_dir(out) as tmp:  # "extra" is not written again
+        (tmp / "weights").write_text("v3")
+    with atomic_dir(out, owned_names=("extra", "sub")) as tmp:  # unless the writer names it as its own
+        (tmp / "weights").write_text("v3")
+    assert [p.name for p in out.iterdir()] == ["weights"] and (out / "weights").read_text() == "v3"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,15 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
+def atomic_dir(path: str | Path, owned_names: Collection[str] = ()) -> Iterator[Path]:
     """Yield a fresh temporary directory next to `path`; when the block succeeds it takes `path`'s place, otherwise
     it is deleted. Readers never see a half-written tree.
 
     atomic_dir never removes what it did not write: an existing `path` is replaced only when it is empty, or when
-    every entry in it has a namesake in the new tree (a previous output of the same writer, e.g. a checkpoint saved
-    again). Any other folder (one holding a user's file, or the folder that holds the source checkpoint) is refused
-    with a UserError and left as it was.
+    every entry in it has a namesake in the new tree or is one of `owned_names` (the optional entries this writer
+    may have written before): a previous output of the same writer, e.g. a checkpoint saved again. Any other folder
+    (one holding a user's file, or the folder that holds the source checkpoint) is refused with a UserError and left
+    as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,20 +79,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         _lock(fd)
         yield tmp
         os.chmod(tmp, _dir_mode())  # mkdtemp makes folders private (0700); outputs get the usual mode
-        _replace_dir(tmp, path)
+        _replace_dir(tmp, path, frozenset(owned_names))
     finally:
         os.close(fd)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _replace_dir(new: Path, path: Path) -> None:
+def _replace_dir(new: Path, path: Path, owned_names: frozenset[str]) -> None:
     if not path.exists() and not path.is_symlink():
         os.replace(new, path)
         return
     if not path.is_dir() or path.is_symlink():
         raise UserError("output exists and is not a directory; not replacing it", path)
-    unknown = sorted({p.name for p in path.iterdir()} - {p.name for p in new.iterdir()})
+    unknown = sorted({p.name for p in path.iterdir()} - {p.name for p in new.iterdir()} - owned_names)
     if unknown:
         shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
         raise UserError(f"output directory holds files this command does not write ({shown}); not replacing it", path)

@@ -13,6 +13,7 @@ Written atomically (a temporary directory renamed into place). Every load proble
 from __future__ import annotations
 
 import dataclasses
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from apb2face.config import from_dict
 from apb2face.errors import UserError
@@ -33,6 +35,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 IDENTITIES_DIR = "identities"
 README_FILE = "README.md"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -80,7 +83,7 @@ def save_pretrained(
     config = model.config
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     directory = Path(directory)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, owned_names=(WEIGHTS_FILE, CONFIG_FILE, IDENTITIES_DIR, README_FILE)) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / IDENTITIES_DIR).mkdir()
         for name, image in sorted(references.items()):
@@ -104,7 +107,8 @@ def save_pretrained(
 
 
 def load_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """The ModelConfig and the raw config.json of a checkpoint directory."""
+    """The ModelConfig and the raw config.json of a checkpoint directory, checked: a checkpoint is untrusted input,
+    so every field of the wrong type or size is a UserError naming config.json."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(
@@ -112,26 +116,66 @@ def load_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
         )
     path = directory / CONFIG_FILE
     raw = read_json(path)
-    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
-        raise UserError("not an apb2face checkpoint config", path)
-    if raw.get("version") != CHECKPOINT_VERSION:
-        raise UserError(
-            f"checkpoint version {raw.get('version')} is not supported (expected {CHECKPOINT_VERSION})", path
-        )
     try:
+        _check_header(raw)
+        _check_sections(raw)
         config = from_dict(ModelConfig, raw.get("model") or {}, prefix="model.")
-    except UserError as exc:
-        raise UserError(str(exc), path) from None
+    except (UserError, ValueError) as exc:
+        raise UserError(str(exc).removeprefix(f"{path}: "), path) from None
     return config, raw
+
+
+def _check_header(raw: object) -> None:
+    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError("not an apb2face checkpoint config")
+    version = raw.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"checkpoint version must be the integer {CHECKPOINT_VERSION}, got {version!r}")
+    if version != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint version {version} is not supported (expected {CHECKPOINT_VERSION})")
+
+
+def _check_sections(raw: dict[str, Any]) -> None:
+    """The sections' types, and the identity names and meta values that readers use as paths or numbers."""
+    for key in ("model", "meta", "preprocessing"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise ValueError(f"{key!r} must be an object, got {_kind(raw[key])}")
+    identities = raw.get("identities", [])
+    if not isinstance(identities, list):
+        raise ValueError(f"'identities' must be a list of names, got {_kind(identities)}")
+    for name in identities:
+        check_identity_name(name)
+    if len(set(identities)) != len(identities):
+        raise ValueError("'identities' lists a name twice")
+    crop_scale = raw.get("meta", {}).get("crop_scale")
+    if crop_scale is not None and (
+        not isinstance(crop_scale, (int, float)) or isinstance(crop_scale, bool) or not 0.0 < crop_scale <= 10.0
+    ):
+        raise ValueError(f"meta.crop_scale must be a number in (0, 10], got {crop_scale!r}")
+
+
+def check_identity_name(name: object) -> None:
+    """An identity name is one path component (as a dataset's names: apb2face.data.format): `../x`, `/x`, hidden or
+    empty names would read or write outside the checkpoint's identities folder."""
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\\0"):
+        raise ValueError(f"invalid identity name {name!r}: must be one non-empty path component (no '/' or '\\')")
+    if name.startswith(".") or name != name.strip():
+        raise ValueError(f"invalid identity name {name!r}: no leading '.', no surrounding spaces")
+
+
+def _kind(value: object) -> str:
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return f"{kinds.get(type(value), 'a number')} {str(value)[:40]!r}"
 
 
 def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> Pretrained:
     """Load a release checkpoint written by `save_pretrained`; the model is in eval mode on `device`."""
     directory = Path(directory)
     config, raw = load_config(directory)
-    weights, state = _read_weights(directory)
+    weights = _weights_file(directory)
+    _check_weight_shapes(weights, expected_shapes(config))  # before anything of the file's size is allocated
     model = APB2Face(config)
-    _load_state(model, state, weights)
+    _load_state(model, _read_tensors(weights), weights)
     references = load_references(directory, raw)
     model.to(device).eval()
     return Pretrained(
@@ -152,8 +196,10 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
     as a no-op, e.g. the mobile sketch's trunk 1x1). So the warm-started model computes exactly what the checkpoint
     did. Anything else is a one-line error."""
     directory = Path(directory)
-    load_config(directory)
-    weights, state = _read_weights(directory)
+    config, _ = load_config(directory)
+    weights = _weights_file(directory)
+    _check_weight_shapes(weights, expected_shapes(config))
+    state = _read_tensors(weights)
     target = model.state_dict()
     missing = sorted(key for key in set(target) - set(state) if target[key].any())
     if missing:
@@ -180,10 +226,13 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
 
 
 def load_references(directory: str | Path, raw: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The identity crops listed in a checkpoint's config.json (`raw`), name -> (S, S, 3) uint8 RGB."""
+    """The identity crops listed in a checkpoint's config.json (`raw`, checked by `load_config`), name -> (S, S, 3)
+    uint8 RGB. Each PNG's header must give the model's image size before the image is decoded."""
+    size = from_dict(ModelConfig, raw.get("model") or {}).image_size
     references = {}
     for name in raw.get("identities", []):
         path = Path(directory) / IDENTITIES_DIR / f"{name}.png"
+        _check_png_size(path, size)
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise UserError("missing or unreadable identity image", path)
@@ -191,16 +240,81 @@ def load_references(directory: str | Path, raw: dict[str, Any]) -> dict[str, np.
     return references
 
 
-def _read_weights(directory: Path) -> tuple[Path, dict[str, torch.Tensor]]:
-    """The checkpoint's weights file and its tensors; a missing or corrupt file is a one-line UserError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def _check_png_size(path: Path, size: int) -> None:
+    """Read the width and height from a PNG's IHDR chunk (bytes 16-24) and require `size` x `size`: a small file
+    may claim 40000x40000 pixels, which decoding would allocate."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        raise UserError("missing or unreadable identity image", path) from None
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise UserError("identity image is not a PNG file", path)
+    width, height = struct.unpack(">II", head[16:24])
+    if (width, height) != (size, size):
+        raise UserError(f"identity image is {width}x{height} px, the model's image size is {size}x{size}", path)
 
+
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every weight's shape for `config`, from a model built on the meta device (no memory is allocated)."""
+    with torch.device("meta"), _SkipRandomFills():
+        model = APB2Face(config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+class _SkipRandomFills(TorchFunctionMode):
+    """Random initialisation of meta tensors computes nothing, yet its first use loads torch's decompositions
+    (seconds); the shapes are all that is wanted, so the fills are skipped."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in ("normal_", "uniform_"):  # Tensor methods and torch.nn.init's
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+def _weights_file(directory: Path) -> Path:
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise UserError("file not found", weights)
+    return weights
+
+
+def _check_weight_shapes(weights: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Compare the shapes in the safetensors header with the model's before reading any tensor data. Keys the model
+    lacks, or lacks in the file, are left to the loader (warm starts accept some); a shape mismatch is refused."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        return weights, load_file(str(weights))
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"corrupt weights file ({str(exc).splitlines()[0][:160]})", weights) from None
+    unexpected = sorted(set(shapes) - set(expected))
+    if unexpected:
+        raise UserError(
+            f"weights do not match the config's model: {len(unexpected)} unexpected (e.g. {unexpected[0]})", weights
+        )
+    for key, shape in shapes.items():
+        if shape != expected[key] and not _widened(shape, expected[key]):
+            raise UserError(
+                f"weights do not match the config's model: {key} has shape {shape}, expected {expected[key]}",
+                weights,
+            )
+
+
+def _widened(old: tuple[int, ...], new: tuple[int, ...]) -> bool:
+    """A conv weight whose input channels the model widens (what `warm_start` accepts); never larger than `new`."""
+    return len(old) == len(new) == 4 and old[0] == new[0] and old[2:] == new[2:] and old[1] < new[1]
+
+
+def _read_tensors(weights: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file whose header was checked; a corrupt file is a one-line UserError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"corrupt weights file ({str(exc).splitlines()[0][:160]})", weights) from None
 
@@ -225,8 +339,7 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
 
 
 def _check_reference(name: str, image: np.ndarray, size: int) -> None:
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"invalid identity name {name!r}")
+    check_identity_name(name)
     if image.dtype != np.uint8 or image.shape != (size, size, 3):
         raise ValueError(
             f"identity {name!r}: expected a ({size}, {size}, 3) uint8 RGB image, got {image.shape} {image.dtype}"
