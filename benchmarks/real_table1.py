@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from apb2face.cli.main import main as cli
     from apb2face.config import load
-    from apb2face.data.format import Dataset, prepare_output_dir
+    from apb2face.data.format import Dataset
     from apb2face.errors import UserError
     from apb2face.evaluation.evaluate import EvalConfig, evaluate, report_markdown
-    from apb2face.io import read_json, write_json
+    from apb2face.io import prepare_output_dir, read_json, write_json
     from apb2face.training.config import RunConfig
 
     if args.threads:
