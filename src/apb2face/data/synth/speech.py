@@ -112,7 +112,9 @@ class _Espeak:
         import espeakng_loader
 
         with self.lock:
-            lib = ctypes.CDLL(espeakng_loader.get_library_path())
+            path = espeakng_loader.get_library_path()
+            handle = _ctypes.dlopen(path, ctypes.DEFAULT_MODE)  # our own handle, to dlclose below
+            lib = ctypes.CDLL(path, handle=handle)
             try:
                 lib.espeak_Initialize.restype = ctypes.c_int
                 lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
@@ -152,7 +154,7 @@ class _Espeak:
                 lib.espeak_Synchronize()
                 lib.espeak_Terminate()
             finally:
-                _ctypes.dlclose(lib._handle)
+                _ctypes.dlclose(handle)
             pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
             return pcm, list(self._events), rate_hz
 
