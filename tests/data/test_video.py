@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -10,6 +16,7 @@ import pytest
 
 from apb2face.data.video import Mp4Writer, iter_frames, probe, write_video
 from apb2face.errors import UserError
+from apb2face.io import STALE_AFTER_S
 
 RATE = 16000
 FRAME = np.zeros((32, 32, 3), np.uint8)
@@ -77,3 +84,30 @@ def test_writer_leaves_nothing_on_failure(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no frames"):
         write_video(out, [], fps=25)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_writer(tmp_path: Path, caplog) -> None:
+    out = tmp_path / "live.mp4"
+    writer = (
+        "import sys, numpy as np\n"
+        "from apb2face.data.video import Mp4Writer\n"
+        "with Mp4Writer(sys.argv[1], fps=25, audio_rate=16000, size=(32, 32)) as w:\n"
+        "    for _ in range(50):\n"
+        "        w.write_frame(np.zeros((32, 32, 3), np.uint8))\n"
+        "    print('recording', flush=True)\n"
+        "    sys.stdin.read()\n"  # recording until killed
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"recording"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".live.")]
+    assert len(leftovers) == 1 and not out.exists()  # SIGKILL: nothing can clean up after itself
+    then = time.time() - STALE_AFTER_S - 5
+    os.utime(leftovers[0], (then, then))
+    with caplog.at_level(logging.INFO, logger="apb2face.io"):
+        write_video(out, [FRAME] * 3, fps=25)
+    assert [p.name for p in tmp_path.iterdir()] == ["live.mp4"]
+    assert any("left by an interrupted run" in r.getMessage() for r in caplog.records)
