@@ -15,6 +15,7 @@ landmarks = the projected deformed 478 points, pose = the applied rotation, eye 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -389,83 +390,102 @@ def draw_mouth(image: np.ndarray, xy: np.ndarray, model: FaceModel) -> None:
     roi += a * layer
 
 
+Project = Callable[[np.ndarray], np.ndarray]
+
+
+def accessory_projection(model: FaceModel, e: Expression) -> Project:
+    """Canonical points (N, 3) -> output pixels (N, 2) under the expression's head pose."""
+    rot = face.rotation_matrix(e.yaw, e.pitch, e.roll)
+
+    def proj(pts: np.ndarray) -> np.ndarray:
+        return model.centre + model.scale * ((pts - PIVOT) @ rot.T + PIVOT)[:, :2]
+
+    return proj
+
+
+def draw_earrings(image: np.ndarray, model: FaceModel, proj: Project, colour: tuple) -> None:
+    s, shape = model.scale, model.shape
+    for idx, side in ((234, -1), (454, 1)):
+        p = shape[idx] + np.array([0.04 * side, 0.42, 0.0])
+        c = proj(p[None])[0]
+        r = max(1.0, 0.055 * s)
+        mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.circle(mask, (int(c[0] * 16), int(c[1] * 16)), int(r * 16), 255, -1, cv2.LINE_AA, shift=4)
+        a = (mask.astype(np.float32) / 255.0)[..., None]
+        image *= 1 - a
+        image += a * np.asarray(colour, np.float32)
+
+
+def draw_hat(image: np.ndarray, model: FaceModel, proj: Project, colour: tuple) -> None:
+    shape = model.shape
+    top = shape[FACE_OVAL, 1].min()
+    half = 0.92 * float(np.abs(shape[FACE_OVAL, 0]).max())
+    z = shape[face.FOREHEAD, 2] + 0.15
+    crown = np.array(
+        [
+            [-half * 1.05, top + 0.12, z],
+            [-half * 0.95, top - 0.6, z],
+            [-half * 0.6, top - 0.85, z],
+            [half * 0.6, top - 0.85, z],
+            [half * 0.95, top - 0.6, z],
+            [half * 1.05, top + 0.12, z],
+        ]
+    )
+    brim = np.array(
+        [
+            [-half * 1.45, top + 0.2, z - 0.1],
+            [half * 1.45, top + 0.2, z - 0.1],
+            [half * 1.45, top + 0.05, z - 0.1],
+            [-half * 1.45, top + 0.05, z - 0.1],
+        ]
+    )
+    _blend_poly(image, [proj(crown)], colour)
+    _blend_poly(image, [proj(brim)], tuple(0.7 * np.asarray(colour)))
+    band = np.array(
+        [
+            [-half * 1.04, top + 0.06, z - 0.02],
+            [half * 1.04, top + 0.06, z - 0.02],
+            [half * 1.0, top - 0.12, z - 0.02],
+            [-half * 1.0, top - 0.12, z - 0.02],
+        ]
+    )
+    _blend_poly(image, [proj(band)], model.accessories.get("hat_band", (30, 30, 30)))
+
+
+def draw_glasses(image: np.ndarray, model: FaceModel, proj: Project, colour: tuple) -> None:
+    s, shape = model.scale, model.shape
+    thick = max(1, int(round(0.045 * s)))
+    rims = []
+    for eye in (RIGHT_UPPER_LID + RIGHT_LOWER_LID, LEFT_UPPER_LID + LEFT_LOWER_LID):
+        c = shape[eye].mean(0)
+        t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        # a rounded rectangle (superellipse) around the eye, in front of the face
+        rx, ry = 0.3, 0.21
+        x = np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.6 * rx
+        y = np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.6 * ry
+        rim = np.column_stack([c[0] + x, c[1] + y + 0.02, np.full_like(x, c[2] - 0.12)])
+        rims.append(rim)
+        pts = proj(rim)
+        _blend_poly(image, [pts], (200, 220, 235), alpha=0.12)  # lens glint
+        cv2.polylines(image, [np.round(pts * 16).astype(np.int32)], True, colour, thick, cv2.LINE_AA, shift=4)
+    bridge = proj(np.array([rims[0][0], [0.0, rims[0][0][1] - 0.04, rims[0][0][2] - 0.03], rims[1][16]]))
+    cv2.polylines(image, [np.round(bridge * 16).astype(np.int32)], False, colour, thick, cv2.LINE_AA, shift=4)
+    for rim, ear in ((rims[0], 234), (rims[1], 454)):
+        outer = rim[16] if ear == 234 else rim[0]
+        temple = proj(np.array([outer, shape[ear] + np.array([0, -0.05, -0.1])]))
+        cv2.polylines(image, [np.round(temple * 16).astype(np.int32)], False, colour, thick, cv2.LINE_AA, shift=4)
+
+
 def draw_accessories(image: np.ndarray, model: FaceModel, e: Expression) -> None:
     """Glasses, hat and earrings as 3D outlines in canonical units, projected with the head pose (in place)."""
     acc = model.accessories
-    s = model.scale
-
-    def proj(pts: np.ndarray) -> np.ndarray:
-        rot = face.rotation_matrix(e.yaw, e.pitch, e.roll)
-        return model.centre + s * ((pts - PIVOT) @ rot.T + PIVOT)[:, :2]
-
-    shape = model.shape
+    proj = accessory_projection(model, e)
     if "earrings" in acc:
-        colour = acc["earrings"]
-        for idx, side in ((234, -1), (454, 1)):
-            p = shape[idx] + np.array([0.04 * side, 0.42, 0.0])
-            c = proj(p[None])[0]
-            r = max(1.0, 0.055 * s)
-            mask = np.zeros(image.shape[:2], np.uint8)
-            cv2.circle(mask, (int(c[0] * 16), int(c[1] * 16)), int(r * 16), 255, -1, cv2.LINE_AA, shift=4)
-            a = (mask.astype(np.float32) / 255.0)[..., None]
-            image *= 1 - a
-            image += a * np.asarray(colour, np.float32)
+        draw_earrings(image, model, proj, acc["earrings"])
     if "hat" in acc:
-        colour = acc["hat"]
-        top = shape[FACE_OVAL, 1].min()
-        half = 0.92 * float(np.abs(shape[FACE_OVAL, 0]).max())
-        z = shape[face.FOREHEAD, 2] + 0.15
-        crown = np.array(
-            [
-                [-half * 1.05, top + 0.12, z],
-                [-half * 0.95, top - 0.6, z],
-                [-half * 0.6, top - 0.85, z],
-                [half * 0.6, top - 0.85, z],
-                [half * 0.95, top - 0.6, z],
-                [half * 1.05, top + 0.12, z],
-            ]
-        )
-        brim = np.array(
-            [
-                [-half * 1.45, top + 0.2, z - 0.1],
-                [half * 1.45, top + 0.2, z - 0.1],
-                [half * 1.45, top + 0.05, z - 0.1],
-                [-half * 1.45, top + 0.05, z - 0.1],
-            ]
-        )
-        _blend_poly(image, [proj(crown)], colour)
-        _blend_poly(image, [proj(brim)], tuple(0.7 * np.asarray(colour)))
-        band = np.array(
-            [
-                [-half * 1.04, top + 0.06, z - 0.02],
-                [half * 1.04, top + 0.06, z - 0.02],
-                [half * 1.0, top - 0.12, z - 0.02],
-                [-half * 1.0, top - 0.12, z - 0.02],
-            ]
-        )
-        _blend_poly(image, [proj(band)], acc.get("hat_band", (30, 30, 30)))
+        draw_hat(image, model, proj, acc["hat"])
     if "glasses" in acc:
-        colour = acc["glasses"]
-        thick = max(1, int(round(0.045 * s)))
-        rims = []
-        for eye in (RIGHT_UPPER_LID + RIGHT_LOWER_LID, LEFT_UPPER_LID + LEFT_LOWER_LID):
-            c = shape[eye].mean(0)
-            t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
-            # a rounded rectangle (superellipse) around the eye, in front of the face
-            rx, ry = 0.3, 0.21
-            x = np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.6 * rx
-            y = np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.6 * ry
-            rim = np.column_stack([c[0] + x, c[1] + y + 0.02, np.full_like(x, c[2] - 0.12)])
-            rims.append(rim)
-            pts = proj(rim)
-            _blend_poly(image, [pts], (200, 220, 235), alpha=0.12)  # lens glint
-            cv2.polylines(image, [np.round(pts * 16).astype(np.int32)], True, colour, thick, cv2.LINE_AA, shift=4)
-        bridge = proj(np.array([rims[0][0], [0.0, rims[0][0][1] - 0.04, rims[0][0][2] - 0.03], rims[1][16]]))
-        cv2.polylines(image, [np.round(bridge * 16).astype(np.int32)], False, colour, thick, cv2.LINE_AA, shift=4)
-        for rim, ear in ((rims[0], 234), (rims[1], 454)):
-            outer = rim[16] if ear == 234 else rim[0]
-            temple = proj(np.array([outer, shape[ear] + np.array([0, -0.05, -0.1])]))
-            cv2.polylines(image, [np.round(temple * 16).astype(np.int32)], False, colour, thick, cv2.LINE_AA, shift=4)
+        draw_glasses(image, model, proj, acc["glasses"])
 
 
 def render(model: FaceModel, e: Expression) -> tuple[np.ndarray, np.ndarray]:
