@@ -497,3 +497,42 @@ def test_real_clip_offset_is_found_and_corrected(tmp_path: Path, real_dir: Path)
     b = ds.load_clip(ds.clips(identity="late")[0]).audio
     n = min(len(a), len(b))
     assert np.corrcoef(a[:n], b[:n])[0, 1] > 0.99  # the late audio was moved back into place
+
+
+# ------------------------------------------------------------------------------------------------ layering
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every apb2face module a source file imports, at the top or inside functions."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n.startswith("apb2face")}
+
+
+def test_data_imports_nothing_above_it_and_inference_not_the_batch_tool() -> None:
+    """Layers run data -> models -> training -> inference -> evaluation -> cli: the data package (prepare included)
+    imports none of the later ones, and inference takes its face defaults from data.face, not from `prepare`."""
+    import apb2face
+
+    src = Path(apb2face.__file__).parent
+    later = ("apb2face.models", "apb2face.training", "apb2face.inference", "apb2face.evaluation", "apb2face.cli")
+    upward = {
+        f"{path.relative_to(src)} imports {name}"
+        for path in (src / "data").rglob("*.py")
+        for name in _imported_modules(path)
+        if name.startswith(later)
+    }
+    assert not upward, sorted(upward)
+    batch_tool = {
+        f"{path.relative_to(src)} imports {name}"
+        for path in (src / "inference").rglob("*.py")
+        for name in _imported_modules(path)
+        if name == "apb2face.data.prepare" or name.startswith("apb2face.data.prepare.")
+    }
+    assert not batch_tool, sorted(batch_tool)
