@@ -11,6 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+try:
+    import resource
+except ImportError:  # not POSIX
+    resource = None
+
 from apb2face.cli.main import main
 from apb2face.data.audio import num_video_frames
 from apb2face.data.video import write_video
@@ -352,6 +357,41 @@ def test_bad_reference_images_from_a_fresh_process_give_no_opencv_warnings(tiny_
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith(f"apb2face generate: error: {image}: ") and problem in line
         assert not out.exists()
+
+
+def test_an_output_location_that_refuses_new_files_is_one_line(tiny_checkpoint, capfd):
+    """/proc passes the writability check (it exists and, for root, os.access says yes) but creates nothing."""
+    capfd.readouterr()
+    args = ["--reference", "astronaut", "--text", "Hi.", "--checkpoint", str(tiny_checkpoint)]
+    rc = main(["generate", *args, "--out", "/proc/x.mp4"])
+    err = capfd.readouterr().err
+    lines = [line for line in (part.rsplit("\r", 1)[-1] for part in err.split("\n")) if line.strip()]
+    assert rc == 2
+    assert lines == [lines[0]] and lines[0].startswith("apb2face generate: error: /proc/x.mp4: "), err
+
+
+@pytest.mark.skipif(resource is None, reason="needs RLIMIT_FSIZE (POSIX)")
+def test_the_disk_filling_up_during_the_write_is_one_line_and_no_file(tiny_checkpoint, tmp_path):
+    """A file-size limit makes the writer fail part-way with an OSError, as a full disk does (ENOSPC/EFBIG)."""
+    out = tmp_path / "out" / "video.mp4"
+    out.parent.mkdir()
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    text = "Hello there, this sentence makes a video larger than the limit."
+    result = subprocess.run(
+        [sys.executable, "-m", "apb2face", "generate", "--reference", "astronaut", "--text", text]
+        + ["--checkpoint", str(tiny_checkpoint), "--size", "256", "--out", str(out)],
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in (part.rsplit("\r", 1)[-1] for part in result.stderr.split("\n")) if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert lines == [f"apb2face generate: error: {out}: cannot write the output (File too large)"], result.stderr
+    assert not any(out.parent.iterdir())  # neither the video nor its temporary file
 
 
 def test_unwritable_output_fails_before_any_work(tiny_checkpoint, tmp_path, capfd):

@@ -7,7 +7,9 @@ single output files are written atomically by their writers after `check_writabl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,18 @@ def check_writable(path: Path) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise UserError(f"cannot create the output here ({ancestor} is not a writable directory)", path)
+
+
+@contextlib.contextmanager
+def output_errors(path: Path) -> Iterator[None]:
+    """An OSError while the block writes `path` (the disk fills up, the file grows past a limit, a location that
+    passed `check_writable` refuses new files) becomes one line naming the output. Only OSError: anything else is a
+    bug and keeps its traceback. The writers are atomic, so no partial file is left behind."""
+    try:
+        yield
+    except OSError as exc:
+        reason = (exc.strerror or str(exc) or type(exc).__name__).splitlines()[0]
+        raise UserError(f"cannot write the output ({reason})", path) from None
 
 
 def check_not_an_input(out: Path, *inputs: Path | str | None) -> None:

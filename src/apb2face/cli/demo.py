@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apb2face.cli.common import add_checkpoint_argument, check_writable, resize
+from apb2face.cli.common import add_checkpoint_argument, check_writable, output_errors, resize
 from apb2face.errors import UserError
 from apb2face.inference.motion import DEFAULT_SEED
 
@@ -80,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
     import cv2
 
-    args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "demo_strip.png"
-    with atomic_path(png) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
-            raise UserError("cannot write PNG", png)
-    write_video(args.out / "demo.mp4", grid, fps=25.0, audio=speech.audio, sample_rate=speech.sample_rate)
+    with output_errors(args.out):
+        args.out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(png) as tmp:
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
+                raise UserError("cannot write PNG", png)
+        write_video(args.out / "demo.mp4", grid, fps=25.0, audio=speech.audio, sample_rate=speech.sample_rate)
     log.info(
         "wrote %s (%d frames, %d identities: %s) and %s",
         args.out / "demo.mp4",

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from apb2face.cli.common import (
     add_backend_arguments,
@@ -18,6 +21,7 @@ from apb2face.cli.common import (
     check_backend,
     check_not_an_input,
     check_writable,
+    output_errors,
     resize,
 )
 from apb2face.errors import UserError
@@ -103,18 +107,22 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_seconds=args.max_seconds,
     )
-    n = driving_audio.num_frames
-    progress = tqdm(total=n, desc="generate", unit="frame")
+    # the bar appears after half a second (an output refused when it is opened fails sooner and shows none) and is
+    # erased when it ends, so an error is the only line left on the terminal; no bar when stderr is not a terminal
+    progress = tqdm(
+        total=driving_audio.num_frames, desc="generate", unit="frame", leave=False, delay=0.5, disable=None
+    )
 
-    def frames():
+    def frames() -> Iterator[np.ndarray]:
         for batch, _landmarks in batches:
             progress.update(len(batch))
             yield from (resize(f, args.size) for f in batch) if args.size else batch
 
     try:
-        written = write_video(
-            args.out, frames(), fps=args.fps, audio=driving_audio.audio, sample_rate=driving_audio.sample_rate
-        )
+        with output_errors(args.out):
+            written = write_video(
+                args.out, frames(), fps=args.fps, audio=driving_audio.audio, sample_rate=driving_audio.sample_rate
+            )
     finally:
         progress.close()
     log.info(
