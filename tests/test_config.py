@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from apb2face.config import load
+from apb2face.cli.main import build_parser, main
+from apb2face.config import is_config_path, load, preset_names, read_preset
 from apb2face.errors import UserError
 from apb2face.training.config import RunConfig
 
@@ -37,3 +40,49 @@ def test_overrides_are_typed_by_the_dataclass():
 def test_bad_overrides_are_user_errors(override, message):
     with pytest.raises(UserError, match=message):
         load(RunConfig, "tiny", [override])
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_loads_and_validates(name):
+    assert set(read_preset(name)) <= {f.name for f in dataclasses.fields(RunConfig)}
+    run = load(RunConfig, name)
+    assert run.model.image_size > 0 and run.train.steps > 0
+
+
+def test_a_file_or_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    preset = load(RunConfig, "tiny")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "paper").write_text("model: {image_size: 32}\n")
+    assert load(RunConfig, "tiny") == preset
+    assert load(RunConfig, "paper").model.image_size == 256  # the preset, not the file of the same name
+    assert main(["info", "--config", "tiny", "--json"]) == 0
+
+
+def test_paths_are_told_from_preset_names_by_their_text(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yml").write_text("model: {image_size: 64}\n")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "run").write_text("model: {image_size: 128}\n")
+    assert load(RunConfig, "mine.yml").model.image_size == 64
+    assert load(RunConfig, "conf/run").model.image_size == 128  # a separator makes it a path, whatever the suffix
+    with pytest.raises(UserError, match="config file not found"):
+        load(RunConfig, "missing.yaml")
+    with pytest.raises(UserError, match="config file not found"):
+        load(RunConfig, "./tiny")
+    with pytest.raises(UserError, match="unknown config 'tinny' \\(presets: .*tiny.*\\.yaml ending\\)"):
+        load(RunConfig, "tinny")
+    assert [is_config_path(t) for t in ("tiny", "tiny.yaml", "a/tiny", "TINY.YML")] == [False, True, True, True]
+
+
+def test_every_command_taking_overrides_uses_the_key_value_positional_and_the_same_parser():
+    """One override style: `key=value` words after the options, applied by apb2face.config.apply_overrides."""
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    styles = {
+        name: [(a.dest, bool(a.option_strings)) for a in sub._actions if a.metavar and "=" in str(a.metavar).lower()]
+        for name, sub in commands.items()
+    }
+    taking = {name: style for name, style in styles.items() if style}
+    assert {"train", "info"} <= set(taking)
+    assert taking["train"] == taking["info"] == [("overrides", False)]

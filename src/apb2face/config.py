@@ -1,13 +1,15 @@
 """Dataclass configs: defaults in code, presets in YAML, `key=value` overrides on the command line.
 
-A preset is named (`paper`, `tiny`, ... = src/apb2face/configs/<name>.yaml) or a path to a YAML file. Unknown keys
-and values of the wrong type are errors that name the key. Nested dataclasses are addressed with dots
+A preset is named (`paper`, `tiny`, ... = src/apb2face/configs/<name>.yaml) or a path to a YAML file, told apart by
+the text alone (`is_config_path`), never by what happens to exist in the working directory. Unknown keys and values of
+the wrong type are errors that name the key. Nested dataclasses are addressed with dots
 (`train.lr=1e-4`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from importlib import resources
@@ -25,17 +27,30 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("apb2face.configs").iterdir() if p.name.endswith(".yaml"))
 
 
-def read_preset(name_or_path: str) -> dict:
-    """The raw mapping of a preset name or a YAML file path."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+def is_config_path(name_or_path: str | Path) -> bool:
+    """A path has a directory separator or ends in .yaml/.yml; anything else names a preset. Decided without looking
+    at the disk, so a file or folder called `tiny` in the working directory cannot hide the `tiny` preset."""
+    text = str(name_or_path)
+    return "/" in text or os.sep in text or text.lower().endswith((".yaml", ".yml"))
+
+
+def read_preset(name_or_path: str | Path) -> dict:
+    """The raw mapping of a preset name or a YAML file path (see `is_config_path`)."""
+    if is_config_path(name_or_path):
+        path = Path(name_or_path)
         if not path.is_file():
             raise UserError("config file not found", path)
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read config file ({exc.__class__.__name__})", path) from None
     else:
+        if name_or_path not in preset_names():
+            raise UserError(
+                f"unknown config {name_or_path!r} (presets: {', '.join(preset_names())}; a file path needs a / or "
+                "a .yaml ending)"
+            )
         res = resources.files("apb2face.configs").joinpath(f"{name_or_path}.yaml")
-        if not res.is_file():
-            raise UserError(f"unknown config {name_or_path!r} (known: {', '.join(preset_names())})")
         text = res.read_text()
     try:
         data = yaml.safe_load(text) or {}
