@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"apb2face {args.command}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # the reader of stdout went away (`apb2face identities | head -1`): stop quietly, as Unix tools do;
+            # stdout now points at nothing, so the interpreter's final flush cannot raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
 
 
 def _quiet_native_logs() -> None:
