@@ -1,8 +1,9 @@
 """Speed of each config on this machine: parameters, GMAC, frames/s for PyTorch eager and ONNX Runtime fp32/INT8
 at batch 1 and 8, the end-to-end rate of one stream (audio features + fuser + generator + frame conversion, ONNX
-Runtime) and the audio-to-frame latency of a live stream (p50/p95, 20 ms chunks). Random weights (speed does not
-depend on them). Takes about a minute per config; absolute figures vary with machine load, so compare configs
-within one run.
+Runtime), the audio-to-frame latency of a live stream (p50/p95/max, 20 ms chunks) and the share of the frame budget
+(40 ms at 25 fps) its work takes. Every config runs at one image size (256 px unless --size says otherwise), so
+configs are compared like for like. Random weights (speed does not depend on them). Takes about a minute per config;
+absolute figures vary with machine load, so compare configs within one run; the host (CPU model, cores) is reported.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size",
         type=int,
         choices=(64, 128, 256),
-        help="benchmark every config at this image size (default: each config's own)",
+        default=256,
+        help="image size every config is benchmarked at (default: 256, so configs compare at one resolution)",
     )
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per figure (default: 10)")
@@ -81,20 +83,25 @@ def format_table(report: dict) -> str:
     head = (
         f"{'config':<10}{'px':>5}{'params':>9}{'GMAC':>7}{'/frame':>7}"
         + "".join(f"{k:>13}" for k in keys)
-        + f"{'lat p50':>9}{'p95':>7}"
+        + f"{'lat p50':>9}{'p95':>7}{'max':>7}{'budget':>8}"
     )
     lines = [head, "-" * len(head)]
     for name, c in report["configs"].items():
         extra = report["setup"]["per_config"][name]
+        latency = c["stream_latency_ms"]
         fps = "".join(f"{c['fps'][k]:>13.1f}" if k in c["fps"] else f"{'-':>13}" for k in keys)
         lines.append(
             f"{name:<10}{extra['image_size']:>5}{c['params'] / 1e6:>8.2f}M{c['gmac']:>7.2f}"
-            f"{extra['gmac_per_frame']:>7.2f}{fps}{c['stream_latency_ms']['p50']:>9.0f}"
-            f"{c['stream_latency_ms']['p95']:>7.0f}"
+            f"{extra['gmac_per_frame']:>7.2f}{fps}{latency['p50']:>9.0f}{latency['p95']:>7.0f}{latency['max']:>7.0f}"
+            f"{c['frame_budget_used']:>8.0%}"
         )
     s = report["setup"]
     lines.append(
-        f"frames/s; latency in ms (audio spoken -> frame ready, {s['chunk_ms']:.0f} ms chunks); "
-        f"{s['threads']} threads, torch {s['torch']}, onnxruntime {s['onnxruntime']}"
+        f"frames/s; latency in ms (audio spoken -> frame ready, {s['chunk_ms']:.0f} ms chunks); budget: share of "
+        f"each 40 ms frame period the live stream's work takes (over 100 % falls behind)"
+    )
+    lines.append(
+        f"host: {s['cpu']}, {s['cpu_count']} logical cores ({s['usable_cpus']} usable), {s['threads']} threads; "
+        f"torch {s['torch']}, onnxruntime {s['onnxruntime']}"
     )
     return "\n".join(lines)

@@ -47,6 +47,8 @@ DEFAULT_THREADS = 2
 FRAME_INPUTS = ("features", "audio", "pose", "eyes")
 FRAME_OUTPUTS = ("image", "frames", "landmarks")
 INT8_OPS = ("MatMul",)  # node types quantised by --int8 (see quantize_frame_graph)
+# what an export folder may hold: a previous export is replaced by a new one, any other folder is refused
+EXPORT_ENTRIES = (MANIFEST_FILE, ENCODER_FILE, FRAME_FILE, FRAME_INT8_FILE, "config.json", "identities", "README.md")
 
 
 class _ReferenceEncoder(nn.Module):
@@ -114,7 +116,8 @@ def export_onnx(
     int8_ops: tuple[str, ...] = INT8_OPS,
     parity_inputs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Export checkpoint `checkpoint` to `out_dir` (replaced atomically); returns the manifest written."""
+    """Export checkpoint `checkpoint` to `out_dir`, atomically; returns the manifest written. `out_dir` must be new,
+    empty or a previous export (anything else is refused, see apb2face.io.atomic_dir)."""
     from apb2face.models.modeling import CONFIG_FILE, IDENTITIES_DIR, README_FILE, load_pretrained
 
     checkpoint = Path(checkpoint)
@@ -123,7 +126,7 @@ def export_onnx(
     config = pre.config
     inputs = parity_inputs or example_inputs(config)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owned_names=EXPORT_ENTRIES) as tmp:
         shutil.copy2(checkpoint / CONFIG_FILE, tmp / CONFIG_FILE)
         if (checkpoint / IDENTITIES_DIR).is_dir():
             shutil.copytree(checkpoint / IDENTITIES_DIR, tmp / IDENTITIES_DIR)
@@ -295,7 +298,7 @@ def realistic_inputs(config: Any, references: dict[str, np.ndarray], frames: int
 
 def measure_int8(directory: Path, inputs: dict[str, np.ndarray]) -> dict[str, float]:
     """SSIM of INT8 frames versus fp32 frames of the same inputs (1.0 = identical), plus their max difference."""
-    from apb2face.evaluation.metrics import ssim
+    from apb2face.models.image_similarity import ssim
 
     fp32 = OnnxBackend(directory)
     int8 = OnnxBackend(directory, int8=True)

@@ -239,9 +239,15 @@ class LiveTiming:
     frames: int
     wall_s: float
     audio_s: float
+    busy_s: float = 0.0  # wall time spent inside push(): features, windows, motion and rendering
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
+
+    @property
+    def budget_share(self) -> float:
+        """Share of real time the stream's work takes: compute per frame over the frame period (1.0 = no slack)."""
+        return self.busy_s / self.audio_s if self.audio_s > 0 else float("nan")
 
 
 def simulate_live(
@@ -255,14 +261,18 @@ def simulate_live(
     spoken (start + (k + 1) * chunk). If rendering falls behind, later chunks are pushed late and latencies grow."""
     chunk = max(1, int(round(chunk_ms / 1000 * A.SAMPLE_RATE)))
     latencies = []
+    busy = 0.0
     start = clock()
     for lo in range(0, len(pcm), chunk):
         due = start + min(lo + chunk, len(pcm)) / A.SAMPLE_RATE
         wait = due - clock()
         if wait > 0:
             sleep(wait)
-        for frame in session.push(pcm[lo : lo + chunk]):
-            latencies.append((clock() - (start + frame.timestamp)) * 1000.0)
+        pushed = clock()
+        frames = session.push(pcm[lo : lo + chunk])
+        done = clock()
+        busy += done - pushed
+        latencies += [(done - (start + frame.timestamp)) * 1000.0 for frame in frames]
     wall = clock() - start
     session.finish()
-    return LiveTiming(np.asarray(latencies), chunk_ms, len(latencies), wall, len(pcm) / A.SAMPLE_RATE)
+    return LiveTiming(np.asarray(latencies), chunk_ms, len(latencies), wall, len(pcm) / A.SAMPLE_RATE, busy)

@@ -1,0 +1,48 @@
+"""`apb2face bench`: the JSON shape, figures that are real measurements, one resolution for every config, the host
+and the live stream's p50/p95/max latency and frame-budget share."""
+
+from __future__ import annotations
+
+import json
+
+from apb2face.cli.bench import format_table
+from apb2face.cli.main import build_parser, main
+
+
+def test_bench_json_shape_and_table(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--configs", "mobile", "--size", "64", "--repeats", "1", "--seconds", "1", "--threads", "1"]
+    assert main([*argv, "--json", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads(out.read_text())
+    assert list(report["configs"]) == ["mobile"]
+    fps_keys = {"torch_b1", "torch_b8", "onnx_b1", "onnx_b8", "onnx_int8_b1", "onnx_int8_b8", "e2e_b1"}
+    for name, c in report["configs"].items():
+        assert set(c) == {"params", "gmac", "fps", "stream_latency_ms", "frame_budget_used"}
+        assert set(c["fps"]) == fps_keys
+        assert all(v > 0 for v in c["fps"].values())
+        latency = c["stream_latency_ms"]
+        assert set(latency) == {"p50", "p95", "max"}
+        # a live frame can never be ready before its look-ahead of audio has been spoken
+        assert 162.5 <= latency["p50"] <= latency["p95"] <= latency["max"]
+        # a stream's work per frame, over the 40 ms frame period: positive, and measured (not a constant)
+        assert 0 < c["frame_budget_used"] < 20
+        assert c["params"] > 1_000_000 and 0 < c["gmac"] < 1
+        assert report["setup"]["per_config"][name]["image_size"] == 64
+    assert report["setup"]["per_config"]["mobile"]["generator"] == "mobile"
+    setup = report["setup"]
+    assert setup["cpu"] and setup["cpu_count"] >= setup["usable_cpus"] >= 1
+    table = format_table(report).splitlines()
+    assert table[0].split()[-4:] == ["p50", "p95", "max", "budget"]
+    assert table[2].startswith("mobile") and table[2].endswith("%")
+    assert table[-1].startswith(f"host: {setup['cpu']}, {setup['cpu_count']} logical cores")
+
+
+def test_bench_compares_every_config_at_one_resolution_by_default():
+    args = build_parser().parse_args(["bench", "--configs", "paper,mobile"])
+    assert args.size == 256  # paper's own is 256 px and mobile's 128 px: side by side they would not compare
+
+
+def test_bench_rejects_unknown_config(capsys):
+    assert main(["bench", "--configs", "nope"]) == 2
+    assert "unknown config" in capsys.readouterr().err
