@@ -144,10 +144,24 @@ def test_unknown_generator_is_user_error():
 
 
 @pytest.mark.parametrize(
-    "bad", ["model.image_size=100", "model.audio_window=50", "model.adaconv_init=zero", "train.lr=0", "model.nope=1"]
+    "bad",
+    [
+        "model.image_size=100",
+        "model.audio_window=50",
+        "model.adaconv_init=zero",
+        "train.lr=0",
+        "model.nope=1",
+        "model.latent_dim=1000000",
+        "model.audio_window=1600000",
+        "model.discriminator_width=4",
+        "train.betas=[0.5]",
+        "train.seed=-1",
+        "train.device=gpu",
+        "train.lambda_l1=-1",
+    ],
 )
-def test_invalid_config_is_user_error(bad):
-    with pytest.raises(UserError):
+def test_invalid_config_is_user_error_naming_the_field(bad):
+    with pytest.raises(UserError, match=bad.split("=")[0].split(".")[-1]):
         load(RunConfig, "tiny", [bad])
 
 

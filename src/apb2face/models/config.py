@@ -77,6 +77,13 @@ POSE_SCALE_DEGREES = 30.0
 SKETCH_GENERATORS = ("skip", "mobile")  # generators whose render takes the geometry sketch
 
 
+# Bounds on the size fields: a checkpoint's config.json is untrusted input, and the model is built from it before
+# its weights can be compared, so no field may ask for more than a sane model (the presets use 256, 64 and 64).
+MAX_LATENT_DIM = 1024
+MAX_AUDIO_WINDOW = 512  # feature frames (5.12 s)
+MAX_DISCRIMINATOR_WIDTH = 256
+
+
 @dataclass
 class ModelConfig:
     image_size: int = 128
@@ -94,19 +101,51 @@ class ModelConfig:
     geometry_sketch: bool = False
 
     def __post_init__(self) -> None:
-        if self.image_size not in (64, 128, 256):
-            raise ValueError(f"image_size must be 64, 128 or 256, got {self.image_size}")
-        if self.audio_window < 16 or self.audio_window % 16:
-            raise ValueError(f"audio_window must be a positive multiple of 16, got {self.audio_window}")
-        if not 0 <= self.audio_lookahead <= self.audio_window:
-            raise ValueError(f"audio_lookahead must be in [0, audio_window], got {self.audio_lookahead}")
+        self._check_types()
+        self._check_sizes()
         if self.num_audio_features != 60:
             raise ValueError("num_audio_features must be 60 (apb2face.data.audio.NUM_FEATURES)")
         if self.num_landmarks != len(GEOMETRY_POINTS):
             raise ValueError(f"num_landmarks must be {len(GEOMETRY_POINTS)} (len(GEOMETRY_POINTS))")
-        if not 0.1 <= self.generator_width <= 4.0:
-            raise ValueError(f"generator_width must be in [0.1, 4], got {self.generator_width}")
         if self.geometry_sketch and self.generator not in SKETCH_GENERATORS:
             raise ValueError(f"geometry_sketch needs generator 'skip' or 'mobile', got {self.generator!r}")
         if self.adaconv_init not in ("identity", "normal"):
             raise ValueError(f"adaconv_init must be 'identity' or 'normal', got {self.adaconv_init!r}")
+
+    def _check_types(self) -> None:
+        for name in (
+            "image_size",
+            "latent_dim",
+            "audio_window",
+            "audio_lookahead",
+            "num_audio_features",
+            "num_landmarks",
+            "discriminator_width",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if not isinstance(self.generator_width, (int, float)) or isinstance(self.generator_width, bool):
+            raise ValueError(f"generator_width must be a number, got {self.generator_width!r}")
+        if not isinstance(self.generator, str):
+            raise ValueError(f"generator must be a name, got {self.generator!r}")
+        if not isinstance(self.geometry_sketch, bool):
+            raise ValueError(f"geometry_sketch must be true or false, got {self.geometry_sketch!r}")
+
+    def _check_sizes(self) -> None:
+        if self.image_size not in (64, 128, 256):
+            raise ValueError(f"image_size must be 64, 128 or 256, got {self.image_size}")
+        if not 16 <= self.latent_dim <= MAX_LATENT_DIM:
+            raise ValueError(f"latent_dim must be in [16, {MAX_LATENT_DIM}], got {self.latent_dim}")
+        if not 16 <= self.audio_window <= MAX_AUDIO_WINDOW or self.audio_window % 16:
+            raise ValueError(
+                f"audio_window must be a multiple of 16 in [16, {MAX_AUDIO_WINDOW}], got {self.audio_window}"
+            )
+        if not 0 <= self.audio_lookahead <= self.audio_window:
+            raise ValueError(f"audio_lookahead must be in [0, audio_window], got {self.audio_lookahead}")
+        if not 0.1 <= self.generator_width <= 4.0:
+            raise ValueError(f"generator_width must be in [0.1, 4], got {self.generator_width}")
+        if not 8 <= self.discriminator_width <= MAX_DISCRIMINATOR_WIDTH:
+            raise ValueError(
+                f"discriminator_width must be in [8, {MAX_DISCRIMINATOR_WIDTH}], got {self.discriminator_width}"
+            )

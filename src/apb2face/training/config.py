@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,27 +44,50 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
+        self._check_counts()
+        self._check_rates()
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise ValueError(f"amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not isinstance(self.init_from, str):
+            raise ValueError(f"init_from must be a checkpoint path, got {self.init_from!r}")
+
+    def _check_counts(self) -> None:
+        counts = ("batch_size", "steps", "log_interval", "image_interval", "ckpt_interval", "keep_checkpoints")
+        for name in (*counts, "workers", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if value < (1 if name in counts else 0):
+                raise ValueError(f"{name} must be >= {1 if name in counts else 0}, got {value}")
+
+    def _check_rates(self) -> None:
         if not 0.0 < self.reference_mouth_quantile <= 1.0:
             raise ValueError(f"reference_mouth_quantile must be in (0, 1], got {self.reference_mouth_quantile}")
         if not 0.0 <= self.sketch_teacher_forcing <= 1.0:
             raise ValueError(f"sketch_teacher_forcing must be in [0, 1], got {self.sketch_teacher_forcing}")
-        if self.lambda_mouth < 0:
-            raise ValueError(f"lambda_mouth must be >= 0, got {self.lambda_mouth}")
-        for name in ("batch_size", "steps", "log_interval", "image_interval", "ckpt_interval", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        for name in ("lambda_l1", "lambda_gan", "lambda_geometry", "lambda_mouth"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.lr_decay_start <= 1.0:
             raise ValueError(f"lr_decay_start must be in [0, 1], got {self.lr_decay_start}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
 
 
 @dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelConfig):
+            raise ValueError(f"model must be a ModelConfig section, got {self.model!r}")
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"train must be a TrainConfig section, got {self.train!r}")
 
 
 def learning_rate(train: TrainConfig, step: int) -> float:
