@@ -53,20 +53,11 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         response = error_response(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
-        if scope["type"] == "http":
-            await response(scope, receive, send)
-        elif "websocket.http.response" in scope.get("extensions", {}):
-            await response(scope, receive, _denial(send))
+        if scope["type"] == "http" or "websocket.http.response" in scope.get("extensions", {}):
+            await response(scope, receive, send)  # on a WebSocket: the HTTP denial response extension
         else:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008})
-
-
-def _denial(send: Any) -> Any:
-    async def wrapped(message: dict) -> None:
-        await send({**message, "type": "websocket." + message["type"]})
-
-    return wrapped
 
 
 class BodyLimit:

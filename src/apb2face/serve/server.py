@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 from apb2face.serve.config import ServeConfig
 
@@ -17,6 +18,9 @@ def serve(config: ServeConfig) -> None:
 
     config.make_dirs()
     app = create_app(config)
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was there before it started:
+    # a no-op one, so that a drained server exits 0 (a second Ctrl-C during the drain still stops it at once)
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         app,
         host=config.host,
