@@ -109,7 +109,7 @@ def test_writers_remove_their_own_stale_temporaries_and_say_so(tmp_path: Path, c
     other_target = make_leftover(tmp_path / ".video.b.abcdefgh.mp4", old)  # a temporary of video.b.mp4
     stale_dir = make_leftover(tmp_path / ".ckpt.tmp-zz11yy22", old, is_dir=True)
     with caplog.at_level(logging.INFO, logger="apb2face.io"):
-        with atomic_path(tmp_path / "video.mp4") as tmp:
+        with atomic_path(tmp_path / "video.mp4", clean_stale=True) as tmp:
             tmp.write_bytes(b"video")
         with atomic_dir(tmp_path / "ckpt") as tmp:
             (tmp / "w").write_text("w")
@@ -125,7 +125,7 @@ def test_a_live_writers_temporary_is_never_removed(tmp_path: Path) -> None:
         live.write_bytes(b"recording")
         then = time.time() - STALE_AFTER_S - 5
         os.utime(live, (then, then))
-        with atomic_path(tmp_path / "live.mp4") as second:  # a concurrent writer of the same target
+        with atomic_path(tmp_path / "live.mp4", clean_stale=True) as second:  # a concurrent writer of the same target
             second.write_bytes(b"second")
         assert live.read_bytes() == b"recording"
     assert (tmp_path / "live.mp4").read_bytes() == b"recording"  # the last writer to finish wins, whole

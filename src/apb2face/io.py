@@ -3,7 +3,8 @@
 A writer works on a hidden temporary next to its target (`.NAME.XXXXXXXX.ext` for a file, `.NAME.tmp-XXXXXXXX` for a
 folder) and holds an advisory lock on it while it works. A process killed with SIGKILL leaves its temporary behind;
 the next writer of the same target removes such leftovers at its start (only unlocked ones at least
-STALE_AFTER_S old, so a concurrent writer's live temporary is never touched) and says so in one log line.
+STALE_AFTER_S old, so a concurrent writer's live temporary is never touched) and says so in one log line: every
+folder writer, and file writers of large outputs (videos: `atomic_path(..., clean_stale=True)`).
 """
 
 from __future__ import annotations
@@ -34,16 +35,18 @@ _RANDOM = "[a-z0-9_]{8}"  # the random part of tempfile's names (mkstemp, mkdtem
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str | None = None, clean_stale: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
 
     The temporary name keeps the target's suffix (or `suffix`) so that writers that pick a format from the extension
-    (PyAV, OpenCV, soundfile) still work.
+    (PyAV, OpenCV, soundfile) still work. clean_stale: first remove this target's temporaries left by killed writers
+    (for large outputs such as videos; it lists the folder, which small files written by the thousand do not need).
     """
     path = Path(path)
     suffix = suffix or path.suffix
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, re.escape(f".{path.stem}.") + _RANDOM + re.escape(suffix), path.name)
+    if clean_stale:
+        remove_stale_temporaries(path.parent, re.escape(f".{path.stem}.") + _RANDOM + re.escape(suffix), path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     tmp_path = Path(tmp)
     try:

@@ -251,7 +251,7 @@ class Mp4Writer:
     def __enter__(self) -> Mp4Writer:
         self._stack = contextlib.ExitStack()
         try:
-            tmp = self._stack.enter_context(atomic_path(self.path))
+            tmp = self._stack.enter_context(atomic_path(self.path, clean_stale=True))
             self._container = self._stack.enter_context(av.open(str(tmp), mode="w", format="mp4"))
             if self._size is not None:
                 self._add_streams(*self._size)
