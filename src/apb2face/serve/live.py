@@ -126,6 +126,8 @@ class ArrivalClock:
             del self._ends[:2048], self._times[:2048]
 
     def arrival(self, sample: int) -> float:
+        if not self._ends:  # frames before any audio (a stream ended at once): their audio is "now"
+            return time.perf_counter()
         i = bisect.bisect_right(self._ends, sample)
         return self._times[min(i, len(self._times) - 1)]
 
@@ -206,6 +208,8 @@ class LiveWorker:
             if kind == "stop":
                 return
             if kind == "end":
+                if self._resampler is not None:  # the resampler's last samples
+                    self._push(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True), time.perf_counter())
                 frames = self.session.finish()
                 self._send_frames(frames)
                 self.emit({"type": "end", "frames": self.session.next_frame, "samples": self.samples})
