@@ -1,0 +1,441 @@
+"""Re-voice a video: the same frames at the same resolution and frame rate, the face (or only its lower half)
+replaced by a generated one whose head pose and blinks follow the video and whose mouth follows new audio.
+
+    report = revoice(pipe, "id00", "talk.mp4", "new_speech.wav", "dubbed.mp4", RevoiceConfig(region="mouth"))
+
+Two passes over the video, never holding more than a few frames:
+
+1. track    `track_video`   decode every frame once, find the face (the face mesh in video mode, as `prepare` and
+                            `motion_from_video` measure it), keep per frame only the pose, eye aspect ratios and the
+                            few landmarks the paste needs; boxes are smoothed in time (`compose.smooth_track`)
+2. render   `revoice`       the output's frames play the video forward, then backward, then forward ... (ping-pong,
+                            no jump) for as long as the new audio lasts; per batch: generate the crops (`pipe.step`),
+                            read the frames (`FrameReader`: sequential decoding, short backward chunks by seeking),
+                            paste (`compose.paste`), encode (`Mp4Writer`, atomic, audio pushed batch by batch)
+
+Frames where no face was found pass through unchanged. The new audio replaces the old; `mix=True` keeps the old one
+under it (played once from the start, at `mix_gain`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from apb2face.data import audio as A
+from apb2face.data.face import (
+    CropBox,
+    FaceMesh,
+    FaceSettings,
+    PoseEstimator,
+    crop_box_from_landmarks,
+    eye_aspect_ratios,
+    inter_ocular,
+)
+from apb2face.data.video import Mp4Writer, frame_to_rgb, probe, resample_timestamps
+from apb2face.errors import UserError
+from apb2face.inference.compose import PASTE_POINTS, ColourMatcher, ComposeConfig, paste, smooth_track
+from apb2face.inference.faces import detect_landmarks
+from apb2face.inference.limits import DEFAULT_MAX_SECONDS
+from apb2face.inference.motion import ears_to_openness
+from apb2face.inference.pipeline import APB2FacePipeline, AudioInput, Reference, check_fps
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_PIXELS = 4096 * 2304  # 4K (UHD and DCI) and anything smaller; 8K would need gigabytes per chunk
+STAGES = ("decode", "track", "generate", "blend", "encode")
+
+
+@dataclass(frozen=True)
+class RevoiceConfig:
+    """How a video is re-voiced; validates itself (UserError)."""
+
+    compose: ComposeConfig = field(default_factory=ComposeConfig)
+    box_sigma: float = 2.0  # frames: centred Gaussian on the crop box centre track
+    side_sigma: float = 4.0  # frames: the same on the box side (size changes show more than small shifts)
+    mix: bool = False  # keep the video's own audio under the new one
+    mix_gain: float = 0.3  # its level when mixed
+    batch_size: int = 16  # frames per model call
+    crf: int = 20
+    preset: str = "veryfast"  # x264 preset of the output
+    max_seconds: float | None = DEFAULT_MAX_SECONDS  # longer new audio is refused
+    cache_megabytes: int = 256  # decoded frames kept for backward (ping-pong) playback
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.box_sigma <= 25.0 and 0.0 <= self.side_sigma <= 25.0):
+            raise UserError("box_sigma and side_sigma must lie in [0, 25] frames")
+        if not 0.0 <= self.mix_gain <= 1.0:
+            raise UserError(f"mix_gain must lie in [0, 1], got {self.mix_gain:g}")
+        if not 1 <= self.batch_size <= 256:
+            raise UserError(f"batch_size must be 1 to 256, got {self.batch_size}")
+        if not 0 <= self.crf <= 51:
+            raise UserError(f"crf must be 0 to 51, got {self.crf}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise UserError(f"max_seconds must be positive, got {self.max_seconds:g}")
+        if not 16 <= self.cache_megabytes <= 8192:
+            raise UserError(f"cache_megabytes must be 16 to 8192, got {self.cache_megabytes}")
+
+
+class StageTimer:
+    """Wall time per stage, accumulated (perf_counter)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------------------------------ 1. track
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """What pass 1 keeps of each source frame (a few hundred bytes; never the pixels)."""
+
+    shape: tuple[int, int]  # (H, W) of the upright frames
+    fps: float  # the video's average frame rate: the output's rate
+    pts: np.ndarray  # (N,) int64 presentation timestamps, for seeking
+    times: np.ndarray  # (N,) seconds from the first frame
+    found: np.ndarray  # (N,) bool: a face was found (and is big enough)
+    points: np.ndarray  # (N, P, 2) float32 PASTE_POINTS in frame pixels (0 where not found)
+    boxes: np.ndarray  # (N, 3) smoothed crop box cx, cy, side in frame pixels
+    raw_boxes: np.ndarray  # (N, 3) the same before smoothing
+    pose: np.ndarray  # (N, 3) yaw, pitch, roll degrees, interpolated across frames without a face
+    eyes: np.ndarray  # (N, 2) openness, likewise
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def box(self, index: int) -> CropBox:
+        cx, cy, side = self.boxes[index]
+        return CropBox(float(cx), float(cy), float(side))
+
+    def ticks(self) -> np.ndarray:
+        """The source frame shown at each tick of the output rate (VFR sources repeat or drop frames)."""
+        return resample_timestamps(list(self.times), self.fps)
+
+
+def track_video(
+    path: str | Path,
+    config: RevoiceConfig,
+    timer: StageTimer | None = None,
+    crop_scale: float | None = None,
+) -> FaceTrack:
+    """Pass 1: decode every frame of `path` once and track the face. UserError when the file has no video stream,
+    no frames, frames larger than 4K, or no face in any frame."""
+    timer = timer or StageTimer()
+    info = probe(path)
+    settings = FaceSettings()
+    crop_scale = settings.crop_scale if crop_scale is None else crop_scale
+    if info.width * info.height > MAX_FRAME_PIXELS:
+        raise UserError(f"video is {info.width}x{info.height}; re-voicing takes up to 4K (4096x2304)", path)
+    pts, times, found, points, boxes, pose, ears = [], [], [], [], [], [], []
+    estimator = PoseEstimator()
+    shape = (info.height, info.width)
+    with FaceMesh(video=True, min_confidence=settings.min_confidence) as mesh:
+        for frame in decoded_frames(path, timer):
+            with timer("decode"):
+                rgb = frame_to_rgb(frame)
+            with timer("track"):
+                lm = detect_landmarks(mesh, rgb, settings.detect_size)
+                if lm is not None and inter_ocular(lm) < settings.min_face:
+                    lm = None
+                shape = rgb.shape[:2]
+                pts.append(len(pts) if frame.pts is None else int(frame.pts))
+                times.append(float(frame.time) if frame.time is not None else len(times) / info.fps)
+                found.append(lm is not None)
+                if lm is None:
+                    points.append(np.zeros((len(PASTE_POINTS), 2), np.float32))
+                    boxes.append((0.0, 0.0, 0.0))
+                    pose.append((0.0, 0.0, 0.0))
+                    ears.append((0.0, 0.0))
+                    continue
+                box = crop_box_from_landmarks(lm, crop_scale)
+                points.append(lm[list(PASTE_POINTS), :2].astype(np.float32))
+                boxes.append((box.cx, box.cy, box.side))
+                pose.append(estimator(lm))
+                ears.append(eye_aspect_ratios(lm))
+    if not pts:
+        raise UserError("video stream has no frames", path)
+    mask = np.asarray(found)
+    if not mask.any():
+        raise UserError("no face found in any frame of the video", path)
+    if not mask.all():
+        log.info("%s: no face in %d of %d frames; they pass through unchanged", path, (~mask).sum(), len(mask))
+    raw = np.asarray(boxes, np.float64)
+    smoothed = np.concatenate(
+        [smooth_track(raw[:, :2], mask, config.box_sigma), smooth_track(raw[:, 2:], mask, config.side_sigma)], axis=1
+    )
+    t = np.asarray(times, np.float64)
+    return FaceTrack(
+        shape=shape,
+        fps=float(info.fps),
+        pts=np.asarray(pts, np.int64),
+        times=t - t[0],
+        found=mask,
+        points=np.asarray(points, np.float32),
+        boxes=smoothed,
+        raw_boxes=raw,
+        pose=fill_missing(np.asarray(pose, np.float64), mask).astype(np.float32),
+        eyes=ears_to_openness(fill_missing(np.asarray(ears, np.float64), mask), settings.eye_percentile),
+    )
+
+
+def decoded_frames(path: str | Path, timer: StageTimer) -> Iterator[av.VideoFrame]:
+    """The first video stream's frames, in presentation order (decoding counted as 'decode')."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = container.decode(stream)
+            while True:
+                with timer("decode"):
+                    frame = next(frames, None)
+                if frame is None:
+                    return
+                yield frame
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise UserError(f"cannot decode video ({str(exc).splitlines()[0][:160]})", path) from None
+
+
+def fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """(N, C) rows where `found` is False replaced by linear interpolation from the found ones (held at the ends)."""
+    x = np.arange(len(values))
+    return np.stack([np.interp(x, x[found], values[found, c]) for c in range(values.shape[1])], axis=1)
+
+
+# ------------------------------------------------------------------------------------------------ 2. play order
+
+
+def pingpong(num_ticks: int, count: int) -> np.ndarray:
+    """`count` tick indices playing 0..num_ticks-1 forward, then backward, then forward ... (the turning frames are
+    not repeated, so motion never stops or jumps)."""
+    if num_ticks < 1:
+        raise ValueError("num_ticks must be at least 1")
+    k = np.arange(count)
+    if num_ticks == 1:
+        return np.zeros(count, np.int64)
+    period = 2 * (num_ticks - 1)
+    j = k % period
+    return np.where(j < num_ticks, j, period - j).astype(np.int64)
+
+
+class FrameReader:
+    """Decoded upright RGB frames of a video by index, for a play order that runs forward and backward.
+
+    Forward requests decode sequentially; a request behind the decoder seeks to the keyframe before a chunk of
+    `chunk` frames ending at the request, decodes that chunk into a small cache, and the following backward requests
+    are served from it. Memory: `chunk` + 2 frames. Indices are those of `FaceTrack.pts` (one per decoded frame).
+    """
+
+    def __init__(self, path: str | Path, pts: np.ndarray, chunk: int, timer: StageTimer | None = None) -> None:
+        self.path = Path(path)
+        self.pts = np.asarray(pts, np.int64)
+        self.index_of = {int(p): i for i, p in enumerate(self.pts)}
+        self.chunk = max(1, int(chunk))
+        self.timer = timer or StageTimer()
+        self.seeks = 0
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._container: av.container.InputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
+        self._decoded: Iterator[av.VideoFrame] | None = None
+        self._next = 0  # index of the next frame the decoder will produce
+
+    def __enter__(self) -> FrameReader:
+        self._container = av.open(str(self.path))
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._decoded = self._container.decode(self._stream)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._cache.clear()
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Frame `index` (a cached array: copy it before changing it)."""
+        index = int(index)
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        with self.timer("decode"):
+            keep_from = index
+            if index < self._next:
+                keep_from = max(0, index - self.chunk + 1)
+                self._seek(keep_from)
+            while True:
+                frame = next(self._decoded, None)
+                if frame is None:
+                    raise UserError(f"video ended before frame {index} on the second pass", self.path)
+                i = self._index(frame)
+                self._next = i + 1
+                if i >= keep_from:
+                    self._cache[i] = frame_to_rgb(frame)
+                    while len(self._cache) > self.chunk + 2:
+                        self._cache.popitem(last=False)
+                if i >= index:
+                    break
+        return self._cache[index]
+
+    def _index(self, frame: av.VideoFrame) -> int:
+        if frame.pts is None:  # no timestamps: frames are counted from wherever decoding (re)started
+            return self._next
+        return self.index_of.get(int(frame.pts), self._next)
+
+    def _seek(self, target: int) -> None:
+        """Restart decoding at the keyframe at or before frame `target` (or at the start when that fails)."""
+        self.seeks += 1
+        self._cache.clear()
+        try:
+            self._container.seek(int(self.pts[target]), stream=self._stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            target = 0
+            self._container.seek(int(self.pts[0]), stream=self._stream, backward=True, any_frame=False)
+        self._decoded = self._container.decode(self._stream)
+        first = next(self._decoded, None)
+        if first is None or first.pts is None or self.index_of.get(int(first.pts), target + 1) > target:
+            # landed after the target (or cannot tell): decode from the very start, counting frames
+            self._container.seek(int(self.pts[0]), stream=self._stream, backward=True, any_frame=False)
+            self._decoded = self._container.decode(self._stream)
+            self._next = 0
+            return
+        self._next = self.index_of[int(first.pts)]
+        self._decoded = _chain(first, self._decoded)
+
+
+def _chain(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+    yield first
+    yield from rest
+
+
+def cache_frames(shape: tuple[int, int], megabytes: int) -> int:
+    """How many upright RGB frames of `shape` fit in `megabytes` (2 to 32)."""
+    return int(np.clip(megabytes * 2**20 // (shape[0] * shape[1] * 3), 2, 32))
+
+
+# ------------------------------------------------------------------------------------------------------ 3. audio
+
+
+def soundtrack(new: np.ndarray, sample_rate: int, video: str | Path, config: RevoiceConfig) -> np.ndarray:
+    """The output's audio: the new audio, or with `mix` the video's own audio under it (once from the start, at
+    `mix_gain`), scaled down only if the sum would clip."""
+    if not config.mix:
+        return new
+    if not probe(video).has_audio:
+        log.warning("%s has no audio to mix under the new one", video)
+        return new
+    old = A.load_audio(video, sample_rate, max_seconds=config.max_seconds)[: len(new)]
+    mixed = new.astype(np.float32).copy()
+    mixed[: len(old)] += config.mix_gain * old
+    peak = float(np.abs(mixed).max(initial=0.0))
+    return mixed / peak if peak > 1.0 else mixed
+
+
+# ------------------------------------------------------------------------------------------------- 4. the whole
+
+
+@dataclass(frozen=True)
+class RevoiceReport:
+    frames: int  # output frames written
+    source_frames: int  # frames in the video
+    fps: float
+    size: tuple[int, int]  # (H, W)
+    faces_found: int  # source frames with a face
+    passed_through: int  # output frames without a face (unchanged)
+    seeks: int  # backward chunks decoded for ping-pong playback
+    seconds: dict[str, float]  # wall time per stage
+    wall_seconds: float  # everything, loading the reference and audio included
+
+
+def revoice(
+    pipe: APB2FacePipeline,
+    reference: Reference,
+    video: str | Path,
+    audio: AudioInput,
+    out: str | Path,
+    config: RevoiceConfig | None = None,
+    *,
+    sample_rate: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_frame: Callable[[int, int, np.ndarray, object], None] | None = None,
+) -> RevoiceReport:
+    """Write `out` (MP4): `video` re-voiced with `audio` (a path, or an array with `sample_rate`), the face generated
+    from `reference` (an identity, a photo, or an RGB array: for a real person, a frame of their own video).
+
+    `progress(n)` is called after each batch with the frames written; `on_frame(k, source_index, frame, pasted)`
+    sees every output frame before it is encoded (measurements; `pasted` is None for pass-through frames)."""
+    config = config or RevoiceConfig()
+    started = time.perf_counter()
+    timer = StageTimer()
+    # the cheap checks first: a bad reference or audio file fails before the video is decoded
+    fps = probe(video).fps
+    check_fps(fps)
+    ref = pipe.prepare_reference(reference)
+    driving = pipe.prepare_audio(audio, sample_rate, fps, config.max_seconds)
+    track = track_video(video, config, timer, crop_scale=pipe.crop_scale)
+    n = driving.num_frames
+    source = track.ticks()[pingpong(len(track.ticks()), n)]
+    pose, eyes = track.pose[source], track.eyes[source]
+    sound = soundtrack(driving.audio, driving.sample_rate, video, config)
+    colour = ColourMatcher(config.compose)
+    seconds_per_frame = driving.sample_rate / track.fps
+    written_samples = 0
+    passed = 0
+    chunk = cache_frames(track.shape, config.cache_megabytes)
+    with (
+        Mp4Writer(
+            out, fps=track.fps, audio_rate=driving.sample_rate, size=track.shape, crf=config.crf, preset=config.preset
+        ) as writer,
+        FrameReader(video, track.pts, chunk, timer) as reader,
+    ):
+        for idx, windows in pipe.window_batches(driving.chunks(), n, track.fps, config.batch_size):
+            with timer("generate"):
+                crops, _landmarks = pipe.step(ref, windows, pose[idx], eyes[idx])
+            for k, crop in zip(idx.tolist(), crops):
+                s = int(source[k])
+                frame = reader[s].copy()
+                pasted = None
+                with timer("blend"):
+                    if track.found[s]:
+                        pasted = paste(frame, crop, track.box(s), track.points[s], config.compose, colour)
+                    else:
+                        colour.reset()
+                        passed += 1
+                if on_frame is not None:
+                    on_frame(k, s, frame, pasted)
+                with timer("encode"):
+                    writer.write_frame(frame)
+            with timer("encode"):
+                upto = min(len(sound), int(round((idx[-1] + 1) * seconds_per_frame)))
+                writer.write_audio(sound[written_samples:upto])
+                written_samples = upto
+            if progress is not None:
+                progress(len(idx))
+        with timer("encode"):
+            writer.write_audio(sound[written_samples:])
+    return RevoiceReport(
+        frames=n,
+        source_frames=len(track),
+        fps=track.fps,
+        size=track.shape,
+        faces_found=int(track.found.sum()),
+        passed_through=passed,
+        seeks=reader.seeks,
+        seconds=dict(timer.seconds),
+        wall_seconds=time.perf_counter() - started,
+    )
