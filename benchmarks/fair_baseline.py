@@ -8,9 +8,10 @@ wall-clock budget, evaluate both the same way, print one table.
 Protocol:
 * Data: `apb2face synth` (seeded) unless --data is given; every config trains on its train split.
 * Budget: each config trains for --minutes of wall clock (the training loop only: dataset loading and model set-up
-  are not counted). The number of steps is not fixed: after every step the step time so far is measured and the LR
-  schedule (constant, then linear decay to 0 as the paper) is fitted to the steps the budget allows, so both runs end
-  their schedule when their time is up (overshoot: at most one step and the final checkpoint write).
+  are not counted), as `apb2face train --max-minutes N --fit-schedule`. The number of steps is not fixed: after
+  every step the step time so far is measured and the LR schedule (constant, then linear decay to 0 as the paper) is
+  fitted to the steps the budget allows, so both runs end their schedule when their time is up (overshoot: at most
+  one step and the final checkpoint write).
 * Evaluation: `apb2face evaluate` protocol on the test split, at one common resolution (--eval-size, default the
   smallest model resolution: a 256 px model's frames are downscaled, which only helps it), first
   --eval-max-frames frames of each clip.
@@ -28,71 +29,29 @@ from pathlib import Path
 log = logging.getLogger("fair_baseline")
 
 
-class BudgetSpent(Exception):
-    """Raised by the trainer on the step after its time is up (the final checkpoint is already written)."""
-
-
-def budget_trainer(budget_s: float):  # noqa: ANN201
-    """A Trainer that stops after `budget_s` seconds of training loop and fits its LR schedule to that length.
-
-    After every step the remaining steps are re-estimated from the mean step time so far (the first step, which
-    carries one-off warm-up costs, left out), and the schedule length (`train.steps`, of which the LR is a pure
-    function) is set to the steps done plus those remaining: on a machine whose load changes, the run still ends
-    its decay when its time is up. (The progress bar's total is meaningless here.)
-    """
-    from apb2face.training.trainer import Trainer
-
-    class BudgetTrainer(Trainer):
-        t0: float | None = None
-        t_after_first: float | None = None
-
-        def train_step(self, batch):  # noqa: ANN001, ANN202
-            if self.step >= self.stop:
-                raise BudgetSpent
-            if self.t0 is None:
-                self.t0 = time.perf_counter()
-            out = super().train_step(batch)
-            now = time.perf_counter()
-            done = self.step + 1  # steps finished once the caller increments
-            elapsed = now - self.t0
-            if done == 1:
-                self.t_after_first = now
-            elif elapsed < budget_s:
-                per_step = (now - self.t_after_first) / (done - 1)
-                total = done + max(1, int((budget_s - elapsed) / per_step))
-                self.run.train.steps = total
-                self.stop = total
-            if elapsed >= budget_s:
-                self.stop = done  # fit() writes the final checkpoint when step == stop
-            return out
-
-    return BudgetTrainer
-
-
 def train_for(config: str, overrides: list[str], data: Path, run_dir: Path, minutes: float) -> dict:
+    """Train `config` for `minutes` of training loop with the LR schedule fitted to the steps the budget allows
+    (`apb2face train --max-minutes N --fit-schedule`), so every run ends its decay when its time is up."""
     from apb2face.config import load
     from apb2face.training.config import RunConfig
+    from apb2face.training.trainer import Trainer
 
     run = load(
         RunConfig,
         config,
         overrides + ["train.steps=100000000", "train.ckpt_interval=100000000", "train.image_interval=100000000"],
     )
-    trainer = budget_trainer(minutes * 60)(run, data, run_dir)
+    trainer = Trainer(run, data, run_dir, max_minutes=minutes, fit_schedule=True)
     t_setup = time.perf_counter()
     trainer.setup()
     setup_s = time.perf_counter() - t_setup
-    try:
-        trainer.fit()
-    except BudgetSpent:
-        pass
-    loop_s = time.perf_counter() - trainer.t0
+    trainer.fit()
     params = sum(p.numel() for p in trainer.model.parameters())
     return {
         "config": config,
         "overrides": overrides,
         "steps": trainer.step,
-        "loop_seconds": round(loop_s, 1),
+        "loop_seconds": round(trainer.loop_seconds, 1),
         "setup_seconds": round(setup_s, 1),
         "image_size": run.model.image_size,
         "batch_size": run.train.batch_size,
@@ -150,7 +109,7 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -173,77 +132,111 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-fid", action="store_true", help="skip FID")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--out", default="outputs/fair_baseline", help="work and result directory (must be new or empty)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import torch
 
-    from apb2face.config import load
-    from apb2face.data.format import Dataset, prepare_output_dir
     from apb2face.errors import UserError
-    from apb2face.evaluation.evaluate import EvalConfig, evaluate
-    from apb2face.io import write_json
-    from apb2face.training.config import RunConfig
+    from apb2face.io import prepare_output_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         out = prepare_output_dir(args.out)
-        overrides: dict[str, list[str]] = {c: [] for c in args.configs}
-        for item in args.set:
-            name, _, kv = item.partition(":")
-            if name not in overrides or "=" not in kv:
-                raise UserError(f"--set {item!r}: expected CONFIG:key=value with CONFIG in {args.configs}")
-            overrides[name].append(kv)
-        sizes = {c: load(RunConfig, c, overrides[c]).model.image_size for c in args.configs}
-        if args.data:
-            data = Path(args.data)
-            Dataset(data)
-        else:
-            from apb2face.data.synth import SynthConfig, generate
-
-            data = out / "data"
-            t = time.perf_counter()
-            generate(
-                data,
-                SynthConfig(
-                    identities=args.identities,
-                    clips_per_identity=args.clips_per_identity,
-                    size=args.size or max(sizes.values()),
-                    seed=args.seed,
-                    videos=False,
-                ),
-            )
-            log.info("synth: %.0f s", time.perf_counter() - t)
+        overrides = overrides_by_config(args.set, args.configs)
+        sizes = model_sizes(args.configs, overrides)
+        data = dataset(args, out, max(sizes.values()))
         eval_size = args.eval_size or min(sizes.values())
-        results: dict[str, dict] = {}
-        for config in args.configs:
-            name = Path(config).stem  # a preset's name, or a YAML file's
-            log.info("== training %s for %.1f min", config, args.minutes)
-            train = train_for(config, overrides[config], data, out / "runs" / name, args.minutes)
-            log.info("== evaluating %s (%d steps)", config, train["steps"])
-            report = evaluate(
-                train["checkpoint"],
-                data,
-                out / "eval" / name,
-                EvalConfig(
-                    max_frames_per_clip=args.eval_max_frames,
-                    eval_size=eval_size,
-                    fid_weights="none" if args.no_fid else None,
-                ),
-            ).report
-            results[config] = {"train": train, "report": report}
+        results = {
+            config: train_and_evaluate(config, overrides[config], data, out, eval_size, args)
+            for config in args.configs
+        }
     except UserError as exc:
         print(f"fair_baseline: error: {exc}", file=sys.stderr)
         return 2
+    write_summary(out, results, args, data, eval_size)
+    return 0
+
+
+def overrides_by_config(items: list[str], configs: list[str]) -> dict[str, list[str]]:
+    """--set CONFIG:key=value items, grouped by config."""
+    from apb2face.errors import UserError
+
+    overrides: dict[str, list[str]] = {c: [] for c in configs}
+    for item in items:
+        name, _, kv = item.partition(":")
+        if name not in overrides or "=" not in kv:
+            raise UserError(f"--set {item!r}: expected CONFIG:key=value with CONFIG in {configs}")
+        overrides[name].append(kv)
+    return overrides
+
+
+def model_sizes(configs: list[str], overrides: dict[str, list[str]]) -> dict[str, int]:
+    from apb2face.config import load
+    from apb2face.training.config import RunConfig
+
+    return {c: load(RunConfig, c, overrides[c]).model.image_size for c in configs}
+
+
+def dataset(args: argparse.Namespace, out: Path, largest_size: int) -> Path:
+    """--data checked, or a seeded `apb2face synth` dataset rendered into OUT/data."""
+    if args.data:
+        from apb2face.data.format import Dataset
+
+        Dataset(args.data)
+        return Path(args.data)
+    from apb2face.data.synth import SynthConfig, generate
+
+    data = out / "data"
+    t = time.perf_counter()
+    generate(
+        data,
+        SynthConfig(
+            identities=args.identities,
+            clips_per_identity=args.clips_per_identity,
+            size=args.size or largest_size,
+            seed=args.seed,
+            videos=False,
+        ),
+    )
+    log.info("synth: %.0f s", time.perf_counter() - t)
+    return data
+
+
+def train_and_evaluate(
+    config: str, overrides: list[str], data: Path, out: Path, eval_size: int, args: argparse.Namespace
+) -> dict:
+    from apb2face.evaluation.evaluate import EvalConfig, evaluate
+
+    name = Path(config).stem  # a preset's name, or a YAML file's
+    log.info("== training %s for %.1f min", config, args.minutes)
+    train = train_for(config, overrides, data, out / "runs" / name, args.minutes)
+    log.info("== evaluating %s (%d steps)", config, train["steps"])
+    eval_config = EvalConfig(
+        max_frames_per_clip=args.eval_max_frames, eval_size=eval_size, fid_weights="none" if args.no_fid else None
+    )
+    report = evaluate(train["checkpoint"], data, out / "eval" / name, eval_config).report
+    return {"train": train, "report": report}
+
+
+def write_summary(out: Path, results: dict[str, dict], args: argparse.Namespace, data: Path, eval_size: int) -> None:
+    """OUT/fair_baseline.json and .md, and the table on stdout."""
+    import torch
+
+    from apb2face.io import write_json
+
     text = table(results)
+    first = results[args.configs[0]]["report"]
     summary = {
         "minutes_per_config": args.minutes,
         "data": str(data),
         "eval_size": eval_size,
-        "copy_reference": {
-            key: row["mean"] for key, row in results[args.configs[0]]["report"]["copy_reference"].items()
-        },
+        "copy_reference": {key: row["mean"] for key, row in first["copy_reference"].items()},
         "eval_max_frames_per_clip": args.eval_max_frames,
         "torch_threads": torch.get_num_threads(),
         "results": {
@@ -259,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfair baseline: {args.minutes:g} min each, metrics at {eval_size} px\n")
     print(text)
     print(f"\n(details: {out / 'fair_baseline.json'}, per-config reports in {out / 'eval'})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import pytest
 from apb2face.config import load
 from apb2face.errors import UserError
 from apb2face.models.modeling import load_pretrained
+from apb2face.training.checkpoint import append_metrics
 from apb2face.training.config import RunConfig, TrainConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
 from apb2face.training.trainer import Trainer
@@ -116,12 +117,16 @@ def test_train_two_steps_writes_everything(tiny_dataset, tmp_path):
         Trainer(tiny(), tiny_dataset, run).setup()
 
 
-def test_resume_is_exact(tiny_dataset, tmp_path):
+def test_resume_is_exact(tiny_dataset, tmp_path, capsys):
     config = tiny("train.steps=6", "train.ckpt_interval=10")
     Trainer(config, tiny_dataset, tmp_path / "a").setup().fit()
     Trainer(config, tiny_dataset, tmp_path / "b", max_steps=3).setup().fit()
     assert [r["step"] for r in metrics(tmp_path / "b")] == [1, 2, 3]
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss_g": 1.2')  # a kill in the middle of an append leaves a torn last line
+    capsys.readouterr()
     Trainer(config, tiny_dataset, tmp_path / "b", resume=True).setup().fit()
+    assert "3/3" in capsys.readouterr().err  # the bar counts this run's steps: 6 in the schedule, 3 done before
     a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     for ra, rb in zip(a, b):
@@ -134,6 +139,34 @@ def test_resume_is_exact(tiny_dataset, tmp_path):
 def test_resume_without_checkpoint_is_user_error(tiny_dataset, tmp_path):
     with pytest.raises(UserError, match="no checkpoint"):
         Trainer(tiny(), tiny_dataset, tmp_path / "empty", resume=True).setup()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_run_stopped_before_its_first_checkpoint_starts_again(tiny_dataset, tmp_path, resume):
+    """What a run killed before its first checkpoint leaves (run.json, metrics, images) neither blocks a fresh start
+    nor --resume: both start from step 0 and drop the old lines."""
+    run = tmp_path / "run"
+    config = tiny("train.steps=2", "train.ckpt_interval=10")
+    Trainer(config, tiny_dataset, run).setup()  # writes run.json, like a run killed during its first steps
+    append_metrics(run, {"step": 1, "loss_g": 9.0})
+    (run / "images").mkdir()
+    trainer = Trainer(config, tiny_dataset, run, resume=resume, max_steps=1).setup()
+    assert trainer.step == 0 and not (run / "metrics.jsonl").exists() and not (run / "images").exists()
+    trainer.fit()
+    assert [r["step"] for r in metrics(run)] == [1] and metrics(run)[0]["loss_g"] != 9.0
+    assert (run / "checkpoints" / "step_0000001" / "state.pt").is_file()
+
+
+def test_time_budget_stops_the_run_and_fits_the_schedule(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    config = tiny("train.steps=100000", "train.ckpt_interval=100000", "train.image_interval=100000")
+    trainer = Trainer(config, tiny_dataset, run, max_minutes=0.02, fit_schedule=True).setup()
+    trainer.fit()
+    assert trainer.loop_seconds >= 1.2 and 1 <= trainer.step < 1000
+    assert trainer.run.train.steps == trainer.step  # the schedule ended when the time did
+    assert [r["step"] for r in metrics(run)] == list(range(1, trainer.step + 1))
+    release = load_pretrained(run / "final")
+    assert release.meta["step"] == release.meta["schedule_steps"] == trainer.step
 
 
 def test_closed_mouth_references(tiny_dataset):

@@ -1,32 +1,25 @@
 """The training loop: fuser + generator trained jointly end to end against a conditional PatchGAN.
 
-Per step (as upstream V2, plus the geometry loss the paper describes and upstream left out):
+Per step (as the official V2 code's trainer, plus the geometry loss the paper describes and that code left out):
   fake, landmarks = G(reference, audio, pose, eyes)
   D step: 0.5 * [LSGAN(D(ref, target) -> 1) + LSGAN(D(ref, fake.detach()) -> 0)]
   G step (D frozen): lambda_gan * LSGAN(D(ref, fake) -> 1) + lambda_l1 * L1(fake, target)
-                     + lambda_geometry * L1(landmarks, target landmarks)
+                     + lambda_geometry * L1(landmarks, target landmarks)   (training/losses.py)
 The learning rate is a pure function of the step and the data order a pure function of (seed, sample number), so
 `--resume` continues exactly. Under torchrun every process trains on its share of the global batch (DDP); only
-rank 0 writes files.
+rank 0 writes files. The run folder's layout and its checkpoints: training/checkpoint.py.
 
-Run directory::
-
-    RUN/run.json                 the resolved RunConfig and the dataset path
-    RUN/metrics.jsonl            one JSON line per step
-    RUN/tb/                      TensorBoard scalars and image grids
-    RUN/images/step_XXXXXXX.png  reference | generated | target | target with predicted landmarks
-    RUN/checkpoints/step_XXXXXXX/  model.safetensors, discriminator.safetensors, state.pt (optimisers, RNG, step)
-    RUN/latest/, RUN/final/      release checkpoints (apb2face.models.modeling.save_pretrained)
+A run stops at the end of its schedule, at `max_steps`, when its time budget is spent (training/stopping.py) or on
+Ctrl-C / SIGTERM; each of these ends after a complete step with a checkpoint, so `--resume` continues exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
-import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -45,25 +38,42 @@ from apb2face.models.discriminator import PatchDiscriminator
 from apb2face.models.modeling import save_pretrained, warm_start
 from apb2face.training.checkpoint import (
     CHECKPOINTS_DIR,
-    METRICS_FILE,
     RUN_FILE,
+    UNFINISHED_RUN_FILES,
+    append_metrics,
     cpu_state,
     latest_checkpoint,
     list_checkpoints,
     model_card,
+    remove_stale_temporaries_of_run,
+    restore_rng_state,
+    rng_state,
+    trim_metrics,
 )
 from apb2face.training.config import RunConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
 from apb2face.training.losses import LOSS_KEYS, lsgan, mouth_l1
+from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
 log = logging.getLogger(__name__)
+
+Batch = dict[str, torch.Tensor]
 
 
 @dataclasses.dataclass
 class Distributed:
+    """This process's place in a torchrun job (RANK, WORLD_SIZE, LOCAL_RANK); one process without torchrun."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+
+    def __post_init__(self) -> None:
+        if self.world < 1 or not 0 <= self.rank < self.world or self.local_rank < 0:
+            raise UserError(
+                f"invalid torchrun environment: RANK={self.rank}, WORLD_SIZE={self.world}, "
+                f"LOCAL_RANK={self.local_rank}"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -75,69 +85,74 @@ class Distributed:
 
     @classmethod
     def from_env(cls) -> Distributed:
-        return cls(
-            rank=int(os.environ.get("RANK", 0)),
-            world=int(os.environ.get("WORLD_SIZE", 1)),
-            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-        )
+        try:
+            return cls(
+                rank=int(os.environ.get("RANK", 0)),
+                world=int(os.environ.get("WORLD_SIZE", 1)),
+                local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+            )
+        except ValueError:
+            raise UserError("invalid torchrun environment: RANK, WORLD_SIZE and LOCAL_RANK must be integers") from None
 
 
 class Trainer:
+    """Train a RunConfig on a dataset into the run folder `out`.
+
+    max_steps: stop at this global step (the LR schedule still follows train.steps). max_minutes: stop when this
+    much wall-clock time has gone into the training loop; with fit_schedule the schedule's length (train.steps) is
+    fitted to the steps the budget allows (see training/stopping.py), which a later `resume` cannot reproduce.
+    After `fit()`, `stopped_by` names the signal that stopped the run early ("" otherwise).
+    """
+
     def __init__(
-        self, run: RunConfig, data: str | Path, out: str | Path, resume: bool = False, max_steps: int | None = None
+        self,
+        run: RunConfig,
+        data: str | Path,
+        out: str | Path,
+        resume: bool = False,
+        max_steps: int | None = None,
+        max_minutes: float | None = None,
+        fit_schedule: bool = False,
     ) -> None:
+        if fit_schedule and max_minutes is None:
+            raise UserError("fitting the schedule to a time budget needs max_minutes")
+        if fit_schedule and resume:
+            raise UserError("a schedule fitted to a time budget cannot be resumed exactly; start a new run")
         self.run = run
         self.data_path = Path(data)
         self.out = Path(out)
         self.resume = resume
+        self.max_steps = max_steps
         self.stop = min(run.train.steps, max_steps) if max_steps is not None else run.train.steps
+        self.budget = Budget(max_minutes * 60.0, fit_schedule) if max_minutes is not None else None
         self.dist = Distributed.from_env()
         self.step = 0
+        self.saved_step = -1  # the step of the last checkpoint written or loaded
         self.wall_seconds = 0.0
+        self.loop_seconds = 0.0  # wall-clock time of the last fit()'s loop
+        self.stopped_by = ""
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> Trainer:
-        train = self.run.train
         self.device = self._device()
         if self.dist.enabled and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train.amp)
-        if self.device.type != "cuda":
-            self.amp_dtype = None
-        self._check_out_dir()
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.run.train.amp)
+        self.amp_dtype = amp_dtype if self.device.type == "cuda" else None
+        checkpoint = self._prepare_out_dir()
+        train = self.run.train
         self.data = FrameDataset(
             self.data_path, self.run.model, seed=train.seed, reference_mouth_quantile=train.reference_mouth_quantile
         )
-        torch.manual_seed(train.seed)
-        self.model = APB2Face(self.run.model).to(self.device)
-        self.disc = PatchDiscriminator(self.run.model).to(self.device)
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=train.lr, betas=train.betas)
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=train.lr, betas=train.betas)
-        fp16 = self.amp_dtype == torch.float16
-        self.scaler_g = torch.amp.GradScaler("cuda", enabled=fp16)
-        self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
-        checkpoint = latest_checkpoint(self.out) if self.resume else None
-        if checkpoint is not None:
-            self._load_checkpoint(checkpoint)
-        elif train.init_from:
-            # the checkpoint's audio statistics come with its fuser: the fuser was trained on them
-            warm_start(self.model, train.init_from)
-            log.info("initialised from %s", train.init_from)
-        else:
-            mean, std = self.data.audio_stats()
-            self.model.fuser.set_audio_stats(mean, std)
-        self.model_ddp: nn.Module = self.model
-        self.disc_ddp: nn.Module = self.disc
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model_ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-            self.disc_ddp = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
+        self._build_models()
+        self._initial_weights(checkpoint)
+        self._wrap_distributed()
         if self.dist.main:
             self.references = self.data.neutral_references()
             write_json(
                 self.out / RUN_FILE, {"config": dataclasses.asdict(self.run), "data": str(self.data_path.resolve())}
             )
-            self._trim_metrics()
+            trim_metrics(self.out, self.step)
         return self
 
     def _device(self) -> torch.device:
@@ -153,96 +168,231 @@ class Trainer:
             torch.cuda.set_device(device)
         return device
 
-    def _check_out_dir(self) -> None:
+    def _prepare_out_dir(self) -> Path | None:
+        """Check the run folder, clean what an interrupted run left there, and return the checkpoint to resume from.
+
+        A run that was stopped before its first checkpoint has nothing to resume: it starts again from step 0,
+        with or without --resume. Only a folder holding a checkpoint is refused without --resume."""
         if self.out.exists() and not self.out.is_dir():
             raise UserError("output exists and is not a directory", self.out)
-        if self.resume:
-            if latest_checkpoint(self.out) is None:
-                raise UserError("no checkpoint to resume from", self.out / CHECKPOINTS_DIR)
-        elif (self.out / METRICS_FILE).exists() or (self.out / CHECKPOINTS_DIR).exists():
+        checkpoint = latest_checkpoint(self.out)
+        unfinished = checkpoint is None and (self.out / RUN_FILE).is_file()
+        if self.resume and checkpoint is None and not unfinished:
+            raise UserError("no checkpoint to resume from", self.out / CHECKPOINTS_DIR)
+        if not self.resume and checkpoint is not None:
             raise UserError(
                 "already holds a training run; pass --resume to continue it or choose a new --out", self.out
             )
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries_of_run(self.out)
+            if unfinished:
+                self._clear_unfinished_run()
+        return checkpoint if self.resume else None
+
+    def _clear_unfinished_run(self) -> None:
+        log.info("%s holds a run stopped before its first checkpoint: starting it again from step 0", self.out)
+        for name in UNFINISHED_RUN_FILES:
+            path = self.out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+    def _build_models(self) -> None:
+        train = self.run.train
+        torch.manual_seed(train.seed)
+        self.model = APB2Face(self.run.model).to(self.device)
+        self.disc = PatchDiscriminator(self.run.model).to(self.device)
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=train.lr, betas=train.betas)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=train.lr, betas=train.betas)
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
+
+    def _initial_weights(self, checkpoint: Path | None) -> None:
+        init_from = self.run.train.init_from
+        if checkpoint is not None:
+            self._load_checkpoint(checkpoint)
+        elif init_from:
+            # the checkpoint's audio statistics come with its fuser: the fuser was trained on them
+            warm_start(self.model, init_from)
+            log.info("initialised from %s", init_from)
+        else:
+            mean, std = self.data.audio_stats()
+            self.model.fuser.set_audio_stats(mean, std)
+
+    def _wrap_distributed(self) -> None:
+        self.model_ddp: nn.Module = self.model
+        self.disc_ddp: nn.Module = self.disc
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model_ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.disc_ddp = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
+        """Train from the current step until a stop (see the module docstring); the last step's record."""
         from tqdm import tqdm
 
-        train = self.run.train
         start = self.step
-        last: dict[str, float] = {}
         if start >= self.stop:
             log.info("nothing to do: the run is at step %d (stop at %d)", start, self.stop)
-            return last
-        loader = torch.utils.data.DataLoader(
-            self.data,
-            batch_sampler=StepBatches(start, self.stop, train.batch_size, self.dist.rank, self.dist.world),
-            num_workers=train.workers,
-            pin_memory=self.device.type == "cuda",
-        )
+            return {}
         writer = self._summary_writer() if self.dist.main else None
-        bar = tqdm(total=self.stop, initial=start, disable=not self.dist.main, desc="train", dynamic_ncols=True)
-        wall_base, fit_t0 = self.wall_seconds, time.perf_counter()
+        # the bar counts this invocation's steps: the schedule's end (or max_steps) minus the step resumed from
+        bar = tqdm(total=self.stop - start, disable=not self.dist.main, desc="train", dynamic_ncols=True)
+        signals = StopSignals()
         try:
-            tick = time.perf_counter()
-            for batch in loader:
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                losses, fake, landmarks = self.train_step(batch)
-                self.step += 1
-                # data wait + the update; logging, images and checkpoints are not part of a step's time
-                seconds = time.perf_counter() - tick
-                last = {"step": self.step, **losses, "lr": learning_rate(train, self.step - 1), "seconds": seconds}
-                if self.dist.main:
-                    self._log(last, writer, bar)
-                    if self.step % train.image_interval == 0 or self.step == self.stop or self.step == start + 1:
-                        self._write_images(batch, fake, landmarks, writer)
-                if self.step % train.ckpt_interval == 0 or self.step == self.stop:
-                    self.wall_seconds = wall_base + time.perf_counter() - fit_t0
-                    self.save_checkpoint(final=self.step == self.stop)
-                tick = time.perf_counter()
+            with signals.installed():
+                last = self._loop(self._loader(start), writer, bar, signals)
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
+        self.stopped_by = signals.name
         return last
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    def _loader(self, start: int) -> torch.utils.data.DataLoader:
         train = self.run.train
-        lr = learning_rate(train, self.step)
+        # a fitted schedule may grow past train.steps: the sampler then runs until the loop stops it
+        end = self.stop if not (self.budget and self.budget.fit_schedule) else (self.max_steps or 2**62)
+        return torch.utils.data.DataLoader(
+            self.data,
+            batch_sampler=StepBatches(start, end, train.batch_size, self.dist.rank, self.dist.world),
+            num_workers=train.workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=ignore_sigint_in_worker if train.workers else None,
+        )
+
+    def _loop(self, loader, writer, bar, signals: StopSignals) -> dict[str, float]:  # noqa: ANN001
+        start, last = self.step, {}
+        wall_base, loop_t0 = self.wall_seconds, time.perf_counter()
+        if self.budget is not None:
+            self.budget.start()
+        batches = iter(loader)
+        tick = time.perf_counter()
+        while self.step < self.stop:
+            batch = self._next_batch(batches, signals)
+            if batch is None:
+                break
+            losses, fake, landmarks = self.train_step(batch)
+            self.step += 1
+            # data wait + the update; logging, images and checkpoints are not part of a step's time
+            last = {"step": self.step, **losses, "lr": learning_rate(self.run.train, self.step - 1)}
+            last["seconds"] = time.perf_counter() - tick
+            interrupted = self._update_stop(signals, bar, start)
+            if self.dist.main:
+                self._log(last, writer, bar)
+                if self._image_due(start):
+                    self._write_images(batch, fake, landmarks, writer)
+            if self.step % self.run.train.ckpt_interval == 0 or self.step == self.stop or interrupted:
+                self.wall_seconds = wall_base + time.perf_counter() - loop_t0
+                self.save_checkpoint(final=self.step == self.stop and not interrupted)
+            if interrupted:
+                break
+            tick = time.perf_counter()
+        self.loop_seconds = time.perf_counter() - loop_t0
+        if signals.received is not None and self.saved_step != self.step and self.step > 0:
+            self.wall_seconds = wall_base + self.loop_seconds
+            self.save_checkpoint()  # stopped while waiting for a batch: the state is that of the last full step
+        return last
+
+    def _next_batch(self, batches, signals: StopSignals) -> Batch | None:  # noqa: ANN001
+        """The next batch on the device; None when a stop signal came while waiting for it (a worker may have
+        been stopped by the terminal's Ctrl-C too)."""
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return None
+        except RuntimeError:
+            if signals.received is None:
+                raise
+            return None
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def _update_stop(self, signals: StopSignals, bar, start: int) -> bool:  # noqa: ANN001
+        """Apply the time budget to `self.stop` and report whether a signal asks to stop now; every process of a
+        DDP job takes rank 0's budget decision and stops on a signal any of them got, so all stop at one step."""
+        interrupted = signals.received is not None
+        stop = self.stop
+        if self.budget is not None and self.dist.main:
+            fitted = self.budget.after_step(self.step)
+            if fitted is not None:
+                stop = fitted if self.max_steps is None else min(fitted, self.max_steps)
+            if self.budget.spent():
+                stop = self.step
+        if self.dist.enabled:
+            decision = torch.tensor([int(interrupted), stop if self.dist.main else 0], device=self.device)
+            dist.all_reduce(decision, op=dist.ReduceOp.MAX)
+            interrupted, stop = bool(decision[0]), int(decision[1])
+        if stop != self.stop:
+            if self.budget is not None and self.budget.fit_schedule:
+                self.run.train.steps = max(stop, self.step)  # the LR is a pure function of the step and this length
+            self.stop = stop
+            bar.total = self.stop - start
+        return interrupted
+
+    def _image_due(self, start: int) -> bool:
+        interval = self.run.train.image_interval
+        return self.step % interval == 0 or self.step == self.stop or self.step == start + 1
+
+    def train_step(self, batch: Batch) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """One update of D then G on a batch; the reported losses are averaged over the DDP processes."""
+        self._set_learning_rate()
+        self.model_ddp.train()
+        self.disc_ddp.train()
+        with self._autocast():
+            fake, landmarks = self.model_ddp(
+                batch["reference"], batch["audio"], batch["pose"], batch["eyes"], **self._sketch_inputs(batch)
+            )
+        d_losses = self._discriminator_step(batch, fake)
+        g_losses = self._generator_step(batch, fake, landmarks)
+        values = torch.stack([g_losses[0], d_losses[0], *d_losses[1:], *g_losses[1:]]).detach()
+        if self.dist.enabled:
+            dist.all_reduce(values)
+            values /= self.dist.world
+        return dict(zip(LOSS_KEYS, values.float().cpu().tolist())), fake.detach(), landmarks.detach()
+
+    def _set_learning_rate(self) -> None:
+        lr = learning_rate(self.run.train, self.step)
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
-        self.model_ddp.train()
-        self.disc_ddp.train()
-        ref, target = batch["reference"], batch["target"]
-        sketch: dict[str, torch.Tensor] = {}
-        if self.run.model.geometry_sketch:
-            # a pure function of (seed, step, rank), like the data order: resume draws the same masks
-            draw = torch.Generator().manual_seed((train.seed * 1_000_003 + self.step) * 64 + self.dist.rank)
-            teacher = torch.rand(len(ref), generator=draw) < train.sketch_teacher_forcing
-            sketch = {"geometry": batch["landmarks"], "teacher": teacher.to(self.device)}
-        with self._autocast():
-            fake, landmarks = self.model_ddp(ref, batch["audio"], batch["pose"], batch["eyes"], **sketch)
 
-        # D step: real and fake in one forward (one DDP reduction; InstanceNorm is per sample so this is exact)
+    def _sketch_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Sketch generators: the true landmarks and which samples draw them instead of the predicted ones."""
+        if not self.run.model.geometry_sketch:
+            return {}
+        train = self.run.train
+        # a pure function of (seed, step, rank), like the data order: resume draws the same masks
+        draw = torch.Generator().manual_seed((train.seed * 1_000_003 + self.step) * 64 + self.dist.rank)
+        teacher = torch.rand(len(batch["reference"]), generator=draw) < train.sketch_teacher_forcing
+        return {"geometry": batch["landmarks"], "teacher": teacher.to(self.device)}
+
+    def _discriminator_step(self, batch: Batch, fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """-> (loss_d, loss_d_real, loss_d_fake). Real and fake go through D in one forward (one DDP reduction;
+        InstanceNorm is per sample, so this is exact)."""
+        ref = batch["reference"]
         self.disc.requires_grad_(True)
         with self._autocast():
-            logits = self.disc_ddp(torch.cat([ref, ref]), torch.cat([target, fake.detach()]))
+            logits = self.disc_ddp(torch.cat([ref, ref]), torch.cat([batch["target"], fake.detach()]))
             real_logits, fake_logits = logits.float().chunk(2)
-            loss_d_real = lsgan(real_logits, real=True)
-            loss_d_fake = lsgan(fake_logits, real=False)
-            loss_d = 0.5 * (loss_d_real + loss_d_fake)
+            loss_real, loss_fake = lsgan(real_logits, real=True), lsgan(fake_logits, real=False)
+            loss_d = 0.5 * (loss_real + loss_fake)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(loss_d).backward()
         self.scaler_d.step(self.opt_d)
         self.scaler_d.update()
+        return loss_d, loss_real, loss_fake
 
-        # G step with D frozen; the plain module avoids a DDP reduction for gradients nobody uses
+    def _generator_step(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth). D is frozen; the plain module avoids a DDP
+        reduction for gradients nobody uses."""
+        train, target = self.run.train, batch["target"]
         self.disc.requires_grad_(False)
         with self._autocast():
-            pred = self.disc(ref, fake).float()
+            pred = self.disc(batch["reference"], fake).float()
             loss_gan = lsgan(pred, real=True)
             loss_l1 = F.l1_loss(fake.float(), target)
             loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
@@ -258,14 +408,7 @@ class Trainer:
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.disc.requires_grad_(True)
-
-        values = torch.stack(
-            [loss_g, loss_d, loss_d_real, loss_d_fake, loss_gan, loss_l1, loss_geometry, loss_mouth]
-        ).detach()
-        if self.dist.enabled:
-            dist.all_reduce(values)
-            values /= self.dist.world
-        return dict(zip(LOSS_KEYS, values.float().cpu().tolist())), fake.detach(), landmarks.detach()
+        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -273,14 +416,16 @@ class Trainer:
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
     # ------------------------------------------------------------------ outputs
-    def _summary_writer(self):
+    def _summary_writer(self):  # noqa: ANN202
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(str(self.out / "tb"), purge_step=self.step + 1 if self.step else None)
 
-    def _log(self, record: dict[str, float], writer, bar) -> None:
-        with open(self.out / METRICS_FILE, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+    def _log(self, record: dict[str, float], writer, bar) -> None:  # noqa: ANN001
+        try:
+            append_metrics(self.out, record)
+        except OSError as exc:
+            raise UserError(f"cannot append to the metrics ({exc.strerror})", self.out / "metrics.jsonl") from None
         if writer is not None and (self.step % self.run.train.log_interval == 0 or self.step == self.stop):
             for key in (*LOSS_KEYS, "lr", "seconds"):
                 writer.add_scalar(f"train/{key}", record[key], self.step)
@@ -293,47 +438,56 @@ class Trainer:
         )
         bar.update(1)
 
-    def _write_images(
-        self, batch: dict[str, torch.Tensor], fake: torch.Tensor, landmarks: torch.Tensor, writer
-    ) -> None:
+    def _write_images(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor, writer) -> None:  # noqa: ANN001
         grid = image_grid(batch["reference"], fake, batch["target"], landmarks, batch["landmarks"])
         path = self.out / "images" / f"step_{self.step:07d}.png"
-        with atomic_path(path) as tmp:
-            cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        try:
+            with atomic_path(path) as tmp:
+                if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+                    raise OSError(f"cannot write {tmp}")
+        except OSError as exc:
+            raise UserError(f"cannot write the image grid ({exc.strerror or exc})", path) from None
         if writer is not None:
             writer.add_image("train/reference|generated|target|landmarks", grid, self.step, dataformats="HWC")
 
-    def _trim_metrics(self) -> None:
-        """On resume, drop metric lines of steps after the checkpoint (they will be recomputed)."""
-        path = self.out / METRICS_FILE
-        if not path.exists():
-            return
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["step"] <= self.step]
-        if len(kept) != len(lines):
-            with atomic_path(path) as tmp:
-                tmp.write_text("".join(ln + "\n" for ln in kept))
-
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, final: bool = False) -> None:
-        """Training checkpoint (+ release checkpoint RUN/latest, and RUN/final at the end); rank 0 writes."""
-        if self.dist.main:
-            from safetensors.torch import save_file
+        """Training checkpoint (+ release checkpoint RUN/latest, and RUN/final at the end); rank 0 writes.
 
+        A write that fails (disk full, ...) is a UserError; the previous checkpoint stays as it was (atomic)."""
+        from safetensors import SafetensorError
+
+        if self.dist.main:
             ckpt_dir = self.out / CHECKPOINTS_DIR / f"step_{self.step:07d}"
-            with atomic_dir(ckpt_dir) as tmp:
-                save_file(cpu_state(self.model), str(tmp / "model.safetensors"))
-                save_file(cpu_state(self.disc), str(tmp / "discriminator.safetensors"))
-                torch.save(self._training_state(), tmp / "state.pt")
-                write_json(tmp / RUN_FILE, {"config": dataclasses.asdict(self.run), "step": self.step})
-            self._prune_checkpoints()
-            extra = self._release_meta()
-            card = model_card(self.run, extra, sorted(self.references))
-            save_pretrained(self.model, self.out / "latest", self.references, extra=extra, readme=card)
-            if final:
-                save_pretrained(self.model, self.out / "final", self.references, extra=extra, readme=card)
+            try:
+                self._write_training_checkpoint(ckpt_dir)
+                self._prune_checkpoints()
+                self._write_release(final)
+            except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save and safetensors wrap OSErrors
+                reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:160]
+                raise UserError(
+                    f"cannot save the step {self.step} checkpoint ({reason}); the previous checkpoint is intact",
+                    ckpt_dir,
+                ) from None
+        self.saved_step = self.step
         if self.dist.enabled:
             dist.barrier()
+
+    def _write_training_checkpoint(self, ckpt_dir: Path) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_dir(ckpt_dir) as tmp:
+            save_file(cpu_state(self.model), str(tmp / "model.safetensors"))
+            save_file(cpu_state(self.disc), str(tmp / "discriminator.safetensors"))
+            torch.save(self._training_state(), tmp / "state.pt")
+            write_json(tmp / RUN_FILE, {"config": dataclasses.asdict(self.run), "step": self.step})
+
+    def _write_release(self, final: bool) -> None:
+        extra = self._release_meta()
+        card = model_card(self.run, extra, sorted(self.references))
+        save_pretrained(self.model, self.out / "latest", self.references, extra=extra, readme=card)
+        if final:
+            save_pretrained(self.model, self.out / "final", self.references, extra=extra, readme=card)
 
     def _release_meta(self) -> dict[str, Any]:
         meta = self.data.dataset.meta
@@ -351,7 +505,6 @@ class Trainer:
         }
 
     def _training_state(self) -> dict[str, Any]:
-        np_state = np.random.get_state()
         return {
             "step": self.step,
             "wall_seconds": self.wall_seconds,
@@ -359,12 +512,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "scaler_g": self.scaler_g.state_dict(),
             "scaler_d": self.scaler_d.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": rng_state(),
             # the data order is a pure function of these (see training/data.py)
             "data": {
                 "seed": self.run.train.seed,
@@ -382,30 +530,27 @@ class Trainer:
             self.model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors"), device=str(self.device)))
             self.disc.load_state_dict(load_file(str(ckpt_dir / "discriminator.safetensors"), device=str(self.device)))
             state = torch.load(ckpt_dir / "state.pt", map_location=self.device, weights_only=True)
-        except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+            self._restore_training_state(state)
+        except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise UserError(
                 f"cannot resume from this checkpoint ({str(exc).splitlines()[0][:160]})", ckpt_dir
             ) from None
+        self.saved_step = self.step
+        log.info("resumed from %s (step %d)", ckpt_dir, self.step)
+
+    def _restore_training_state(self, state: dict[str, Any]) -> None:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
-        rng = state["rng"]
-        random.setstate(_as_tuple(rng["python"]))
-        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
-        torch.set_rng_state(rng["torch"].cpu())
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        restore_rng_state(state["rng"])
         data = state["data"]
         if data["num_frames"] != len(self.data) or data["global_batch"] != self.run.train.batch_size:
             log.warning("the dataset or batch size changed since the checkpoint: the data order will differ")
         self.step = int(state["step"])
         self.wall_seconds = float(state.get("wall_seconds", 0.0))
-        log.info("resumed from %s (step %d)", ckpt_dir, self.step)
 
     def _prune_checkpoints(self) -> None:
-        import shutil
-
         for old in list_checkpoints(self.out)[: -self.run.train.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -433,7 +578,3 @@ def image_grid(
                 cv2.circle(marked, (int(round(x)), int(round(y))), max(1, size // 128), colour, -1)
         out.append(np.concatenate([img(reference[i]), img(fake[i]), img(target[i]), marked], axis=1))
     return np.concatenate(out, axis=0)
-
-
-def _as_tuple(value: Any) -> Any:
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
