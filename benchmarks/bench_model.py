@@ -19,6 +19,7 @@ import torch
 
 from apb2face.config import load
 from apb2face.models.apb2face import APB2Face
+from apb2face.models.config import ModelConfig
 from apb2face.models.profile import model_report, time_call
 from apb2face.training.config import RunConfig
 
@@ -39,11 +40,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load(RunConfig, args.config).model
-    report = model_report(config)
     print(
         f"config {args.config}: {config.image_size}x{config.image_size}, generator {config.generator}, "
         f"torch {torch.__version__}, {args.threads} threads, device {args.device}, cpu count {os.cpu_count()}"
     )
+    print_sizes(config)
+    device = torch.device(args.device)
+    model = APB2Face(config).eval().to(device)
+    for batch in (int(b) for b in args.batches.split(",")):
+        time_batch(model, batch, device, args.warmup, args.repeats)
+
+
+def print_sizes(config: ModelConfig) -> None:
+    """Parameters and GMAC per module, and the inference total."""
+    report = model_report(config)
     for row in report["modules"]:
         print(f"  {row['name']:<10} params {row['params']:>10,}  GMAC {row['gmac']:.3f}")
     inf = report["inference"]
@@ -52,31 +62,31 @@ def main() -> None:
         f"{report['discriminator']['params']:,} params)"
     )
 
-    device = torch.device(args.device)
-    model = APB2Face(config).eval().to(device)
-    s = config.image_size
-    for batch in (int(b) for b in args.batches.split(",")):
-        g = torch.Generator().manual_seed(0)
-        ref = (torch.rand(batch, 3, s, s, generator=g) * 2 - 1).to(device)
-        audio = torch.randn(batch, 1, config.audio_window, config.num_audio_features, generator=g).to(device)
-        pose = (torch.randn(batch, 3, generator=g) * 10).to(device)
-        eyes = torch.rand(batch, 2, generator=g).to(device)
-        with torch.inference_mode():
-            features = model.encode_reference(ref[:1])
-            runs = {
-                "full forward": functools.partial(model, ref, audio, pose, eyes),
-                "cached reference": functools.partial(render_cached, model, features, audio, pose, eyes),
-            }
-            for name, fn in runs.items():
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                times = time_call(fn, args.warmup, args.repeats)
-                # CPU time / wall time ~= threads when the machine is otherwise idle; lower means contention
-                busy = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-                med = statistics.median(times)
-                print(
-                    f"batch {batch:>2} {name:<17}: median {med * 1000:8.1f} ms/batch (min {min(times) * 1000:.1f}) "
-                    f"-> {batch / med:6.2f} frames/s  [cpu/wall {busy:.2f}]"
-                )
+
+def time_batch(model: APB2Face, batch: int, device: torch.device, warmup: int, repeats: int) -> None:
+    """Print the median time of the full forward and of the cached-reference path at one batch size."""
+    config, s = model.config, model.config.image_size
+    g = torch.Generator().manual_seed(0)
+    ref = (torch.rand(batch, 3, s, s, generator=g) * 2 - 1).to(device)
+    audio = torch.randn(batch, 1, config.audio_window, config.num_audio_features, generator=g).to(device)
+    pose = (torch.randn(batch, 3, generator=g) * 10).to(device)
+    eyes = torch.rand(batch, 2, generator=g).to(device)
+    with torch.inference_mode():
+        features = model.encode_reference(ref[:1])
+        runs = {
+            "full forward": functools.partial(model, ref, audio, pose, eyes),
+            "cached reference": functools.partial(render_cached, model, features, audio, pose, eyes),
+        }
+        for name, fn in runs.items():
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            times = time_call(fn, warmup, repeats)
+            # CPU time / wall time ~= threads when the machine is otherwise idle; lower means contention
+            busy = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+            med = statistics.median(times)
+            print(
+                f"batch {batch:>2} {name:<17}: median {med * 1000:8.1f} ms/batch (min {min(times) * 1000:.1f}) "
+                f"-> {batch / med:6.2f} frames/s  [cpu/wall {busy:.2f}]"
+            )
 
 
 if __name__ == "__main__":

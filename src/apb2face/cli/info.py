@@ -20,21 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from apb2face.config import load
-    from apb2face.errors import UserError
-    from apb2face.models.modeling import load_config
     from apb2face.models.profile import model_report
-    from apb2face.training.config import RunConfig
 
-    if args.checkpoint:
-        if args.overrides:
-            raise UserError("key=value overrides apply to --config only")
-        config, _ = load_config(args.checkpoint)
-        source = f"checkpoint {args.checkpoint}"
-    else:
-        name = args.config or "default"
-        config = load(RunConfig, name, args.overrides).model
-        source = f"config {name}"
+    config, source = _config_and_source(args)
     report = model_report(config)
     report["source"] = source
     if args.json:
@@ -44,6 +32,27 @@ def run(args: argparse.Namespace) -> int:
         f"{source}: {config.image_size}x{config.image_size}, generator {config.generator} "
         f"(width {config.generator_width}), audio window {config.audio_window} (+{config.audio_lookahead} ahead)"
     )
+    _print_table(report)
+    return 0
+
+
+def _config_and_source(args: argparse.Namespace):  # noqa: ANN202
+    """The ModelConfig to report on and how to name where it came from."""
+    from apb2face.config import load
+    from apb2face.errors import UserError
+    from apb2face.models.modeling import load_config
+    from apb2face.training.config import RunConfig
+
+    if args.checkpoint:
+        if args.overrides:
+            raise UserError("key=value overrides apply to --config only")
+        config, _ = load_config(args.checkpoint)
+        return config, f"checkpoint {args.checkpoint}"
+    name = args.config or "default"
+    return load(RunConfig, name, args.overrides).model, f"config {name}"
+
+
+def _print_table(report: dict) -> None:
     print(f"{'module':<34}{'params':>12}{'GMAC':>10}")
 
     def show(row: dict, indent: int = 0) -> None:
@@ -57,4 +66,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'inference total (fuser + generator)':<34}{inf['params']:>12,}{inf['gmac']:>10.3f}")
     d = report["discriminator"]
     print(f"{'discriminator (training only)':<34}{d['params']:>12,}{d['gmac']:>10.3f}")
-    return 0

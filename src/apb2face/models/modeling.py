@@ -200,7 +200,13 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
     weights = _weights_file(directory)
     _check_weight_shapes(weights, expected_shapes(config))
     state = _read_tensors(weights)
-    target = model.state_dict()
+    model.load_state_dict(_warm_start_state(model.state_dict(), state, weights), strict=True)
+
+
+def _warm_start_state(
+    target: dict[str, torch.Tensor], state: dict[str, torch.Tensor], weights: Path
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors fitted to the model's state dict `target` (see `warm_start`)."""
     missing = sorted(key for key in set(target) - set(state) if target[key].any())
     if missing:
         raise UserError(f"cannot warm-start: {len(missing)} weights missing (e.g. {missing[0]})", weights)
@@ -209,12 +215,7 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
         old = state.get(key, new)
         if old.shape == new.shape:
             merged[key] = old
-        elif (
-            old.dim() == 4
-            and old.shape[0] == new.shape[0]
-            and old.shape[2:] == new.shape[2:]
-            and old.shape[1] < new.shape[1]
-        ):
+        elif _widened(tuple(old.shape), tuple(new.shape)):
             widened = torch.zeros_like(new)
             widened[:, : old.shape[1]] = old
             merged[key] = widened
@@ -222,7 +223,7 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
             raise UserError(
                 f"cannot warm-start: {key} has shape {tuple(old.shape)}, the model needs {tuple(new.shape)}", weights
             )
-    model.load_state_dict(merged, strict=True)
+    return merged
 
 
 def load_references(directory: str | Path, raw: dict[str, Any]) -> dict[str, np.ndarray]:

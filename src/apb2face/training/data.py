@@ -53,6 +53,21 @@ class FrameDataset(TorchDataset):
         reference_mouth_quantile: float = 1.0,
     ) -> None:
         self.dataset = Dataset(root)
+        self._check_meta(config)
+        self.config = config
+        self.seed = seed
+        self.fps = self.dataset.meta.fps
+        self.source_size = self.dataset.meta.image_size
+        self.clips = self._load_clips(split)
+        self._index_frames(reference_mouth_quantile)
+        self._frames: dict[int, np.ndarray] = {}
+        self._perm_epoch = -1
+        self._perm = np.zeros(0, np.int64)
+        log.info(
+            "training data: %d frames in %d clips of %d identities", len(self), len(self.clips), len(self.identities)
+        )
+
+    def _check_meta(self, config: ModelConfig) -> None:
         meta = self.dataset.meta
         if meta.landmark_scheme != GEOMETRY_SCHEME:
             raise UserError(
@@ -65,19 +80,18 @@ class FrameDataset(TorchDataset):
                 f"{config.image_size} px (train at model.image_size={meta.image_size} or lower)",
                 self.dataset.root / "dataset.json",
             )
+
+    def _load_clips(self, split: str) -> list[ClipArrays]:
+        """The split's clips with frames (frames stay on disk; features, landmarks, pose, eyes in memory)."""
         records = self.dataset.clips(split)
         if not records:
             raise UserError(f"dataset has no {split!r} clips", self.dataset.root / "dataset.json")
-        self.config = config
-        self.seed = seed
-        self.fps = meta.fps
-        self.source_size = meta.image_size
-        self.clips: list[ClipArrays] = []
+        clips = []
         for record in records:
             clip = self.dataset.load_clip(record)
             if len(clip.frames) == 0:
                 continue
-            self.clips.append(
+            clips.append(
                 ClipArrays(
                     key=record.key,
                     identity=record.identity,
@@ -89,25 +103,22 @@ class FrameDataset(TorchDataset):
                     mouth=np.array([mouth_opening(p) for p in clip.landmarks], dtype=np.float32),
                 )
             )
-        if not self.clips:
+        if not clips:
             raise UserError(f"dataset has no frames in split {split!r}", self.dataset.root / "dataset.json")
-        # flat frame index -> (clip, frame); frames of each identity for reference sampling
+        return clips
+
+    def _index_frames(self, reference_mouth_quantile: float) -> None:
+        """Flat frame index -> (clip, frame), and each identity's frames and reference pool."""
         self.clip_of = np.concatenate([np.full(len(c.pose), i, np.int64) for i, c in enumerate(self.clips)])
         self.frame_of = np.concatenate([np.arange(len(c.pose), dtype=np.int64) for c in self.clips])
         self.identities = sorted({c.identity for c in self.clips})
-        by_identity = {name: [] for name in self.identities}
+        by_identity: dict[str, list[np.ndarray]] = {name: [] for name in self.identities}
         for i, c in enumerate(self.clips):
             by_identity[c.identity].append(np.flatnonzero(self.clip_of == i))
         self.identity_frames = {k: np.concatenate(v) for k, v in by_identity.items()}
         self.reference_frames = {
             k: self._closed_mouth(v, reference_mouth_quantile) for k, v in self.identity_frames.items()
         }
-        self._frames: dict[int, np.ndarray] = {}
-        self._perm_epoch = -1
-        self._perm = np.zeros(0, np.int64)
-        log.info(
-            "training data: %d frames in %d clips of %d identities", len(self), len(self.clips), len(self.identities)
-        )
 
     def __len__(self) -> int:
         return len(self.clip_of)
