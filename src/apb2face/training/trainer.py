@@ -18,14 +18,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -52,47 +50,14 @@ from apb2face.training.checkpoint import (
 )
 from apb2face.training.config import RunConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
+from apb2face.training.distributed import Distributed
+from apb2face.training.images import image_grid
 from apb2face.training.losses import LOSS_KEYS, lsgan, mouth_l1
 from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
 log = logging.getLogger(__name__)
 
 Batch = dict[str, torch.Tensor]
-
-
-@dataclasses.dataclass
-class Distributed:
-    """This process's place in a torchrun job (RANK, WORLD_SIZE, LOCAL_RANK); one process without torchrun."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    def __post_init__(self) -> None:
-        if self.world < 1 or not 0 <= self.rank < self.world or self.local_rank < 0:
-            raise UserError(
-                f"invalid torchrun environment: RANK={self.rank}, WORLD_SIZE={self.world}, "
-                f"LOCAL_RANK={self.local_rank}"
-            )
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> Distributed:
-        try:
-            return cls(
-                rank=int(os.environ.get("RANK", 0)),
-                world=int(os.environ.get("WORLD_SIZE", 1)),
-                local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-            )
-        except ValueError:
-            raise UserError("invalid torchrun environment: RANK, WORLD_SIZE and LOCAL_RANK must be integers") from None
 
 
 class Trainer:
@@ -553,28 +518,3 @@ class Trainer:
     def _prune_checkpoints(self) -> None:
         for old in list_checkpoints(self.out)[: -self.run.train.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def image_grid(
-    reference: torch.Tensor,
-    fake: torch.Tensor,
-    target: torch.Tensor,
-    landmarks: torch.Tensor,
-    target_landmarks: torch.Tensor,
-    rows: int = 4,
-) -> np.ndarray:
-    """Rows of [reference | generated | target | target with true (red) and predicted (green) landmarks]."""
-    n = min(rows, reference.shape[0])
-
-    def img(t: torch.Tensor) -> np.ndarray:
-        return ((t.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-
-    size = reference.shape[-1]
-    out = []
-    for i in range(n):
-        marked = np.ascontiguousarray(img(target[i]))
-        for pts, colour in ((target_landmarks[i], (255, 0, 0)), (landmarks[i], (0, 255, 0))):
-            for x, y in pts.detach().float().cpu().numpy() * size:
-                cv2.circle(marked, (int(round(x)), int(round(y))), max(1, size // 128), colour, -1)
-        out.append(np.concatenate([img(reference[i]), img(fake[i]), img(target[i]), marked], axis=1))
-    return np.concatenate(out, axis=0)
