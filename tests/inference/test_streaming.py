@@ -211,7 +211,6 @@ def demo_checkpoint() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
-CLOSED_MOUTH_MAX = 0.10  # mouth_opening (inner-lip gap / mouth width) of a closed mouth, without dataset frames
 # spread of mouth_opening read by mediapipe on generated 128 px faces whose pixels do not move (<= 0.5 grey levels):
 # up to 0.04 frame to frame on the demo model, so openings are compared with this allowance
 DETECTOR_NOISE = 0.03
@@ -229,9 +228,9 @@ def upscaled_mesh(mesh, image: np.ndarray) -> np.ndarray | None:
     return None if found is None else found / 2
 
 
-def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, float, str]:
+def closed_mouth_range(identity: str, dataset: Path) -> tuple[float, float, str]:
     """The identity's closed-mouth openings as the face mesh reads them: (median, 95th percentile) over its quiet
-    training frames (audio RMS in the clip's lowest fifth) when the data is on disk, else a generic bound.
+    training frames (audio RMS in the clip's lowest fifth).
 
     Read with the same detector, on the same kind of image, as the generated frames: mediapipe reads some synth
     people's closed lips as parted (id02/id04 show teeth between closed lips: 0.17-0.20 on their real quiet frames,
@@ -240,8 +239,6 @@ def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, floa
     from apb2face.data.face import FaceMesh, mouth_opening
     from apb2face.data.format import Dataset
 
-    if dataset is None or not (dataset / "dataset.json").is_file():
-        return CLOSED_MOUTH_MAX, CLOSED_MOUTH_MAX, "generic bound"
     data = Dataset(dataset)
     quiet = []
     with FaceMesh(video=False) as mesh:
@@ -252,13 +249,31 @@ def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, floa
                 found = upscaled_mesh(mesh, np.asarray(clip.frames[i]))
                 if found is not None:
                     quiet.append(mouth_opening(found))
-    if len(quiet) < 10:
-        return CLOSED_MOUTH_MAX, CLOSED_MOUTH_MAX, "generic bound"
+    assert len(quiet) >= 10, f"{identity}: only {len(quiet)} quiet frames with a face in {dataset}"
     return (
         float(np.median(quiet)),
         float(np.percentile(quiet, 95)),
         f"face mesh on {len(quiet)} quiet frames of {dataset}",
     )
+
+
+def builtin_data_of(checkpoint: Path, out: Path) -> Path:
+    """The checkpoint's built-in training people, rendered again from the `apb2face synth` recipe in its model card
+    (the same seed, counts and size give the same people and sentences), so that each person's closed-mouth range is
+    read from the frames the model learned from, on any machine."""
+    import re
+
+    from apb2face.cli.main import main
+
+    card = (checkpoint / "README.md").read_text()
+    recipe = re.search(
+        r"apb2face synth \S+ (--identities \d+) (--clips-per-identity \d+) (--size \d+) (--seed \d+)", card
+    )
+    if recipe is None:
+        pytest.skip(f"{checkpoint / 'README.md'} records no `apb2face synth` recipe to rebuild its training people")
+    args = [arg for group in recipe.groups() for arg in group.split()]
+    assert main(["synth", "--out", str(out), *args, "--no-videos"]) == 0
+    return out
 
 
 # A quality check of the trained demo model (about a minute), so it runs with the slow set (RUN_SLOW=1).
@@ -267,7 +282,7 @@ def closed_mouth_range(identity: str, dataset: Path | None) -> tuple[float, floa
     demo_checkpoint() is None,
     reason="needs the trained demo checkpoint (package data): silence behaviour is a property of a trained model",
 )
-def test_silence_gives_a_closed_still_mouth():
+def test_silence_gives_a_closed_still_mouth(tmp_path: Path):
     from apb2face.data.synth.speech import synthesize
     from apb2face.models.modeling import load_config
 
@@ -275,6 +290,8 @@ def test_silence_gives_a_closed_still_mouth():
     dataset = os.environ.get("APB2FACE_DEMO_DATA") or load_config(checkpoint)[1].get("meta", {}).get("dataset")
     if dataset and not Path(dataset).is_absolute():  # checkpoints record the dataset's name: look under data/
         dataset = str(REPO / "data" / dataset)
+    if not dataset or not (Path(dataset) / "dataset.json").is_file():
+        dataset = str(builtin_data_of(checkpoint, tmp_path / "builtin"))
     pipe = APB2FacePipeline.from_pretrained(checkpoint, backend="onnx")
     speech = synthesize("Hello there, how are you doing today?").audio
     pcm = np.concatenate([speech, np.zeros(3 * A.SAMPLE_RATE, np.float32), speech])
@@ -290,12 +307,12 @@ def test_silence_gives_a_closed_still_mouth():
 
 
 def silence_problems(
-    pipe: APB2FacePipeline, identity: str, pcm: np.ndarray, silent: tuple[float, float], dataset: str | None
+    pipe: APB2FacePipeline, identity: str, pcm: np.ndarray, silent: tuple[float, float], dataset: str
 ) -> list[str]:
     """What is wrong with `identity`'s mouth during the `silent` stretch of `pcm` (empty: closed and still)."""
     from apb2face.data.face import FaceMesh, mouth_opening
 
-    closed_median, closed_max, source = closed_mouth_range(identity, Path(dataset) if dataset else None)
+    closed_median, closed_max, source = closed_mouth_range(identity, Path(dataset))
     frames = push_in_chunks(StreamingSession(pipe, identity, seed=0), pcm, [320])
     quiet_frames = [f.image for f in frames if silent[0] <= f.timestamp <= silent[1]]
     assert len(quiet_frames) >= 40
