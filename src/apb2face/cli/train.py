@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         fit_schedule=args.fit_schedule,
     )
     last = trainer.setup().fit()
-    if trainer.stopped_by:
+    if trainer.stopped_by and trainer.step < trainer.stop:  # a signal on the last step found the run complete
         print(
             f"stopped by {trainer.stopped_by} at step {trainer.step} (checkpoint saved); "
             f"continue with the same command plus --resume"

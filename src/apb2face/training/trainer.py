@@ -253,7 +253,7 @@ class Trainer:
                     self._write_images(batch, fake, landmarks, writer)
             if self.step % self.run.train.ckpt_interval == 0 or self.step == self.stop or interrupted:
                 self.wall_seconds = wall_base + time.perf_counter() - loop_t0
-                self.save_checkpoint(final=self.step == self.stop and not interrupted)
+                self.save_checkpoint(final=self.step == self.stop)  # a stop signal on the last step still ends it
             if interrupted:
                 break
             tick = time.perf_counter()
