@@ -31,6 +31,7 @@ REGIONS = ("face", "mouth")
 SUBNASALE, RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 2, 33, 263
 PASTE_POINTS: tuple[int, ...] = (*FACE_OVAL, SUBNASALE, RIGHT_EYE_OUTER, LEFT_EYE_OUTER)
 NUM_OVAL = len(FACE_OVAL)
+MASK_WORK_SIDE = 192  # px: masks and colour statistics are computed at about this size, whatever the face's
 
 
 @dataclass(frozen=True)
@@ -126,17 +127,29 @@ def warp_crop(crop: np.ndarray, box: CropBox, roi: Roi) -> np.ndarray:
 
 def region_mask(points: np.ndarray, box: CropBox, roi: Roi, config: ComposeConfig) -> np.ndarray:
     """The feathered blending mask over the ROI, float32 in [0, 1], from `PASTE_POINTS` landmarks in frame pixels
-    (P, 2+)."""
+    (P, 2+). Built at a working resolution of about MASK_WORK_SIDE px (the mask is smooth: a 1080p face costs what
+    a 256 px one does) and scaled up to the ROI."""
     shape = (roi.y1 - roi.y0, roi.x1 - roi.x0)
-    core = hull_mask(points[:NUM_OVAL, :2] - (roi.x0, roi.y0), shape)
-    erode = int(round(config.erode * box.side))
-    if erode > 0:
-        core = cv2.erode(core, _disk(erode))
-    mask = core.astype(np.float32)
+    scale = min(1.0, MASK_WORK_SIDE / max(shape))
+    small = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
+    local = (points[:, :2] - (roi.x0, roi.y0)) * scale
+    side = box.side * scale
+    core = erode(hull_mask(local[:NUM_OVAL], small), config.erode * side).astype(np.float32)
     if config.region == "mouth":
         # the hard edge sits two feather sigmas below the line, so the blend above the line is under 2.3 %
-        mask *= below_line(points, roi, shape, (config.mouth_offset + 2 * config.feather) * box.side)
-    return feather(mask, config.feather * box.side)
+        core *= below_line(local, small, (config.mouth_offset + 2 * config.feather) * side)
+    mask = feather(core, config.feather * side)
+    if small != shape:
+        mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return mask
+
+
+def erode(mask: np.ndarray, radius: float) -> np.ndarray:
+    """uint8 (0/1) mask shrunk by `radius` px (a Euclidean distance transform: any radius at one cost)."""
+    if radius < 0.5:
+        return mask
+    inside = cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return (inside > radius).astype(np.uint8)
 
 
 def hull_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -147,15 +160,16 @@ def hull_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def below_line(points: np.ndarray, roi: Roi, shape: tuple[int, int], offset: float) -> np.ndarray:
+def below_line(points: np.ndarray, shape: tuple[int, int], offset: float) -> np.ndarray:
     """1 below the line through the subnasale point perpendicular to the face's vertical axis (the eye line's
-    normal, so a rolled head keeps its eyes), 0 above; float32 of `shape`."""
+    normal, so a rolled head keeps its eyes), moved `offset` px down it; 0 above. `points` (PASTE_POINTS) are in
+    the coordinates of an image of `shape`; float32 of `shape`."""
     across = points[-1, :2] - points[-2, :2]  # right eye outer corner -> left eye outer corner
     across = across / max(float(np.linalg.norm(across)), 1e-6)
     down = np.array([-across[1], across[0]])  # image y grows downwards: the eye line turned by +90 degrees
     if down[1] < 0:
         down = -down
-    origin = points[-3, :2] - (roi.x0, roi.y0) + offset * down
+    origin = points[-3, :2] + offset * down
     ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     return (((xs - origin[0]) * down[0] + (ys - origin[1]) * down[1]) >= 0).astype(np.float32)
 
@@ -168,14 +182,11 @@ def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(mask.astype(np.float32), (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
 
 
-def _disk(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-
-
 class ColourMatcher:
     """Per-frame colour transfer of the generated face to the real skin around it: mean and std per Lab channel in
     a band along the inside of the mask edge (skin in both images), as an exponential moving average over frames so
-    the correction does not flicker. `reset()` at a cut (a run of frames without a face)."""
+    the correction does not flicker. The statistics are read at the mask's working resolution and the correction
+    is applied to the model's small crop, before it is scaled up. `reset()` at a cut (frames without a face)."""
 
     def __init__(self, config: ComposeConfig) -> None:
         self.config = config
@@ -184,26 +195,37 @@ class ColourMatcher:
     def reset(self) -> None:
         self._stats = None
 
-    def __call__(self, generated: np.ndarray, real: np.ndarray, mask: np.ndarray, side: float) -> np.ndarray:
+    def update(self, generated: np.ndarray, real: np.ndarray, mask: np.ndarray, side: float) -> bool:
+        """Add one frame's statistics: `generated` and `real` RGB uint8 images of the same place, `mask` the blend
+        mask over them, `side` the box side in their pixels. False when the band is too small to read."""
         band = self.band(mask, side)
         if int(band.sum()) < 16:
-            return generated
-        gen_lab = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB)
-        real_lab = cv2.cvtColor(real, cv2.COLOR_RGB2LAB)
-        stats = np.stack([_mean_std(gen_lab, band), _mean_std(real_lab, band)])
+            return False
+        stats = np.stack([_mean_std(cv2.cvtColor(img, cv2.COLOR_RGB2LAB), band) for img in (generated, real)])
         keep = self.config.colour_smoothing
         self._stats = stats if self._stats is None else keep * self._stats + (1 - keep) * stats
-        (g_mean, g_std), (r_mean, r_std) = self._stats
+        return True
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """`image` (RGB uint8, any size) with the current correction; unchanged before the first update."""
+        if self._stats is None:
+            return image
+        (g_mean, g_std), (r_mean, r_std) = self._stats.astype(np.float32)
         limit = self.config.max_std_ratio
-        gain = np.clip(r_std / np.maximum(g_std, 1e-3), 1 / limit, limit).astype(np.float32)
-        out = (gen_lab.astype(np.float32) - g_mean.astype(np.float32)) * gain + r_mean.astype(np.float32)
+        gain = np.clip(r_std / np.maximum(g_std, 1e-3), 1 / limit, limit)
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+        out = (lab - g_mean) * gain + r_mean
         return cv2.cvtColor(np.clip(out + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+    def __call__(self, generated: np.ndarray, real: np.ndarray, mask: np.ndarray, side: float) -> np.ndarray:
+        """`generated` matched to `real` in one step (update + apply)."""
+        self.update(generated, real, mask, side)
+        return self.apply(generated)
 
     def band(self, mask: np.ndarray, side: float) -> np.ndarray:
         """uint8 (0/1) band of width colour_band x side inside the mask's half-level edge."""
         core = (mask >= 0.5).astype(np.uint8)
-        width = max(1, int(round(self.config.colour_band * side)))
-        return core - cv2.erode(core, _disk(width))
+        return core - erode(core, max(1.0, self.config.colour_band * side))
 
 
 def _mean_std(image: np.ndarray, band: np.ndarray) -> np.ndarray:
@@ -226,13 +248,17 @@ def paste(
         return Pasted(roi, np.zeros((0, 0), np.float32))
     mask = region_mask(points, box, roi, config)
     real = roi.view(frame)
-    generated = warp_crop(crop, box, roi)
     if colour is not None and config.colour_match:
-        generated = colour(generated, real, mask, box.side)
-    alpha = mask[..., None]
-    blended = real.astype(np.float32)
-    blended += (generated.astype(np.float32) - blended) * alpha
-    real[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        # statistics at the working resolution, the correction on the small crop
+        scale = min(1.0, MASK_WORK_SIDE / max(mask.shape))
+        small = (max(1, round(mask.shape[1] * scale)), max(1, round(mask.shape[0] * scale)))
+        shrink = (lambda image: cv2.resize(image, small, interpolation=cv2.INTER_AREA)) if scale < 1 else np.asarray
+        small_box = CropBox((box.cx - roi.x0) * scale, (box.cy - roi.y0) * scale, box.side * scale)
+        small_roi = Roi(0, 0, small[0], small[1])
+        colour.update(warp_crop(crop, small_box, small_roi), shrink(real), shrink(mask), box.side * scale)
+        crop = colour.apply(crop)
+    generated = warp_crop(crop, box, roi)
+    real[...] = cv2.blendLinear(generated, real, mask, 1.0 - mask)
     return Pasted(roi, mask)
 
 
