@@ -4,6 +4,11 @@ Writes an H.264 MP4 with the driving audio muxed as AAC; the video is as long as
 pose and blinks come from --pose/--blink files (CSV or .npy, one row per frame at 25 fps: yaw,pitch,roll degrees /
 left,right openness 0..1), from a --driving video, or from the natural-motion generator (blinks every 2-6 s,
 gentle head sway), in that order of precedence.
+
+With --full-frame the --driving video itself is re-voiced: the output has the video's resolution and frame rate,
+each frame the original with the face (--region face) or the lower face (--region mouth) replaced by the generated
+one; the video plays forward and backward while the new audio lasts; frames without a face pass through; the new
+audio replaces the old (--mix keeps the old under it). See docs/full-frame.md.
 """
 
 from __future__ import annotations
@@ -70,6 +75,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="frames per model call (default: 16)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_backend_arguments(parser)
+    full = parser.add_argument_group("full frame (re-voice the --driving video)")
+    full.add_argument(
+        "--full-frame",
+        action="store_true",
+        help="write the --driving video at its own size and frame rate with the generated face pasted in",
+    )
+    full.add_argument(
+        "--region",
+        choices=("face", "mouth"),  # apb2face.inference.compose.REGIONS (not imported here: --help stays fast)
+        default=None,
+        help="with --full-frame: the whole face, or only the mouth (nose down; the real eyes stay) (default: face)",
+    )
+    full.add_argument("--mix", action="store_true", help="with --full-frame: keep the video's own audio under the new")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.max_seconds > 0:
         raise UserError(f"--max-seconds must be positive, got {args.max_seconds:g}")
     check_not_an_input(args.out, args.audio, args.driving, args.pose, args.blink, args.reference)
+    check_full_frame(args)
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend, int8=args.int8)
     if args.text is not None:
         from apb2face.data.synth.speech import synthesize
@@ -95,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         audio, sample_rate = speech.audio, speech.sample_rate
     else:
         audio, sample_rate = args.audio, None
+    if args.full_frame:
+        return full_frame(args, pipe, audio, sample_rate)
     driving_audio, _motion, batches = pipe.generate(
         args.reference,
         audio,
@@ -134,5 +155,58 @@ def run(args: argparse.Namespace) -> int:
         args.size or pipe.image_size,
         args.size or pipe.image_size,
         len(driving_audio.audio) / driving_audio.sample_rate,
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ --full-frame
+
+
+def check_full_frame(args: argparse.Namespace) -> None:
+    """The full-frame flags go together: --region/--mix need --full-frame, which needs --driving and takes the
+    video's own size, rate and motion (no --size, --pose, --blink)."""
+    if not args.full_frame:
+        if args.region is not None or args.mix:
+            raise UserError("--region and --mix need --full-frame")
+        return
+    if args.driving is None:
+        raise UserError("--full-frame needs --driving VIDEO (the video to re-voice)")
+    for flag, value in (("--size", args.size), ("--pose", args.pose), ("--blink", args.blink)):
+        if value is not None:
+            raise UserError(f"{flag} cannot be used with --full-frame (the video gives the size, pose and blinks)")
+
+
+def full_frame(args: argparse.Namespace, pipe: object, audio: object, sample_rate: int | None) -> int:
+    """Re-voice --driving with the audio (apb2face.inference.revoice), with a progress bar."""
+    from tqdm import tqdm
+
+    from apb2face.inference.compose import ComposeConfig
+    from apb2face.inference.revoice import RevoiceConfig, revoice
+
+    config = RevoiceConfig(
+        compose=ComposeConfig(region=args.region or "face"),
+        mix=args.mix,
+        batch_size=args.batch_size,
+        max_seconds=args.max_seconds,
+    )
+    progress = tqdm(desc="re-voice", unit="frame", leave=False, delay=0.5, disable=None)
+    try:
+        with output_errors(args.out):
+            report = revoice(
+                pipe, args.reference, args.driving, audio, args.out, config, sample_rate=sample_rate,
+                progress=progress.update,
+            )  # fmt: skip
+    finally:
+        progress.close()
+    log.info(
+        "wrote %s: %d frames at %g fps, %dx%d; %d of %d video frames had a face, %d output frames passed through",
+        args.out,
+        report.frames,
+        report.fps,
+        report.size[1],
+        report.size[0],
+        report.faces_found,
+        report.source_frames,
+        report.passed_through,
     )
     return 0

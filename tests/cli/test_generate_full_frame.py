@@ -1,0 +1,66 @@
+"""`apb2face generate --full-frame`: a video re-voiced at its own size and rate; flags that do not go together and
+videos without a face end in one line and exit code 2, with no output file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from apb2face.cli.main import main
+from apb2face.data.video import probe
+from tests.inference.helpers import speech, write_wav
+from tests.inference.test_revoice import background, face_frames, write_video
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("full_frame")
+    audio, rate = speech()
+    return write_video(folder / "talk.mp4", face_frames(25)), write_wav(folder / "new.wav", audio, rate)
+
+
+def test_full_frame_writes_the_video_at_its_own_size(tiny_checkpoint: Path, inputs, tmp_path: Path) -> None:
+    video, wav = inputs
+    out = tmp_path / "dubbed.mp4"
+    args = ["--reference", "astronaut", "--driving", str(video), "--audio", str(wav), "--full-frame"]
+    rc = main(["generate", *args, "--region", "mouth", "--checkpoint", str(tiny_checkpoint), "--out", str(out)])
+    info = probe(out)
+    assert rc == 0 and (info.width, info.height) == (320, 240) and info.fps == 25.0 and info.has_audio
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--region", "mouth"], "--region and --mix need --full-frame"),
+        (["--mix"], "--region and --mix need --full-frame"),
+        (["--full-frame", "--size", "256"], "--size cannot be used with --full-frame"),
+    ],
+)
+def test_flags_that_do_not_go_together(
+    tiny_checkpoint: Path, inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    video, wav = inputs
+    out = tmp_path / "out.mp4"
+    args = ["--reference", "astronaut", "--driving", str(video), "--audio", str(wav), *extra]
+    rc = main(["generate", *args, "--checkpoint", str(tiny_checkpoint), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0] and not out.exists()
+
+
+def test_full_frame_needs_a_driving_video(tiny_checkpoint: Path, inputs, tmp_path: Path, capsys) -> None:
+    _video, wav = inputs
+    out = tmp_path / "out.mp4"
+    rc = main(["generate", "--reference", "astronaut", "--audio", str(wav), "--full-frame", "--out", str(out)])
+    assert rc == 2 and "--full-frame needs --driving" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_video_without_a_face_is_one_line(tiny_checkpoint: Path, inputs, tmp_path: Path, capsys) -> None:
+    _video, wav = inputs
+    empty = write_video(tmp_path / "empty.mp4", [background()] * 8)
+    out = tmp_path / "out.mp4"
+    args = ["--reference", "astronaut", "--driving", str(empty), "--audio", str(wav), "--full-frame"]
+    rc = main(["generate", *args, "--checkpoint", str(tiny_checkpoint), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no face found in any frame" in err[0] and str(empty) in err[0]
+    assert not out.exists()
