@@ -30,6 +30,8 @@ def test_frames_follow_streamed_speech(demo_server: Server) -> None:
     assert [h["index"] for h, _ in frames] == list(range(expected))  # one frame per 40 ms of audio, in order
     assert [h["t"] for h, _ in frames] == [round(i / 25, 4) for i in range(expected)]
     assert end["frames"] == expected and end["samples"] == len(audio)
+    # each frame's place in the audio this client sent (16 kHz samples), its last one clipped to the audio
+    assert [h["input_sample"] for h, _ in frames] == [min(640 * i, len(audio)) for i in range(expected)]
     latencies = np.array([h["latency_ms"] for h, _ in frames])
     assert (latencies > 0).all() and end["latency_p50_ms"] == pytest.approx(np.percentile(latencies, 50), abs=0.2)
     images = [decode(p) for _, p in frames]
@@ -101,6 +103,7 @@ def test_text_is_spoken_and_silence_idles(demo_server: Server) -> None:
         assert audio_header is not None and audio_header["sample_rate"] == 16000 and len(pcm) > 8000
         start = audio_header["sample"] / 16000
         assert start >= 10 * 0.04  # the speech continues the stream after the idle frames
+        assert all(h["input_sample"] is None for h in idle + frames)  # none of it is the client's audio
         indices = [h["index"] for h in frames]
         assert indices == list(range(indices[0], indices[0] + len(indices)))  # no frame lost or repeated
         ws.send('{"end": true}')

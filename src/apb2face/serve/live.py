@@ -9,7 +9,7 @@ client -> server
             {"end": true}                        render what is left, send {"type": "end", ...} and close
 server -> client
     {"type": "ready", "fps", "size", "sample_rate": 16000, "lookahead_ms", "identity"}
-    binary  pack({"type": "frame", "index", "t", "latency_ms", "format"}, image bytes)
+    binary  pack({"type": "frame", "index", "t", "latency_ms", "format", "input_sample"}, image bytes)
     binary  pack({"type": "audio", "sample", "sample_rate": 16000}, PCM16 of spoken text, to play in sync: frame
             `index` shows stream time t = index / fps, and this audio starts at stream time sample / 16000)
     {"type": "error", "error": message}
@@ -18,6 +18,8 @@ server -> client
 Stream time advances with the audio: 16 kHz samples of microphone audio, of spoken text, and (with "idle") of
 silence fed once no audio has come for `live_idle_ms`, so the face idles (blinks, sway, closed mouth). Latency of a
 frame = when it is sent minus when the audio of its own instant arrived (it includes the model's look-ahead).
+`input_sample` places a frame in the client's own audio: the index, counted at 16 kHz from the first sample the
+client sent, of the frame's instant; null when that instant is silence the server filled in or spoken text.
 """
 
 from __future__ import annotations
@@ -113,23 +115,28 @@ def parse_start(message: Any, identities: list[str]) -> LiveOptions:
 
 
 class ArrivalClock:
-    """When each 16 kHz stream sample arrived (recorded per chunk): the start of a frame's latency."""
+    """For each 16 kHz stream sample: when it arrived, and which sample of the client's own audio it is (None for
+    silence the server filled in and for spoken text). Recorded per chunk."""
 
     def __init__(self) -> None:
         self._ends: list[int] = []
         self._times: list[float] = []
+        self._inputs: list[int | None] = []  # the client's 16 kHz sample count at the end of the chunk
 
-    def add(self, end_sample: int, at: float) -> None:
+    def add(self, end_sample: int, at: float, input_end: int | None) -> None:
         self._ends.append(end_sample)
         self._times.append(at)
+        self._inputs.append(input_end)
         if len(self._ends) > 4096:  # old chunks: frames that far back have all been sent
-            del self._ends[:2048], self._times[:2048]
+            del self._ends[:2048], self._times[:2048], self._inputs[:2048]
 
-    def arrival(self, sample: int) -> float:
+    def lookup(self, sample: int) -> tuple[float, int | None]:
+        """(arrival time, input sample) of stream sample `sample`."""
         if not self._ends:  # frames before any audio (a stream ended at once): their audio is "now"
-            return time.perf_counter()
-        i = bisect.bisect_right(self._ends, sample)
-        return self._times[min(i, len(self._times) - 1)]
+            return time.perf_counter(), None
+        i = min(bisect.bisect_right(self._ends, sample), len(self._ends) - 1)
+        end = self._inputs[i]
+        return self._times[i], None if end is None else max(0, end - (self._ends[i] - sample))
 
 
 class LiveWorker:
@@ -145,6 +152,7 @@ class LiveWorker:
         self.session = engine.streaming_session(options.identity, seed=0)
         self.clock = ArrivalClock()
         self.samples = 0
+        self.input_samples = 0  # of the client's audio, at 16 kHz
         self._resampler = None
         if options.sample_rate != RATE:
             import soxr
@@ -209,14 +217,15 @@ class LiveWorker:
                 return
             if kind == "end":
                 if self._resampler is not None:  # the resampler's last samples
-                    self._push(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True), time.perf_counter())
+                    tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+                    self._push(tail, time.perf_counter(), from_client=True)
                 frames = self.session.finish()
                 self._send_frames(frames)
                 self.emit({"type": "end", "frames": self.session.next_frame, "samples": self.samples})
                 return
             if kind == "pcm":
                 pcm = item[1] if self._resampler is None else self._resampler.resample_chunk(item[1])
-                self._push(pcm, item[2])
+                self._push(pcm, item[2], from_client=True)
             elif kind == "text":
                 self._speak(item[1], item[2])
 
@@ -240,11 +249,13 @@ class LiveWorker:
                 time.sleep(wait)
             self._push(audio[lo : lo + TEXT_BLOCK], due)
 
-    def _push(self, pcm: np.ndarray, arrived: float) -> None:
+    def _push(self, pcm: np.ndarray, arrived: float, from_client: bool = False) -> None:
         if len(pcm) == 0:
             return
         self.samples += len(pcm)
-        self.clock.add(self.samples, arrived)
+        if from_client:
+            self.input_samples += len(pcm)
+        self.clock.add(self.samples, arrived, self.input_samples if from_client else None)
         self._send_frames(self.session.push(pcm))
 
     def _send_frames(self, frames: list) -> None:
@@ -257,17 +268,17 @@ class LiveWorker:
             else:
                 ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
             assert ok
-            arrived = self.clock.arrival(int(round(frame.timestamp * RATE)))
-            self.emit(("frame", frame.index, frame.timestamp, arrived, data.tobytes()))
+            arrived, input_sample = self.clock.lookup(int(round(frame.timestamp * RATE)))
+            self.emit(("frame", frame.index, frame.timestamp, arrived, input_sample, data.tobytes()))
 
 
 def frame_message(item: tuple, fmt: str, latencies: list[float]) -> bytes:
     """Encode a rendered frame at the moment it is sent (its latency ends here)."""
-    _, index, timestamp, arrived, payload = item
+    _, index, timestamp, arrived, input_sample, payload = item
     latency = (time.perf_counter() - arrived) * 1000
     latencies.append(latency)
     header = {"type": "frame", "index": index, "t": round(timestamp, 4), "latency_ms": round(latency, 1)}
-    header["format"] = fmt
+    header.update(format=fmt, input_sample=input_sample)
     return pack(header, payload)
 
 
