@@ -254,3 +254,14 @@ def test_variable_frame_rate_plays_at_its_average_rate(pipe: APB2FacePipeline, t
     report = revoice(pipe, "astronaut", video, speech_wav, out)
     info = probe(out)
     assert abs(info.fps - probe(video).fps) < 0.5 and report.frames == info.num_frames
+
+
+def test_track_smooths_the_pose_that_drives_the_model(tmp_path: Path) -> None:
+    from apb2face.inference.compose import high_pass_jitter
+
+    video = write_video(tmp_path / "talk.mp4", face_frames(30))
+    raw = track_video(video, RevoiceConfig(pose_sigma=0.0))
+    smooth = track_video(video, RevoiceConfig())
+    assert high_pass_jitter(smooth.pose) < 0.6 * high_pass_jitter(raw.pose)
+    assert np.abs(smooth.pose - raw.pose).mean() < 1.0  # degrees: the head still turns where the video's does
+    assert (smooth.eyes == raw.eyes).all()  # blinks are short: never smoothed

@@ -61,6 +61,8 @@ class RevoiceConfig:
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     box_sigma: float = 2.0  # frames: centred Gaussian on the crop box centre track
     side_sigma: float = 4.0  # frames: the same on the box side (size changes show more than small shifts)
+    pose_sigma: float = 1.5  # frames: on the measured head pose that drives the model (PnP noise makes the
+    # generated head tremble; blinks are left unsmoothed, they last only 4-6 frames)
     mix: bool = False  # keep the video's own audio under the new one
     mix_gain: float = 0.3  # its level when mixed
     batch_size: int = 16  # frames per model call
@@ -70,8 +72,8 @@ class RevoiceConfig:
     cache_megabytes: int = 256  # decoded frames kept for backward (ping-pong) playback
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.box_sigma <= 25.0 and 0.0 <= self.side_sigma <= 25.0):
-            raise UserError("box_sigma and side_sigma must lie in [0, 25] frames")
+        if not all(0.0 <= v <= 25.0 for v in (self.box_sigma, self.side_sigma, self.pose_sigma)):
+            raise UserError("box_sigma, side_sigma and pose_sigma must lie in [0, 25] frames")
         if not 0.0 <= self.mix_gain <= 1.0:
             raise UserError(f"mix_gain must lie in [0, 1], got {self.mix_gain:g}")
         if not 1 <= self.batch_size <= 256:
@@ -181,6 +183,7 @@ def track_video(
         [smooth_track(raw[:, :2], mask, config.box_sigma), smooth_track(raw[:, 2:], mask, config.side_sigma)], axis=1
     )
     t = np.asarray(times, np.float64)
+    filled_pose = fill_missing(np.asarray(pose, np.float64), mask)
     return FaceTrack(
         shape=shape,
         fps=float(info.fps),
@@ -190,7 +193,7 @@ def track_video(
         points=np.asarray(points, np.float32),
         boxes=smoothed,
         raw_boxes=raw,
-        pose=fill_missing(np.asarray(pose, np.float64), mask).astype(np.float32),
+        pose=smooth_track(filled_pose, np.ones(len(mask), bool), config.pose_sigma).astype(np.float32),
         eyes=ears_to_openness(fill_missing(np.asarray(ears, np.float64), mask), settings.eye_percentile),
     )
 
