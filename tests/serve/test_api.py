@@ -100,7 +100,7 @@ def test_text_job_runs_to_an_mp4_with_audio(api_server: Server) -> None:
 def test_audio_and_photo_job(api_server: Server, tmp_path: Path) -> None:
     with api_server.client() as c:
         files = {
-            "photo": ("../../etc/passwd", png_bytes(astronaut()), "image/png"),  # a hostile name, never used
+            "photo": ("../../etc/pass\u202ewd\u00e9", png_bytes(astronaut()), "image/png"),  # hostile names: unused
             "audio": ("/tmp/x.wav", wav_bytes(tmp_path), "audio/wav"),
         }
         r = c.post("/v1/videos", files=files, data={"seed": "3"})
@@ -136,6 +136,8 @@ def test_photo_without_a_face_fails_the_job_with_a_reason(api_server: Server) ->
         ),
         ({"identity": "nobody", "text": "Hi."}, {}, 422, "unknown identity"),
         ({"identity": "../../etc/passwd", "text": "Hi."}, {}, 422, "unknown identity"),
+        ({"identity": "astronaut\u202e\u0000", "text": "Hi."}, {}, 422, "unknown identity"),
+        ({"identity": "/etc/hosts", "text": "Hi."}, {}, 422, "unknown identity"),
         ({"identity": "astronaut", "text": "   "}, {}, 422, "text is empty"),
         ({"identity": "astronaut", "text": "x" * 301}, {}, 413, "longer than the limit of 300"),
         ({"identity": "astronaut", "text": "Hi.", "voice": "../x"}, {}, 422, "voice"),
@@ -189,6 +191,8 @@ def test_too_long_audio_and_too_large_body(api_server: Server, tmp_path: Path) -
 @pytest.mark.parametrize(
     "path",
     [
+        "/v1/videos/%C3%A9%E2%80%AE",
+        "/v1/videos/" + "0" * 31 + "%EF%BC%90",  # a fullwidth digit
         "/v1/videos/0123",
         "/v1/videos/" + "0" * 32,
         "/v1/videos/" + "0" * 32 + ".mp4",

@@ -11,6 +11,14 @@ from apb2face.serve.config import ServeConfig
 log = logging.getLogger(__name__)
 
 
+class _DenialNoise(logging.Filter):
+    """uvicorn's websockets-sansio protocol logs this error after every refused WebSocket handshake (a 401/403/503
+    denial response, which the app sends on purpose); the refusal itself is logged on its own line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def serve(config: ServeConfig) -> None:
     import uvicorn
 
@@ -21,6 +29,7 @@ def serve(config: ServeConfig) -> None:
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was there before it started:
     # a no-op one, so that a drained server exits 0 (a second Ctrl-C during the drain still stops it at once)
     signal.signal(signal.SIGTERM, lambda *_: None)
+    logging.getLogger("uvicorn.error").addFilter(_DenialNoise())
     uvicorn.run(
         app,
         host=config.host,
