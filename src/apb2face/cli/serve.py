@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     add_checkpoint_argument(parser)
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    parser.add_argument(
+        "--backend", choices=("torch", "onnx"), default="torch", help="inference backend (default: torch)"
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -35,23 +37,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bearer token every request must carry (default: $APB2FACE_TOKEN; required off loopback)",
     )
     limits = parser.add_argument_group("capacity and limits")
-    limits.add_argument("--workers", type=int, default=d["workers"].default, help="offline jobs rendered at once")
-    limits.add_argument("--threads", type=int, default=d["threads"].default, help="torch threads")
-    limits.add_argument("--max-live", type=int, default=d["max_live"].default, help="live sessions at once")
-    limits.add_argument("--max-queued", type=int, default=d["max_queued"].default, help="jobs waiting at once")
     limits.add_argument(
-        "--max-upload-mb", type=float, default=d["max_upload_bytes"].default / MIB, help="request body limit"
+        "--workers",
+        type=int,
+        default=d["workers"].default,
+        help="offline jobs rendered at once (default: %(default)s)",
     )
-    limits.add_argument("--max-audio-s", type=float, default=d["max_audio_s"].default, help="audio length limit")
     limits.add_argument(
-        "--max-image-pixels", type=int, default=d["max_image_pixels"].default, help="photo width x height limit"
+        "--threads", type=int, default=d["threads"].default, help="torch threads (default: %(default)s)"
     )
-    limits.add_argument("--max-text-chars", type=int, default=d["max_text_chars"].default, help="text length limit")
+    limits.add_argument(
+        "--max-live", type=int, default=d["max_live"].default, help="live sessions at once (default: %(default)s)"
+    )
+    limits.add_argument(
+        "--max-queued", type=int, default=d["max_queued"].default, help="jobs waiting at once (default: %(default)s)"
+    )
+    limits.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=d["max_upload_bytes"].default / MIB,
+        help="request body limit in MiB (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-audio-s",
+        type=float,
+        default=d["max_audio_s"].default,
+        help="audio length limit in seconds (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=d["max_image_pixels"].default,
+        help="photo width x height limit (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=d["max_text_chars"].default,
+        help="text length limit (default: %(default)s)",
+    )
     limits.add_argument(
         "--drain-timeout-s",
         type=float,
         default=d["drain_timeout_s"].default,
-        help="on SIGTERM, how long running jobs may take to finish",
+        help="on SIGTERM, seconds running jobs may take to finish (default: %(default)s)",
     )
 
 
