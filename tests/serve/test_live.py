@@ -11,7 +11,7 @@ import pytest
 
 from apb2face.data import audio as A
 from tests.serve.conftest import Server
-from tests.serve.live_client import connect_when_free, decode, lipsync_r, live_url, stream_audio
+from tests.serve.live_client import connect_when_free, decode, lipsync_r, live_url, mouth_openings, stream_audio
 
 
 def speech(text: str) -> np.ndarray:
@@ -83,30 +83,40 @@ def test_text_is_spoken_and_silence_idles(demo_server: Server) -> None:
     from apb2face.serve.live import unpack
 
     with connect_when_free(live_url(demo_server.url)) as ws:
-        ws.send('{"identity": "id02"}')  # idle on: silence is fed while nothing arrives
+        ws.send('{"identity": "id01"}')  # idle on: silence is fed while nothing arrives
         assert json.loads(ws.recv(timeout=60))["type"] == "ready"
-        idle = [unpack(ws.recv(timeout=60))[0] for _ in range(10)]
-        assert [h["index"] for h in idle] == list(range(10)) and all(h["type"] == "frame" for h in idle)
-        ws.send('{"text": "Good morning."}')
+        idle = [unpack(ws.recv(timeout=60)) for _ in range(25)]
+        assert [h["index"] for h, _ in idle] == list(range(25)) and all(h["type"] == "frame" for h, _ in idle)
+        ws.send('{"text": "Good morning, everybody."}')
         audio_header = None
         frames = []
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            message = ws.recv(timeout=60)
-            header, payload = unpack(message)
+            header, payload = unpack(ws.recv(timeout=60))
             if header["type"] == "audio":
                 audio_header, pcm = header, np.frombuffer(payload, "<i2")
             elif audio_header is not None:
-                frames.append(header)
+                frames.append((header, payload))
                 if header["t"] > audio_header["sample"] / 16000 + len(pcm) / 16000 + 0.2:
                     break
-        assert audio_header is not None and audio_header["sample_rate"] == 16000 and len(pcm) > 8000
-        start = audio_header["sample"] / 16000
-        assert start >= 10 * 0.04  # the speech continues the stream after the idle frames
-        assert all(h["input_sample"] is None for h in idle + frames)  # none of it is the client's audio
-        indices = [h["index"] for h in frames]
-        assert indices == list(range(indices[0], indices[0] + len(indices)))  # no frame lost or repeated
         ws.send('{"end": true}')
+    assert audio_header is not None and audio_header["sample_rate"] == 16000 and len(pcm) > 8000
+    start, stop = audio_header["sample"] / 16000, audio_header["sample"] / 16000 + len(pcm) / 16000
+    assert start >= 25 * 0.04  # the speech continues the stream after the idle frames
+    assert all(h["input_sample"] is None for h, _ in idle + frames)  # none of it is the client's audio
+    indices = [h["index"] for h, _ in frames]
+    assert indices == list(range(indices[0], indices[0] + len(indices)))  # no frame lost or repeated
+    # the idle face: mouth closed (less open than while speaking) and not a frozen picture (sway, blinks)
+    quiet = [decode(p) for _, p in idle]
+    speaking = [decode(p) for h, p in frames if start + 0.1 <= h["t"] <= stop - 0.1]
+    quiet_mouth, speaking_mouth = mouth_openings(quiet), mouth_openings(speaking)
+    motion = np.abs(quiet[-1].astype(np.float32) - quiet[0].astype(np.float32)).mean()
+    print(
+        f"idle mouth median {np.nanmedian(quiet_mouth):.3f} vs speaking p75 {np.nanpercentile(speaking_mouth, 75):.3f}"
+        f"; idle frame change over 1 s {motion:.2f} grey levels"
+    )
+    assert np.nanmedian(quiet_mouth) < np.nanpercentile(speaking_mouth, 75)
+    assert motion > 0.1
 
 
 def test_sessions_beyond_capacity_get_503_with_retry_after(demo_server: Server) -> None:
