@@ -1,8 +1,8 @@
 """The page in a real browser: Debian's Chromium driven by Playwright, its microphone fed from a WAV file.
 
 A live session starts, the microphone's audio goes out, frames come back and the mouth on them follows the audio;
-an offline job submitted through the page's form plays in its <video>. Screenshots go to docs/images/ (built-in
-identities only). Slow (about two minutes): RUN_SLOW=1.
+an offline job submitted through the page's form plays in its <video>. Screenshots (built-in identities only) go to
+the test's temporary folder, or to docs/images/ with APB2FACE_SCREENSHOTS=1. Slow (about two minutes): RUN_SLOW=1.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def step(text: str) -> None:
 
 
 @pytest.mark.timeout(1800)
-def test_live_microphone_and_offline_job_in_chromium(browser, demo_server: Server) -> None:
+def test_live_microphone_and_offline_job_in_chromium(browser, demo_server: Server, tmp_path: Path) -> None:
+    shots = REPO / "docs" / "images" if os.environ.get("APB2FACE_SCREENSHOTS") == "1" else tmp_path
     page = browser.new_page(viewport={"width": 1100, "height": 720})
     sent: list[bytes] = []
     frames: list[tuple[dict, bytes]] = []
@@ -112,7 +113,7 @@ def test_live_microphone_and_offline_job_in_chromium(browser, demo_server: Serve
             break
         page.wait_for_timeout(500)  # (Playwright delivers the WebSocket events while it waits)
     step(f"{len(frames)} frames received")
-    page.screenshot(path=str(REPO / "docs" / "images" / "serve-live.png"))
+    page.screenshot(path=str(shots / "serve-live.png"))
     page.click("#connect")  # stop the session
 
     talking = [(h, p) for h, p in frames if h["type"] == "frame" and h["input_sample"] is not None]
@@ -148,5 +149,5 @@ def test_live_microphone_and_offline_job_in_chromium(browser, demo_server: Serve
     assert page.evaluate("document.getElementById('player').error") is None
     assert page.evaluate("document.getElementById('progress').value") == 1
     page.evaluate("document.getElementById('player').pause()")
-    page.screenshot(path=str(REPO / "docs" / "images" / "serve-video.png"))
+    page.screenshot(path=str(shots / "serve-video.png"))
     assert not errors, errors
