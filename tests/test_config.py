@@ -86,3 +86,11 @@ def test_every_command_taking_overrides_uses_the_key_value_positional_and_the_sa
     taking = {name: style for name, style in styles.items() if style}
     assert {"train", "info"} <= set(taking)
     assert taking["train"] == taking["info"] == [("overrides", False)]
+
+
+def test_key_value_words_are_overrides_and_paths_never_are() -> None:
+    from apb2face.config import split_overrides
+
+    inputs, overrides = split_overrides(["a.mp4", "size=128", "train.lr=1e-4", "./x=y.mp4", "dir/k=v", "=x"])
+    assert inputs == ["a.mp4", "./x=y.mp4", "dir/k=v", "=x"]
+    assert overrides == ["size=128", "train.lr=1e-4"]

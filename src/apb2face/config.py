@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from importlib import resources
@@ -32,6 +33,20 @@ def is_config_path(name_or_path: str | Path) -> bool:
     at the disk, so a file or folder called `tiny` in the working directory cannot hide the `tiny` preset."""
     text = str(name_or_path)
     return "/" in text or os.sep in text or text.lower().endswith((".yaml", ".yml"))
+
+
+OVERRIDE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*=")
+
+
+def is_override(token: str) -> bool:
+    """`key=value` with a dotted identifier as key: the one override spelling of every command. A path is never one
+    (a key has no separator), so a file named like `a=b.mp4` is passed as `./a=b.mp4`."""
+    return OVERRIDE.match(token) is not None
+
+
+def split_overrides(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """Positional words of a command that also takes inputs: (inputs, key=value overrides), order kept."""
+    return [t for t in tokens if not is_override(t)], [t for t in tokens if is_override(t)]
 
 
 def read_preset(name_or_path: str | Path) -> dict:

@@ -37,3 +37,14 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     _, err = process.communicate(timeout=300)
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
     assert process.returncode == 141
+
+
+def test_overrides_may_stand_among_the_options_of_every_command_that_takes_them() -> None:
+    from apb2face.cli.main import parse
+
+    train = parse(["train", "train.lr=1e-4", "--out", "run", "train.steps=2"])
+    assert train.overrides == ["train.lr=1e-4", "train.steps=2"]
+    prepare = parse(["prepare", "a.mp4", "size=128", "--out", "ds", "min_clip_seconds=0.5"])
+    assert prepare.inputs == ["a.mp4", "size=128"] and prepare.overrides == ["min_clip_seconds=0.5"]
+    with pytest.raises(SystemExit):
+        parse(["generate", "--reference", "x", "--audio", "a.wav", "--out", "o.mp4", "seed=3"])

@@ -238,7 +238,7 @@ def test_scene_cuts_zooms_and_missing_faces_end_clips(tmp_path: Path) -> None:
 
 def test_identity_median_pose_reference(tmp_path: Path) -> None:
     video = talking_video(tmp_path / "v.mp4", seconds=2.0)
-    code, out = run_prepare(tmp_path, video, extra=("--set", "pose_reference=identity-median"))
+    code, out = run_prepare(tmp_path, video, extra=("pose_reference=identity-median",))
     assert code == 0
     ds = Dataset(out)
     pitch = np.concatenate([ds.load_clip(c).pose[:, 1] for c in ds.clips()])
@@ -386,7 +386,7 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["prepare", str(tmp_path / "empty_dir_nothing"), "--out", str(tmp_path / "o")]) == 1
     (tmp_path / "nothing").mkdir()
     assert main(["prepare", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 2
-    assert main(["prepare", str(video), "--out", str(tmp_path / "o3"), "--set", "size=-1"]) == 2
+    assert main(["prepare", str(video), "--out", str(tmp_path / "o3"), "size=-1"]) == 2
     err = capsys.readouterr().err
     assert "busy" in err and "not empty" in err and "no video files" in err
 
@@ -416,7 +416,6 @@ def test_time_split_and_workers(tmp_path: Path) -> None:
             "time",
             "--identity-map",
             str(tmp_path / "map.txt"),
-            "--set",
             "min_clip_seconds=0.5",
         ),
     )

@@ -65,6 +65,27 @@ def test_write_video_and_the_writer_take_int16_and_float_alike(tmp_path: Path) -
     assert decoded_audio_samples(tmp_path / "float.mp4") == decoded_audio_samples(tmp_path / "int16.mp4")
 
 
+def test_write_video_pushes_the_audio_beside_its_frames(tmp_path: Path, monkeypatch) -> None:
+    """The muxer holds every packet that runs ahead of the other stream: audio given whole would wait in memory until
+    the last frame (an hour of audio, an hour of packets; RSS grew with the duration). Pushed beside its frames, no
+    more than one frame's worth of audio is ahead of the video at any time, and all of it is written."""
+    pushes: list[tuple[int, int]] = []
+    write_audio = Mp4Writer.write_audio
+
+    def recording_write_audio(self: Mp4Writer, pcm: np.ndarray) -> None:
+        pushes.append((self.frames, len(pcm)))
+        write_audio(self, pcm)
+
+    monkeypatch.setattr(Mp4Writer, "write_audio", recording_write_audio)
+    frames = (np.full((32, 32, 3), i, np.uint8) for i in range(100))  # 4 s at 25 fps
+    audio = np.sin(np.arange(4 * 16000 + 123) / 16000 * 2 * np.pi * 220).astype(np.float32) * 0.3
+    write_video(tmp_path / "a.mp4", frames, fps=25, audio=audio, sample_rate=16000)
+    assert sum(n for _, n in pushes) == len(audio)
+    pushed = np.cumsum([n for _, n in pushes])
+    assert all(total <= (frames_written + 1) * 640 for (frames_written, _), total in zip(pushes, pushed))
+    assert probe(tmp_path / "a.mp4").num_frames == 100
+
+
 def test_frames_are_cropped_to_even_sizes_and_decode_back(tmp_path: Path) -> None:
     frames = [np.full((33, 35, 3), 40 * k, np.uint8) for k in range(5)]
     assert write_video(tmp_path / "odd.mp4", frames, fps=25) == 5

@@ -14,6 +14,7 @@ import sys
 
 from apb2face import __version__
 from apb2face.cli.native_logs import native_log_filter
+from apb2face.config import is_override
 from apb2face.errors import UserError
 
 # command name -> (module in apb2face.cli, one-line help). Explicit: no discovery by file name.
@@ -49,8 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line. `key=value` overrides may stand anywhere among the options of a command that takes them
+    (argparse alone accepts positionals only in one run): any such word argparse did not place is added to them."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or not all(is_override(word) for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     _quiet_native_logs()
     with native_log_filter():

@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files and/or directories of videos")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="VIDEO_OR_DIR | key=value",
+        help="video files and/or directories of videos; key=value words override a setting, as with every "
+        "command (e.g. max_clip_seconds=8; see apb2face.data.prepare.PrepareConfig)",
+    )
     parser.add_argument(
         "--out",
         "-o",
@@ -61,13 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float, default=None, help="fraction held out for test (default 0.2)")
     parser.add_argument("--seed", type=int, default=None, help="split seed (default 0)")
     parser.add_argument("--config", metavar="YAML", help="a YAML file of prepare settings")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set max_clip_seconds=8 (see apb2face.data.prepare.PrepareConfig)",
-    )
+    parser.set_defaults(overrides=[])  # key=value words given after the options land here (see cli.main.parse)
 
 
 class _NothingPrepared(Exception):
@@ -79,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     from apb2face.data import prepare
     from apb2face.io import new_output_dir
 
-    overrides = list(args.set)
+    inputs, overrides = config_mod.split_overrides(args.inputs)
+    overrides += args.overrides
+    if not inputs:
+        raise UserError("no video given (key=value words are setting overrides)")
     for key, value in (
         ("size", args.size),
         ("split", args.split),
@@ -94,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if args.audio is not None and not args.audio.is_file():
         raise UserError("audio file not found", args.audio)
     rules = prepare.read_identity_map(args.identity_map) if args.identity_map is not None else None
-    videos = prepare.discover_videos(args.inputs)
+    videos = prepare.discover_videos(inputs)
     if not videos:
-        raise UserError(f"no video files found in {' '.join(args.inputs)}")
+        raise UserError(f"no video files found in {' '.join(inputs)}")
     jobs = prepare.make_jobs(videos, identity=args.identity, identity_map=rules, audio=args.audio)
     try:
         with new_output_dir(args.out) as out:

@@ -200,15 +200,22 @@ def write_video(
 ) -> int:
     """Write RGB uint8 frames as H.264 (yuv420p) MP4, with optional mono float audio muxed as AAC.
 
-    Written atomically: a failure leaves no partial file. Returns the number of frames written.
+    Written atomically: a failure leaves no partial file. Returns the number of frames written. The audio is pushed
+    one frame's worth at a time beside its frame: encoded all at once, an hour of AAC packets would wait in the
+    muxer's interleaving queue until the video caught up, and memory would grow with the duration.
     """
     with Mp4Writer(path, fps=fps, audio_rate=None if audio is None else sample_rate, crf=crf, preset=preset) as out:
-        if audio is not None:
-            out.write_audio(audio)
+        pushed = 0
         for frame in frames:
             out.write_frame(frame)
+            if audio is not None:
+                due = min(len(audio), round(out.frames * sample_rate / fps))
+                out.write_audio(audio[pushed:due])
+                pushed = max(pushed, due)
         if out.frames == 0:
             raise ValueError("no frames to write")
+        if audio is not None:
+            out.write_audio(audio[pushed:])
     return out.frames
 
 
