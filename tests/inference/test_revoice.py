@@ -265,3 +265,21 @@ def test_track_smooths_the_pose_that_drives_the_model(tmp_path: Path) -> None:
     assert high_pass_jitter(smooth.pose) < 0.6 * high_pass_jitter(raw.pose)
     assert np.abs(smooth.pose - raw.pose).mean() < 1.0  # degrees: the head still turns where the video's does
     assert (smooth.eyes == raw.eyes).all()  # blinks are short: never smoothed
+
+
+@pytest.mark.slow
+def test_4k_video_is_re_voiced(pipe: APB2FacePipeline, tmp_path: Path) -> None:
+    shape = (2160, 3840)
+    face, _ = align_face(astronaut(), 1400)  # a talking head: the crop fills 2/3 of the height
+    frames = []
+    for k in range(4):
+        frame = background(shape)
+        frame[400 + 4 * k : 1800 + 4 * k, 1200:2600] = face
+        frames.append(frame)
+    video = write_video(tmp_path / "4k.mp4", frames)
+    wav = write_wav(tmp_path / "short.wav", np.zeros(4 * 640, np.float32), 16000)  # 0.16 s: 4 frames
+    out = tmp_path / "out.mp4"
+    report = revoice(pipe, "astronaut", video, wav, out)
+    assert report.size == shape and report.faces_found == 4 and report.frames == 4
+    info = probe(out)
+    assert (info.height, info.width) == shape
