@@ -174,3 +174,15 @@ def test_imports_go_one_way_down_the_layers() -> None:
 def test_no_module_uses_another_modules_private_names() -> None:
     problems = private_uses()
     assert not problems, "private names used across modules:\n" + "\n".join(problems)
+
+
+def test_inference_does_not_import_the_prepare_batch_tool() -> None:
+    """Inference takes its face defaults from data.face (FaceSettings), not from the batch tool `data.prepare`:
+    generating one video must not load the machinery that prepares a dataset."""
+    problems = [
+        f"{imp.module}:{imp.line} imports {imp.target}"
+        for imp in all_imports()
+        if imp.module.startswith(f"{PACKAGE}.inference")
+        and (imp.target == f"{PACKAGE}.data.prepare" or imp.target.startswith(f"{PACKAGE}.data.prepare."))
+    ]
+    assert not problems, "\n".join(problems)

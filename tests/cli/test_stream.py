@@ -147,6 +147,7 @@ def test_output_folder_is_refused_before_the_model_loads(tmp_path, capsys):
         (["--audio-in", "-", "--out", "x.avi"], ".mp4"),
         (["--audio-in", "-", "--int8"], "--backend onnx"),
         (["--audio-in", "-", "--realtime"], "--realtime"),
+        (["--audio-in", "-", "--out", "x.mp4", "--fps", "1e9"], "fps must be between"),
     ],
 )
 def test_bad_input(tiny_checkpoint, tmp_path, capsys, extra, message):

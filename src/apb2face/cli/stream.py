@@ -87,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
 def check_arguments(args: argparse.Namespace) -> None:
     """Every flag, and the output path, checked before the model loads."""
     from apb2face.cli.common import check_backend, check_not_an_input, check_writable
+    from apb2face.inference.pipeline import check_fps
 
     check_backend(args)
+    check_fps(args.fps)
     if not 5.0 <= args.chunk_ms <= 1000.0:
         raise UserError(f"--chunk-ms must be between 5 and 1000, got {args.chunk_ms}")
     if not 8000 <= args.sample_rate <= 192000:

@@ -170,8 +170,8 @@ class DatasetWriter:
         extra: dict | None = None,
     ) -> ClipRecord:
         """Validate and write one clip. `audio` is float mono at the dataset rate; arrays are per frame."""
-        _check_name(identity, "identity")
-        _check_name(name, "clip")
+        check_name(identity, "identity")
+        check_name(name, "clip")
         n = len(frames)
         s = self.meta.image_size
         _expect(frames, (n, s, s, 3), np.uint8, "frames")
@@ -310,7 +310,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(tmp, array, allow_pickle=False)
 
 
-def _check_name(name: str, what: str) -> None:
+def check_name(name: str, what: str) -> None:
     """The one rule for identity and clip names, applied when a dataset is written and when it is read: a name is
     one path component inside the dataset (`../x`, `/x`, hidden or empty names would read or write elsewhere)."""
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or "\0" in name:
@@ -376,8 +376,8 @@ def _clip_record(entry: object, index: int) -> ClipRecord:
     entry = _object(entry, where)
     identity = _required(entry, "identity", where)
     name = _required(entry, "name", where)
-    _check_name(identity, "identity")
-    _check_name(name, "clip")
+    check_name(identity, "identity")
+    check_name(name, "clip")
     num_frames = _integer(_required(entry, "num_frames", where), f"{where}.num_frames")
     if num_frames < 0:
         raise ValueError(f"{where}.num_frames must not be negative, got {num_frames}")

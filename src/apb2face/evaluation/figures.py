@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from apb2face.data.format import check_name
 from apb2face.errors import UserError
 from apb2face.io import atomic_path
 
@@ -22,20 +23,12 @@ def output_file(directory: Path, name: str, suffix: str, source: str | Path | No
     is not a plain file name: one with a separator or a leading '.' ('..', '../x', '/abs') would write outside
     DIRECTORY. The rule is the one the dataset writer applies to identity and clip names. `source`: where the name
     was read, named in the error."""
-    plain = (
-        isinstance(name, str)
-        and bool(name)
-        and name == name.strip()
-        and not name.startswith(".")
-        and "/" not in name
-        and "\\" not in name
-        and "\0" not in name
-        and Path(name).name == name
-    )
-    if not plain:
+    try:
+        check_name(name, "output")
+    except ValueError:
         raise UserError(
             f"name {name!r} cannot name an output file (no '/', no leading '.', no surrounding spaces)", source
-        )
+        ) from None
     return Path(directory) / f"{name}{suffix}"
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from apb2face.data import audio as A
 from apb2face.errors import UserError
 from apb2face.inference.motion import DEFAULT_SEED, FILE_FPS, Motion, NaturalMotion, fit_length, read_table
-from apb2face.inference.pipeline import APB2FacePipeline, Reference
+from apb2face.inference.pipeline import APB2FacePipeline, Reference, check_fps
 from apb2face.inference.streaming_features import RowWindow, StreamingFeatures, samples_for_row
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,7 @@ class StreamingSession:
         eyes: Any = None,
         sample_rate: int = A.SAMPLE_RATE,
     ) -> None:
-        if not (fps > 0 and np.isfinite(fps)):
-            raise UserError(f"fps must be a positive number, got {fps}")
+        check_fps(fps)  # the same bounds as generate: a huge rate would ask for gigabytes of frames
         self.pipeline = pipeline
         self.fps = float(fps)
         self.reference = pipeline.prepare_reference(reference)

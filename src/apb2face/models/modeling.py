@@ -24,6 +24,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from apb2face.config import from_dict
+from apb2face.data.format import check_name
 from apb2face.errors import UserError
 from apb2face.io import atomic_dir, read_json, write_json
 from apb2face.models.apb2face import APB2Face
@@ -155,12 +156,9 @@ def _check_sections(raw: dict[str, Any]) -> None:
 
 
 def check_identity_name(name: object) -> None:
-    """An identity name is one path component (as a dataset's names: apb2face.data.format): `../x`, `/x`, hidden or
-    empty names would read or write outside the checkpoint's identities folder."""
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\\0"):
-        raise ValueError(f"invalid identity name {name!r}: must be one non-empty path component (no '/' or '\\')")
-    if name.startswith(".") or name != name.strip():
-        raise ValueError(f"invalid identity name {name!r}: no leading '.', no surrounding spaces")
+    """An identity name is one path component, by the dataset's rule (apb2face.data.format.check_name): `../x`, `/x`,
+    hidden or empty names would read or write outside the checkpoint's identities folder."""
+    check_name(name, "identity")
 
 
 def _kind(value: object) -> str:

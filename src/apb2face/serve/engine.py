@@ -51,8 +51,6 @@ class Engine:
 
 
 def _synthesize() -> Any:
-    try:
-        from apb2face.data.synth.speech import synthesize
-    except ImportError:  # the module's older home
-        from apb2face.data.speech import synthesize  # type: ignore[no-redef]
+    from apb2face.data.synth.speech import synthesize
+
     return synthesize
