@@ -49,6 +49,7 @@ def test_train_missing_dataset_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "dataset.json" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # a refused dataset leaves no run folder behind
 
 
 def test_train_cli_and_resume(tiny_dataset, tmp_path):

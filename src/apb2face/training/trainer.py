@@ -104,11 +104,12 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.run.train.amp)
         self.amp_dtype = amp_dtype if self.device.type == "cuda" else None
-        checkpoint = self._prepare_out_dir()
         train = self.run.train
+        # the dataset is opened (and validated) before the run folder is made: a refused dataset leaves nothing
         self.data = FrameDataset(
             self.data_path, self.run.model, seed=train.seed, reference_mouth_quantile=train.reference_mouth_quantile
         )
+        checkpoint = self._prepare_out_dir()
         self._build_models()
         self._initial_weights(checkpoint)
         self._wrap_distributed()
