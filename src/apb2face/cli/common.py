@@ -44,8 +44,12 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
-def add_output_dir_argument(parser: argparse.ArgumentParser, what: str = "output directory") -> None:
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help=f"{what} (must not exist, or be empty)")
+def add_output_dir_argument(
+    parser: argparse.ArgumentParser, what: str = "output directory", metavar: str = "DIR"
+) -> None:
+    parser.add_argument(
+        "--out", "-o", type=Path, required=True, metavar=metavar, help=f"{what} (must not exist, or be empty)"
+    )
 
 
 def check_backend(args: argparse.Namespace) -> None:

@@ -11,17 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from apb2face.cli.common import add_output_dir_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, metavar="ROOT", help="AnnVI directory (label/, landmark/, audio/, ...)")
-    parser.add_argument(
-        "--out",
-        "-o",
-        type=Path,
-        required=True,
-        metavar="DATASET",
-        help="output dataset directory (must not exist, or be empty)",
-    )
+    add_output_dir_argument(parser, "output dataset directory", metavar="DATASET")
     parser.add_argument("--size", type=int, default=256, help="crop size in pixels (default 256)")
     parser.add_argument(
         "--fps",

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from apb2face.cli.common import add_output_dir_argument
 from apb2face.errors import UserError
 
 if TYPE_CHECKING:
@@ -33,14 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="video files and/or directories of videos; key=value words override a setting, as with every "
         "command (e.g. max_clip_seconds=8; see apb2face.data.prepare.PrepareConfig)",
     )
-    parser.add_argument(
-        "--out",
-        "-o",
-        type=Path,
-        required=True,
-        metavar="DATASET",
-        help="output dataset directory (must not exist, or be empty)",
-    )
+    add_output_dir_argument(parser, "output dataset directory", metavar="DATASET")
     parser.add_argument("--identity", metavar="NAME", help="one identity for all inputs (default: one per video)")
     parser.add_argument(
         "--identity-map",
