@@ -94,3 +94,29 @@ def test_key_value_words_are_overrides_and_paths_never_are() -> None:
     inputs, overrides = split_overrides(["a.mp4", "size=128", "train.lr=1e-4", "./x=y.mp4", "dir/k=v", "=x"])
     assert inputs == ["a.mp4", "./x=y.mp4", "dir/k=v", "=x"]
     assert overrides == ["size=128", "train.lr=1e-4"]
+
+
+@pytest.mark.parametrize(
+    "cls_path, bad, message",
+    [
+        ("apb2face.data.synth.dataset:SynthConfig", {"size": 65}, "size must be even"),
+        ("apb2face.data.synth.dataset:SynthConfig", {"test_fraction": 1.0}, "test_fraction"),
+        ("apb2face.evaluation.evaluate:EvalConfig", {"eval_size": 8}, "eval_size"),
+        ("apb2face.evaluation.grid:GridConfig", {"max_frames": 0}, "max_frames"),
+        ("apb2face.evaluation.decouple:DecoupleConfig", {"yaw": 120.0}, "yaw"),
+        ("apb2face.data.prepare.jobs:PrepareConfig", {"size": 8}, "size"),
+    ],
+)
+def test_config_dataclasses_validate_themselves(cls_path: str, bad: dict, message: str) -> None:
+    """Built from the CLI, a YAML file or Python, a config refuses a bad value by itself, naming the field."""
+    import importlib
+
+    from apb2face.config import from_dict
+
+    module, name = cls_path.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    cls()  # the defaults are valid
+    with pytest.raises(ValueError, match=message):
+        cls(**bad)
+    with pytest.raises(UserError, match=message):
+        from_dict(cls, bad)

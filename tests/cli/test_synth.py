@@ -55,5 +55,5 @@ def test_bad_out_is_one_line_exit_2(tmp_path: Path, case: str) -> None:
 
 
 def test_bad_flags_are_user_errors(tmp_path: Path) -> None:
-    res = run_cli("--out", tmp_path / "o", "--size", "63")
-    assert res.returncode == 2 and "--size" in res.stderr and not (tmp_path / "o").exists()
+    res = run_cli("--out", tmp_path / "o", "--size", "65")
+    assert res.returncode == 2 and "size must be even" in res.stderr and not (tmp_path / "o").exists()

@@ -26,18 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from apb2face.config import from_dict
     from apb2face.errors import UserError
     from apb2face.evaluation.decouple import DecoupleConfig, decouple, summary_lines
     from apb2face.io import new_output_dir
 
-    if args.steps < 3:
-        raise UserError(f"--steps must be at least 3 (got {args.steps})")
-    for flag in ("yaw", "pitch", "roll"):
-        if not 0 < getattr(args, flag) <= 90:
-            raise UserError(f"--{flag} must be in (0, 90] degrees (got {getattr(args, flag)})")
+    cfg = from_dict(
+        DecoupleConfig, dict(steps=args.steps, yaw=args.yaw, pitch=args.pitch, roll=args.roll, device=args.device)
+    )
     if not Path(args.checkpoint).exists():
         raise UserError("--checkpoint: not found", args.checkpoint)
-    cfg = DecoupleConfig(steps=args.steps, yaw=args.yaw, pitch=args.pitch, roll=args.roll, device=args.device)
     with new_output_dir(args.out) as out:
         report = decouple(args.checkpoint, args.reference, out, cfg)
     print("\n".join(summary_lines(report)))

@@ -35,27 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from apb2face.config import from_dict
     from apb2face.errors import UserError
     from apb2face.evaluation.evaluate import EvalConfig, evaluate, report_summary
     from apb2face.io import new_output_dir
 
-    if args.max_frames_per_clip is not None and args.max_frames_per_clip < 8:
-        raise UserError(f"--max-frames-per-clip must be at least 8 (got {args.max_frames_per_clip})")
-    if args.eval_size is not None and not 16 <= args.eval_size <= 1024:
-        raise UserError(f"--eval-size must be in 16..1024 (got {args.eval_size})")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    cfg = from_dict(
+        EvalConfig,
+        dict(
+            split=args.split,
+            max_frames_per_clip=args.max_frames_per_clip,
+            eval_size=args.eval_size,
+            fid_weights=args.fid_weights,
+            batch_size=args.batch_size,
+            device=args.device,
+        ),
+    )
     for flag, path in (("--checkpoint", args.checkpoint), ("--data", args.data)):
         if not Path(path).exists():
             raise UserError(f"{flag}: not found", path)
-    cfg = EvalConfig(
-        split=args.split,
-        max_frames_per_clip=args.max_frames_per_clip,
-        eval_size=args.eval_size,
-        fid_weights=args.fid_weights,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
     with new_output_dir(args.out) as out:
         result = evaluate(args.checkpoint, args.data, out, cfg)
     print(report_summary(result.report).strip())

@@ -23,17 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from apb2face.config import from_dict
     from apb2face.errors import UserError
     from apb2face.evaluation.grid import GridConfig, cross_reenact
     from apb2face.io import new_output_dir
 
-    if args.max_frames < 1:
-        raise UserError(f"--max-frames must be at least 1 (got {args.max_frames})")
+    config = from_dict(GridConfig, dict(split=args.split, max_frames=args.max_frames, device=args.device))
     for flag, path in (("--checkpoint", args.checkpoint), ("--data", args.data)):
         if not Path(path).exists():
             raise UserError(f"{flag}: not found", path)
     with new_output_dir(args.out) as out:
-        config = GridConfig(split=args.split, max_frames=args.max_frames, device=args.device)
         summary = cross_reenact(args.checkpoint, args.data, out, config)
     print(
         f"{len(summary['references'])} references x {len(summary['drivers'])} driving identities -> "

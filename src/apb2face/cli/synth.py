@@ -40,38 +40,24 @@ def output_dir(args: argparse.Namespace) -> Path:
     return args.out if args.out is not None else args.out_positional
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    for flag, value, lo in (
-        ("--identities", args.identities, 1),
-        ("--clips-per-identity", args.clips_per_identity, 1),
-        ("--size", args.size, 64),
-        ("--workers", args.workers, 1),
-    ):
-        if value < lo:
-            raise UserError(f"{flag} must be at least {lo} (got {value})")
-    if args.size % 2:
-        raise UserError(f"--size must be even (H.264 needs even sizes; got {args.size})")
-    if not 0 < args.fps <= 120:
-        raise UserError(f"--fps must be in (0, 120] (got {args.fps})")
-    if not 0 <= args.test_fraction < 1:
-        raise UserError(f"--test-fraction must be in [0, 1) (got {args.test_fraction})")
-
-
 def run(args: argparse.Namespace) -> int:
+    from apb2face.config import from_dict
     from apb2face.data.synth import SynthConfig, generate
     from apb2face.io import new_output_dir
 
     target = output_dir(args)
-    check_flags(args)
-    cfg = SynthConfig(
-        identities=args.identities,
-        clips_per_identity=args.clips_per_identity,
-        size=args.size,
-        seed=args.seed,
-        fps=args.fps,
-        workers=args.workers,
-        test_fraction=args.test_fraction,
-        videos=not args.no_videos,
+    cfg = from_dict(
+        SynthConfig,
+        dict(
+            identities=args.identities,
+            clips_per_identity=args.clips_per_identity,
+            size=args.size,
+            seed=args.seed,
+            fps=args.fps,
+            workers=args.workers,
+            test_fraction=args.test_fraction,
+            videos=not args.no_videos,
+        ),
     )
     start = time.perf_counter()
     with new_output_dir(target) as out:

@@ -36,6 +36,15 @@ class DecoupleConfig:
     max_mouth_std: float = 0.03  # mouth opening (inner-lip gap / width) std allowed within one sweep
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        if self.steps < 3:
+            raise ValueError(f"steps must be at least 3 (a rank correlation needs them), got {self.steps}")
+        for name in ("yaw", "pitch", "roll"):
+            if not 0 < getattr(self, name) <= 90:
+                raise ValueError(f"{name} must be in (0, 90] degrees, got {getattr(self, name)}")
+        if not -1 <= self.min_spearman <= 1 or self.max_mouth_std < 0:
+            raise ValueError("min_spearman must be in [-1, 1] and max_mouth_std >= 0")
+
 
 def sweep_values(cfg: DecoupleConfig) -> dict[str, np.ndarray]:
     """The swept value per column: degrees for the angles, eye openness 1 (open) .. 0 (closed) for blink."""

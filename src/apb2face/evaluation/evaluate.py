@@ -67,6 +67,14 @@ class EvalConfig:
     strip_rows: int = 4
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        if self.max_frames_per_clip is not None and self.max_frames_per_clip < 8:
+            raise ValueError(f"max_frames_per_clip must be at least 8, got {self.max_frames_per_clip}")
+        if self.eval_size is not None and not 16 <= self.eval_size <= 1024:
+            raise ValueError(f"eval_size must be in 16..1024, got {self.eval_size}")
+        if self.batch_size < 1 or self.strip_rows < 1:
+            raise ValueError(f"batch_size and strip_rows must be at least 1, got {self.batch_size}, {self.strip_rows}")
+
 
 @dataclass
 class FrameMeasures:

@@ -34,6 +34,10 @@ class GridConfig:
     batch_size: int = 16
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        if self.max_frames < 1 or self.batch_size < 1:
+            raise ValueError(f"max_frames and batch_size must be at least 1, got {self.max_frames}, {self.batch_size}")
+
 
 def _driving_clips(dataset: Dataset, split: str, identities: list[str]) -> dict[str, ClipRecord]:
     """The first clip of each driving identity in `split` (falling back to any clip of it)."""

@@ -148,6 +148,17 @@ class SynthConfig:
     test_fraction: float = 0.2
     videos: bool = True
 
+    def __post_init__(self) -> None:
+        for name, lowest in (("identities", 1), ("clips_per_identity", 1), ("size", 64), ("workers", 1)):
+            if getattr(self, name) < lowest:
+                raise ValueError(f"{name} must be at least {lowest}, got {getattr(self, name)}")
+        if self.size % 2:
+            raise ValueError(f"size must be even (H.264 needs even sizes), got {self.size}")
+        if not 0 < self.fps <= 120:
+            raise ValueError(f"fps must be in (0, 120], got {self.fps}")
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+
 
 def contact_sheet(models: list[FaceModel], specs: list[IdentitySpec], columns: int = 4) -> np.ndarray:
     """One frontal, mouth-slightly-open picture per identity, labelled, in a grid (RGB uint8)."""
