@@ -20,7 +20,7 @@ from apb2face.cli.main import main
 from apb2face.data.audio import num_video_frames
 from apb2face.data.video import write_video
 from tests.data.test_audio import wav_with_header_rate
-from tests.inference.helpers import astronaut, speech, write_wav
+from tests.inference.helpers import astronaut, grace_hopper, speech, write_wav
 from tests.inference.test_faces import png_claiming
 
 
@@ -208,6 +208,8 @@ def _bad_inputs(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str, 
     bomb = png_claiming(tmp / "bomb.png", 40000, 40000)
     dot = tmp / "dot.png"
     cv2.imwrite(str(dot), np.zeros((1, 1, 3), np.uint8))
+    stranger = tmp / "stranger.jpg"  # a real face, but not one of the tiny checkpoint's people (the astronaut)
+    cv2.imwrite(str(stranger), cv2.cvtColor(grace_hopper(), cv2.COLOR_RGB2BGR))
 
     ok = ["--checkpoint", str(checkpoint)]
     return {
@@ -223,6 +225,11 @@ def _bad_inputs(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str, 
         ),
         "image without a face": (["--reference", str(blank), "--audio", str(good_wav), *ok], str(blank), "no face"),
         "unknown identity": (["--reference", "zelda", "--audio", str(good_wav), *ok], "zelda", "identit"),
+        "photo of someone the checkpoint does not know": (
+            ["--reference", str(stranger), "--audio", str(good_wav), *ok],
+            str(stranger),
+            "not one of the checkpoint's people (closest: ",
+        ),
         "audio with no samples": (
             ["--reference", "astronaut", "--audio", str(empty_wav), *ok],
             str(empty_wav),
@@ -294,6 +301,7 @@ BAD_CASES = [
     "corrupt image",
     "image without a face",
     "unknown identity",
+    "photo of someone the checkpoint does not know",
     "audio with no samples",
     "text file as audio",
     "image as audio",
@@ -328,6 +336,20 @@ def test_bad_input_one_line_exit_2_no_output(case, tiny_checkpoint, tmp_path, ca
     assert len(lines) == 1, err
     assert lines[0].startswith("apb2face generate: error: ") and named in lines[0] and problem in lines[0], lines[0]
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_unknown_face_names_enroll_and_allow_unknown_renders_it(tiny_checkpoint, wav, tmp_path, capfd):
+    stranger = tmp_path / "stranger.png"
+    cv2.imwrite(str(stranger), cv2.cvtColor(grace_hopper(), cv2.COLOR_RGB2BGR))
+    args = ["generate", "--reference", str(stranger), "--audio", str(wav), "--checkpoint", str(tiny_checkpoint)]
+    capfd.readouterr()
+    assert main([*args, "--out", str(tmp_path / "refused.mp4")]) == 2
+    err = capfd.readouterr().err
+    assert "enrol this person first (apb2face enroll, see docs)" in err and "--allow-unknown" in err
+    assert not (tmp_path / "refused.mp4").exists()
+    out = tmp_path / "anyway.mp4"
+    assert main([*args, "--allow-unknown", "--out", str(out)]) == 0
+    assert count_streams(out)[0] > 0
 
 
 def test_bad_input_from_a_fresh_process(tiny_checkpoint, tmp_path):
@@ -432,6 +454,7 @@ def test_real_photo_driven_by_a_real_recording(tiny_checkpoint, real_dir, tmp_pa
                 str(clip),
                 "--checkpoint",
                 str(tiny_checkpoint),
+                "--allow-unknown",  # the tiny checkpoint's only person is the astronaut
                 "--out",
                 str(out),
             ]

@@ -17,6 +17,16 @@ def astronaut() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
+def grace_hopper() -> np.ndarray:
+    """A real portrait of someone else (matplotlib's public-domain Grace Hopper sample, 600x512 RGB)."""
+    import matplotlib.cbook
+    import matplotlib.image
+
+    image = matplotlib.image.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg"))
+    return np.ascontiguousarray(np.asarray(image)[..., :3])
+
+
+@lru_cache(maxsize=1)
 def speech() -> tuple[np.ndarray, int]:
     """A short real English sentence from espeak-ng (16 kHz mono float32)."""
     from apb2face.data.synth.speech import synthesize

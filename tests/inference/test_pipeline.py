@@ -23,7 +23,7 @@ from apb2face.inference.limits import DEFAULT_MAX_SECONDS
 from apb2face.inference.motion import DEFAULT_SEED, blink_events
 from apb2face.inference.pipeline import MAX_CENTRE_POSE_DEG, APB2FacePipeline, ReferenceState, default_checkpoint
 from apb2face.inference.streaming import StreamingSession
-from tests.inference.helpers import astronaut, speech, write_wav
+from tests.inference.helpers import astronaut, grace_hopper, speech, write_wav
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,6 +141,28 @@ def test_bad_references_and_audio(pipe, tmp_path):
         pipe("astronaut", audio)
     with pytest.raises(UserError, match="fps"):
         pipe("astronaut", audio, sample_rate=sr, fps=0)
+
+
+def test_photo_of_someone_unknown_is_refused_unless_allowed(tiny_checkpoint, tmp_path):
+    pipe = APB2FacePipeline.from_pretrained(tiny_checkpoint)  # bundles the astronaut (and her mirror image)
+    known = pipe.identify(pipe.prepare_reference(astronaut()).crop)
+    assert known is not None and known.name in ("astronaut", "mirrored") and known.same_person
+    photo = tmp_path / "hopper.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(grace_hopper(), cv2.COLOR_RGB2BGR))
+    for reference, where in ((photo, str(photo)), (grace_hopper(), "reference image")):
+        with pytest.raises(UserError, match=r"not one of the checkpoint's people .*apb2face enroll") as err:
+            pipe.prepare_reference(reference)
+        assert str(err.value).startswith(where) and "allow_unknown=True" in str(err.value)
+        assert pipe.prepare_reference(reference, allow_unknown=True).crop.shape == (64, 64, 3)
+    found = pipe.identify(pipe.prepare_reference(photo, allow_unknown=True).crop)
+    assert found is not None and not found.same_person and found.distance > 0.6
+    audio, sr = speech()
+    with pytest.raises(UserError, match="apb2face enroll"):
+        pipe(photo, audio[:sr], sample_rate=sr)
+    assert len(pipe(photo, audio[:sr], sample_rate=sr, allow_unknown=True).frames) == 25
+    assert pipe.prepare_reference("mirrored").name == "mirrored"  # bundled names are never checked
+    bare = APB2FacePipeline(pipe.model, pipe.config, {})  # no bundled people: nothing to compare with
+    assert bare.prepare_reference(photo).name == "hopper"
 
 
 def test_demo_checkpoint_is_package_data_and_loads_by_default():

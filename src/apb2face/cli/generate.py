@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose", type=Path, metavar="FILE", help="head pose per frame: yaw,pitch,roll degrees")
     parser.add_argument("--blink", type=Path, metavar="FILE", help="eye openness per frame: left,right in [0, 1]")
     add_checkpoint_argument(parser)
+    parser.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="render a photo of someone the checkpoint was not trained on (refused by default: such faces come out "
+        "smeared; enrol the person first)",
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="OUT.mp4", help="output video")
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the natural motion (default: {DEFAULT_SEED})"
@@ -107,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     check_not_an_input(args.out, args.audio, args.driving, args.pose, args.blink, args.reference)
     check_full_frame(args)
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend, int8=args.int8)
+    # a photo of someone the checkpoint does not know fails here, before any speech is synthesised (both paths)
+    pipe.prepare_reference(args.reference, allow_unknown=args.allow_unknown)
     if args.text is not None:
         from apb2face.data.synth.speech import synthesize
 
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         max_seconds=args.max_seconds,
+        allow_unknown=args.allow_unknown,
     )
     # the bar appears after half a second (an output refused when it is opened fails sooner and shows none) and is
     # erased when it ends, so an error is the only line left on the terminal; no bar when stderr is not a terminal
@@ -194,7 +203,7 @@ def full_frame(args: argparse.Namespace, pipe: object, audio: object, sample_rat
         with output_errors(args.out):
             report = revoice(
                 pipe, args.reference, args.driving, audio, args.out, config, sample_rate=sample_rate,
-                progress=progress.update,
+                progress=progress.update, allow_unknown=args.allow_unknown,
             )  # fmt: skip
     finally:
         progress.close()

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from apb2face.data import audio as A
+from apb2face.data.identity import SAME_PERSON_DISTANCE, FaceEmbedder, IdentityMatch, closest_identity
 from apb2face.errors import UserError
 from apb2face.inference.faces import align_face, as_rgb_uint8, measure_pose, read_image
 from apb2face.inference.limits import DEFAULT_MAX_SECONDS, MAX_FPS, MIN_FPS
@@ -126,6 +127,9 @@ class APB2FacePipeline:
         self.meta = dict(meta or {})
         self.crop_scale = self.meta.get("crop_scale")  # None: prepare's default, the one the dataset used
         self._cache: OrderedDict[tuple, ReferenceState] = OrderedDict()
+        self._embedder: FaceEmbedder | None = None  # created on the first photo reference
+        self._identity_embeddings: dict[str, np.ndarray] | None = None  # the bundled identities', embedded once
+        self._matches: OrderedDict[tuple, IdentityMatch | None] = OrderedDict()
 
     @classmethod
     def from_pretrained(
@@ -167,18 +171,62 @@ class APB2FacePipeline:
 
     # ------------------------------------------------------------------------------------------------ 1. inputs
 
-    def prepare_reference(self, reference: Reference) -> ReferenceState:
-        """An identity name, an image path or an RGB array -> cropped, encoded reference (cached)."""
+    def prepare_reference(self, reference: Reference, allow_unknown: bool = False) -> ReferenceState:
+        """An identity name, an image path or an RGB array -> cropped, encoded reference (cached).
+
+        A photo (path or array) must show one of the checkpoint's people (`identify`), or UserError tells the user
+        to enrol that person first: a face the model never learnt comes out smeared. `allow_unknown=True` renders
+        it anyway. Bundled identity names and checkpoints without bundled identities are not checked."""
         key, name, load = self._reference_source(reference)
         if key in self._cache:
             self._cache.move_to_end(key)
-            return self._cache[key]
-        crop, pose = load()
-        state = ReferenceState(name=name, crop=crop, pose=pose, features=self.encode_reference(crop))
-        self._cache[key] = state
-        while len(self._cache) > REFERENCE_CACHE_SIZE:
-            self._cache.popitem(last=False)
+            state = self._cache[key]
+        else:
+            crop, pose = load()
+            state = ReferenceState(name=name, crop=crop, pose=pose, features=self.encode_reference(crop))
+            self._cache[key] = state
+            while len(self._cache) > REFERENCE_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        if not allow_unknown and key[0] != "identity" and self.references:
+            self.check_known(key, state.crop, reference)
         return state
+
+    def identify(self, crop: np.ndarray) -> IdentityMatch | None:
+        """The bundled identity closest to the face in a reference crop (dlib face embedding, same person at a
+        distance <= 0.6); None when the face recogniser finds no face in the crop or the checkpoint bundles none."""
+        if self._embedder is None:
+            self._embedder = FaceEmbedder()
+        if self._identity_embeddings is None:
+            crops = {name: as_rgb_uint8(image) for name, image in self.references.items()}
+            self._identity_embeddings = self._embedder.embed_all(crops)
+        vector = self._embedder.embed(crop)
+        return None if vector is None else closest_identity(vector, self._identity_embeddings)
+
+    def check_known(self, key: tuple, crop: np.ndarray, reference: Reference) -> None:
+        """UserError unless the reference crop shows one of the bundled identities (verdicts cached by `key`)."""
+        if key in self._matches:
+            self._matches.move_to_end(key)
+        else:
+            self._matches[key] = self.identify(crop)
+            while len(self._matches) > REFERENCE_CACHE_SIZE:
+                self._matches.popitem(last=False)
+        found = self._matches[key]
+        if found is not None and found.same_person:
+            log.info("reference shows %s (face distance %.2f)", found.name, found.distance)
+            return
+        if found is None:
+            why = "the face recogniser cannot check that this face is one of the checkpoint's people"
+        else:
+            why = (
+                f"this face is not one of the checkpoint's people (closest: {found.name} at face distance "
+                f"{found.distance:.2f} > {SAME_PERSON_DISTANCE})"
+            )
+        where = reference if isinstance(reference, (str, Path)) else "reference image"
+        raise UserError(
+            f"{why}: enrol this person first (apb2face enroll, see docs), or render anyway with --allow-unknown "
+            "(Python: allow_unknown=True)",
+            where,
+        )
 
     def _reference_source(self, reference: Reference) -> tuple[tuple, str, Any]:
         size = self.image_size
@@ -361,17 +409,19 @@ class APB2FacePipeline:
         seed: int | None = DEFAULT_SEED,
         batch_size: int = 16,
         max_seconds: float | None = DEFAULT_MAX_SECONDS,
+        allow_unknown: bool = False,
     ) -> tuple[DrivingAudio, Motion, Iterator[tuple[np.ndarray, np.ndarray]]]:
         """Checks every input first, then returns (audio, motion, an iterator of (frames, landmarks) batches).
 
         The CLI writes batches as they come (bounded memory, a progress bar); `__call__` collects them. Audio longer
-        than `max_seconds` (None: no limit) is refused.
+        than `max_seconds` (None: no limit) is refused; so is a photo of someone the checkpoint does not know, unless
+        `allow_unknown` (`prepare_reference`).
         """
         check_fps(fps)
         if batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {batch_size}")
         # 1. check inputs (everything that can fail on user input fails here, before any output exists)
-        ref = self.prepare_reference(reference)
+        ref = self.prepare_reference(reference, allow_unknown=allow_unknown)
         driving_audio = self.prepare_audio(audio, sample_rate, fps, max_seconds)
         n = driving_audio.num_frames
         # 3. motion
@@ -397,6 +447,7 @@ class APB2FacePipeline:
         seed: int | None = DEFAULT_SEED,
         batch_size: int = 16,
         max_seconds: float | None = DEFAULT_MAX_SECONDS,
+        allow_unknown: bool = False,
     ) -> APB2FaceOutput:
         driving_audio, motion, batches = self.generate(
             reference,
@@ -409,6 +460,7 @@ class APB2FacePipeline:
             seed=seed,
             batch_size=batch_size,
             max_seconds=max_seconds,
+            allow_unknown=allow_unknown,
         )
         frames, landmarks = zip(*batches)
         return APB2FaceOutput(

@@ -376,19 +376,21 @@ def revoice(
     sample_rate: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_frame: Callable[[int, int, np.ndarray, object], None] | None = None,
+    allow_unknown: bool = False,
 ) -> RevoiceReport:
     """Write `out` (MP4): `video` re-voiced with `audio` (a path, or an array with `sample_rate`), the face generated
     from `reference` (an identity, a photo, or an RGB array: for a real person, a frame of their own video).
 
     `progress(n)` is called after each batch with the frames written; `on_frame(k, source_index, frame, pasted)`
-    sees every output frame before it is encoded (measurements; `pasted` is None for pass-through frames)."""
+    sees every output frame before it is encoded (measurements; `pasted` is None for pass-through frames).
+    A photo of someone the checkpoint does not know is refused unless `allow_unknown` (`prepare_reference`)."""
     config = config or RevoiceConfig()
     started = time.perf_counter()
     timer = StageTimer()
     # the cheap checks first: a bad reference or audio file fails before the video is decoded
     fps = probe(video).fps
     check_fps(fps)
-    ref = pipe.prepare_reference(reference)
+    ref = pipe.prepare_reference(reference, allow_unknown=allow_unknown)
     driving = pipe.prepare_audio(audio, sample_rate, fps, config.max_seconds)
     track = track_video(video, config, timer, crop_scale=pipe.crop_scale)
     n = driving.num_frames
