@@ -56,6 +56,10 @@ def test_evaluate_report_structure_and_ranges(
     assert report["ground_truth"]["detection_rate"]["mean"] >= 0.9
     assert report["ground_truth"]["face_mesh_rate"]["mean"] >= 0.9
     assert report["ground_truth"]["pose_error_deg"]["mean"] < 10
+    # real-vs-real identity similarity: a real frame against the identity's reference (another real frame)
+    assert 0.85 < report["ground_truth"]["csim"]["mean"] <= 1
+    assert report["csim"]["mean"] is None or -1 <= report["csim"]["mean"] <= 1  # random weights: often no face
+    assert "CSIM" in md_of(out) and "dlib" in report["protocol"]["csim"]
     assert report["protocol"]["frames"] == 2 * 12
     # the do-nothing baseline: the reference scored against the real frames (another frame of the same face)
     copy = report["copy_reference"]
@@ -70,6 +74,10 @@ def test_evaluate_report_structure_and_ranges(
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def md_of(out: Path) -> str:
+    return (out / "report.md").read_text()
+
+
 def test_evaluate_fid_weights_path_and_unbundled_identity(tiny_dataset: Path, tmp_path: Path) -> None:
     """--fid-weights takes any TorchScript feature extractor (here a tiny pooling one, so the test is fast; the
     bundled Inception is tested in test_metrics); an identity missing from the checkpoint takes its reference
@@ -140,6 +148,7 @@ def test_perfect_generation_scores_perfectly(tiny_dataset: Path) -> None:
     det.close()
     for key in ("detection_rate", "detection_rate_haar", "pose_error_deg", "cpbd", "blink_f1"):
         assert gen[key] == gt[key]
+    assert gen["csim"] == pytest.approx(1.0)  # every generated frame's embedding equals the real frame's
 
 
 def test_evaluate_bad_input(

@@ -188,3 +188,29 @@ def test_inception_features_shape_and_fid_order(astronaut: np.ndarray) -> None:
     assert f.shape == (6, 2048) and np.isfinite(f).all()
     # the same face, mirrored or shifted, is closer to itself than to flat grey images
     assert M.frechet_distance(f[:2], f[1:3]) < M.frechet_distance(f[:3], f[3:])
+
+
+def test_cosine_similarity_known_answers() -> None:
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [np.nan, 1.0]])
+    b = np.array([[1.0, 0.0], [-1.0, -1.0], [1.0, 1.0]])
+    sims = M.cosine_similarity(a, b)
+    assert sims[0] == pytest.approx(1.0) and sims[1] == pytest.approx(-1.0) and np.isnan(sims[2])
+    np.testing.assert_allclose(M.cosine_similarity(a[:2], np.array([0.0, 2.0])), [0.0, np.sqrt(0.5)])
+
+
+def test_face_embeddings_same_face_similar_other_face_not(astronaut: np.ndarray) -> None:
+    import matplotlib.cbook
+    import matplotlib.image
+
+    from apb2face.data.identity import FaceEmbedder
+
+    hopper = np.asarray(matplotlib.image.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg")))[..., :3]
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    frames = [astronaut, cv2.resize(astronaut, (300, 300), interpolation=cv2.INTER_AREA), hopper, blank]
+    vectors = M.face_embeddings(frames, FaceEmbedder(), [0, 1, 3])
+    assert vectors.shape == (4, 128)
+    assert np.isnan(vectors[2]).all()  # not among the indices: not embedded
+    assert np.isnan(vectors[3]).all()  # no face
+    assert M.cosine_similarity(vectors[0], vectors[1])[0] > 0.9  # the same photo smaller
+    other = M.face_embeddings([hopper], FaceEmbedder(), [0])
+    assert M.cosine_similarity(vectors[0], other[0])[0] < M.cosine_similarity(vectors[0], vectors[1])[0] - 0.1

@@ -28,6 +28,7 @@ import numpy as np
 
 from apb2face.data import audio as A
 from apb2face.data.format import ClipRecord, Dataset
+from apb2face.data.identity import FaceEmbedder
 from apb2face.errors import UserError
 from apb2face.evaluation import metrics as M
 from apb2face.evaluation.face_measure import MIN_DETECT_SIDE, measure_face_mesh
@@ -47,14 +48,16 @@ METRIC_KEYS = (
     "blink_f1",
     "lipsync_corr",
     "cpbd",
+    "csim",
     "fid",
 )
 # detection_rate_haar: the second detector; face_mesh_rate: share of frames where the landmark model finds a face,
 # the frames LMD, pose, blink and lip sync are measured on
 EXTRA_KEYS = ("detection_rate_haar", "face_mesh_rate")
-GROUND_TRUTH_KEYS = ("detection_rate", "pose_error_deg", "blink_f1", "lipsync_corr", "cpbd") + EXTRA_KEYS
+GROUND_TRUTH_KEYS = ("detection_rate", "pose_error_deg", "blink_f1", "lipsync_corr", "cpbd", "csim") + EXTRA_KEYS
 LIPSYNC_MAX_LAG = 3
 BLINK_TOLERANCE = 2  # frames
+CSIM_FRAMES_PER_CLIP = 8  # evenly spaced frames embedded per clip (one embedding costs about 0.2 s on a CPU core)
 
 
 @dataclass
@@ -87,6 +90,7 @@ class FrameMeasures:
     ear: np.ndarray  # (n, 2) eye aspect ratios, NaN where no face mesh
     mouth: np.ndarray  # (n,) mouth opening, NaN where no face mesh
     cpbd: np.ndarray  # (n,)
+    embedding: np.ndarray | None = None  # (n, 128) face embeddings at CSIM_FRAMES_PER_CLIP frames, NaN elsewhere
 
 
 @dataclass
@@ -100,6 +104,7 @@ class ClipResult:
     driving_pose: np.ndarray
     driving_eyes: np.ndarray
     rms: np.ndarray
+    reference_embedding: np.ndarray | None = None  # (128,) of the identity's reference crop, NaN without a face
 
     @property
     def num_frames(self) -> int:
@@ -119,6 +124,7 @@ class Detectors:
 
     blazeface: M.BlazeFaceDetector
     haar: M.HaarFaceDetector
+    faces: FaceEmbedder  # the identity embedding of CSIM
 
     def close(self) -> None:
         self.blazeface.close()
@@ -126,13 +132,14 @@ class Detectors:
 
 
 def open_detectors() -> Detectors:
-    return Detectors(blazeface=M.BlazeFaceDetector(), haar=M.HaarFaceDetector())
+    return Detectors(blazeface=M.BlazeFaceDetector(), haar=M.HaarFaceDetector(), faces=FaceEmbedder())
 
 
 def measure_frames(frames: np.ndarray, detectors: Detectors) -> FrameMeasures:
     """Face mesh (video mode, tracked through the sequence), pose, EAR, mouth opening, face detection (BlazeFace
-    and Haar), CPBD."""
+    and Haar), CPBD, and face embeddings of CSIM_FRAMES_PER_CLIP evenly spaced frames."""
     mesh = measure_face_mesh(frames, video=True)
+    sampled = np.unique(np.linspace(0, len(frames) - 1, CSIM_FRAMES_PER_CLIP).round().astype(int))
     return FrameMeasures(
         landmarks=mesh.landmarks,
         detected=np.array([detectors.blazeface.detect(f) for f in frames], dtype=bool),
@@ -141,6 +148,7 @@ def measure_frames(frames: np.ndarray, detectors: Detectors) -> FrameMeasures:
         ear=mesh.ear,
         mouth=mesh.mouth,
         cpbd=np.array([M.cpbd(f) for f in frames]),
+        embedding=M.face_embeddings(frames, detectors.faces, sampled),
     )
 
 
@@ -208,6 +216,7 @@ def identity_metrics(results: list[ClipResult], which: str) -> dict[str, float |
         "lipsync_corr": _nanmean(lipsync),
         "cpbd": float(np.concatenate([x.cpbd for x in m]).mean()),
         "face_mesh_rate": float(np.isfinite(np.concatenate([x.mouth for x in m])).mean()),
+        "csim": identity_similarity(results, which),
         "pose_error_yaw_pitch_roll": [_nanmean(pose_err[:, i]) for i in range(3)],
     }
     if which == "gen":
@@ -224,6 +233,21 @@ def identity_metrics(results: list[ClipResult], which: str) -> dict[str, float |
         )
         out["lmd_frames"] = int(both.sum())
     return out
+
+
+def identity_similarity(results: list[ClipResult], which: str) -> float | None:
+    """CSIM over the identity's embedded frames: generated frame vs the real frame it re-enacts (`gen`), or real
+    frame vs the identity's reference crop, another real frame of the same person (`gt`: real-vs-real). None when no
+    pair has a face on both sides."""
+    sims = []
+    for r in results:
+        if r.gen.embedding is None or r.gt.embedding is None:
+            continue
+        if which == "gen":
+            sims.append(M.cosine_similarity(r.gen.embedding, r.gt.embedding))
+        elif r.reference_embedding is not None:
+            sims.append(M.cosine_similarity(r.gt.embedding, r.reference_embedding))
+    return _nanmean(np.concatenate(sims)) if sims else None
 
 
 def _table(
@@ -346,6 +370,7 @@ def run_clip(
             driving_pose=np.asarray(clip.pose[:n], np.float64),
             driving_eyes=np.asarray(clip.eyes[:n]),
             rms=A.rms_per_frame(clip.audio, n, clip.fps, clip.sample_rate),
+            reference_embedding=reference_embedding(reference.crop, inputs.size, detectors.faces),
         )
     )
     copy = np.repeat(resize_frames(reference.crop[None], inputs.size), n, axis=0)
@@ -353,6 +378,11 @@ def run_clip(
     runs.generated[record.identity].append(gen)
     runs.truth[record.identity].append(gt)
     runs.strip_sources.setdefault(record.identity, (gen, gt))
+
+
+def reference_embedding(crop: np.ndarray, size: int, faces: FaceEmbedder) -> np.ndarray:
+    """The reference crop's face embedding at the evaluation size (NaN when the recogniser finds no face)."""
+    return M.face_embeddings(resize_frames(crop[None], size), faces, [0])[0]
 
 
 def build_report(inputs: EvalInputs, runs: ClipRuns, cfg: EvalConfig) -> dict[str, Any]:
@@ -416,6 +446,9 @@ def protocol(inputs: EvalInputs, runs: ClipRuns, cfg: EvalConfig, fid_note: str)
         "lipsync": "Pearson r of per-frame mouth opening (inner-lip gap / mouth width) vs audio RMS per frame, "
         f"best lag within +-{LIPSYNC_MAX_LAG} frames, mean over clips",
         "cpbd": "CPBD (Narvekar & Karam 2011) on grayscale, own implementation (metrics.cpbd), mean over frames",
+        "csim": f"{M.CSIM_NAME}, on {CSIM_FRAMES_PER_CLIP} evenly spaced frames per clip: generated frame vs the "
+        "real frame it re-enacts; on the ground-truth row, real frame vs the identity's reference crop (another real "
+        "frame of the same person: the real-vs-real level); frames where either side has no face are left out",
         "fid": fid_note,
         "aggregation": "per identity: frame metrics over its frames, blink/lip sync over its clips; mean = "
         "unweighted mean over identities (FID: all frames pooled)",
@@ -493,6 +526,7 @@ ROWS = (
     ("blink_f1", "blink F1 ↑", "{:.2f}"),
     ("lipsync_corr", "lip sync r ↑", "{:.2f}"),
     ("cpbd", "CPBD ↑", "{:.3f}"),
+    ("csim", "CSIM ↑", "{:.3f}"),
     ("fid", "FID ↓", "{:.1f}"),
     ("detection_rate_haar", "DR Haar (%) ↑", "pct"),
     ("face_mesh_rate", "face mesh found (%)", "pct"),
@@ -544,8 +578,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         metric_table(report.get("copy_reference", {}), names),
         "\n## Definitions\n\n",
     ]
-    for key in ("ssim", "psnr", "landmarks", "detection", "pose", "blink", "lipsync", "cpbd", "fid", "aggregation"):
-        lines.append(f"- **{key}**: {p[key]}\n")
+    for key in ("ssim", "psnr", "landmarks", "detection", "pose", "blink", "lipsync", "cpbd", "csim", "fid"):
+        if key in p:  # reports written before CSIM have no definition of it
+            lines.append(f"- **{key}**: {p[key]}\n")
+    lines.append(f"- **aggregation**: {p['aggregation']}\n")
     lines.append("- **references**: " + "; ".join(f"{n}: {s}" for n, s in p["references"].items()) + "\n")
     return "".join(lines)
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from apb2face.data import face as face_geo
+from apb2face.data.identity import EMBEDDING_SIZE, FaceEmbedder
 from apb2face.models.image_similarity import as_unit_batch
 from apb2face.models.image_similarity import ssim as ssim  # re-exported: the metrics are read as M.ssim, M.psnr, ...
 
@@ -467,3 +468,26 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     diff = mu1 - mu2
     # a tiny negative value is round-off of equal distributions
     return max(0.0, float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean))
+
+
+# ------------------------------------------------------------------------------------------------ identity (CSIM)
+CSIM_NAME = (
+    "CSIM: cosine similarity of dlib face-recognition embeddings (ResNet, 128-d, apb2face.data.identity; the "
+    "embedding generate uses to tell whether a photo is one of the checkpoint's people)"
+)
+
+
+def face_embeddings(frames: Sequence[np.ndarray], embedder: FaceEmbedder, indices: Iterable[int]) -> np.ndarray:
+    """(n, 128) embeddings of the frames at `indices`; the other rows, and frames without a face, are NaN."""
+    out = np.full((len(frames), EMBEDDING_SIZE), np.nan, np.float32)
+    for i in indices:
+        vector = embedder.embed(frames[i])
+        if vector is not None:
+            out[i] = vector
+    return out
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of paired embeddings ((n, d) each, or one (d,) broadcast); NaN where a row is NaN."""
+    a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
