@@ -66,10 +66,11 @@ def one_line_error(capsys) -> str:
     return err
 
 
-def test_file_equals_generate(tiny_checkpoint, tmp_path):
+def test_file_equals_generate(tiny_checkpoint, tmp_path, capsys):
     wav = write_wav(tmp_path / "speech.wav", noise_speech(1.6), 16000)
     args = ["--checkpoint", str(tiny_checkpoint), "--reference", "astronaut", "--seed", "4"]
     assert main(["stream", *args, "--audio-in", str(wav), "--out", str(tmp_path / "s.mp4")]) == 0
+    assert "repeated" not in capsys.readouterr().err  # a file fed as fast as possible renders every frame
     assert main(["generate", *args, "--audio", str(wav), "--out", str(tmp_path / "g.mp4"), "--batch-size", "1"]) == 0
     s_info, g_info = probe(tmp_path / "s.mp4"), probe(tmp_path / "g.mp4")
     assert s_info.num_frames == g_info.num_frames == 40 and s_info.has_audio
@@ -79,12 +80,14 @@ def test_file_equals_generate(tiny_checkpoint, tmp_path):
     assert np.array_equal(s_frames, g_frames)  # same frames in, same encoder settings: same decoded pixels
 
 
-def test_stdin_raw_pcm_to_mp4_and_to_stdout(tiny_checkpoint, tmp_path, monkeypatch):
+def test_stdin_raw_pcm_to_mp4_and_to_stdout(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     pcm = s16le(noise_speech(1.0))
     out = tmp_path / "live.mp4"
     argv = [*stream_args(tiny_checkpoint), "--audio-in", "-"]
     code, _ = run_with_stdin([*argv, "--out", str(out), "--chunk-ms", "30"], pcm, tmp_path, monkeypatch)
     assert code == 0
+    # stdin is a live source: the session repeats frames rather than fall behind, and the summary counts them
+    assert "frames repeated to keep up, in " in capsys.readouterr().err
     info = probe(out)
     assert info.num_frames == 25 and info.has_audio and abs(info.duration - 1.0) < 0.05
     code, raw = run_with_stdin([*argv, "--out", "-"], pcm[:-1], tmp_path, monkeypatch)  # an odd byte count is fine

@@ -346,3 +346,156 @@ def silence_problems(
     if np.percentile(change, 95) > STILL_MOUTH_LEVELS or np.median(np.abs(np.diff(opening))) > DETECTOR_NOISE:
         problems.append(f"mouth jitters in silence ({summary})")
     return problems
+
+
+# ------------------------------------------------------------------------------------------------ overload
+
+
+class VirtualTime:
+    """A wall clock that moves only when the test says: waiting for audio, and rendering (a chosen cost per frame)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class CostlyPipeline:
+    """The real pipeline whose model step takes `cost(now)` seconds of virtual time: a machine that slows down."""
+
+    def __init__(self, pipe: APB2FacePipeline, time: VirtualTime, cost) -> None:
+        self.pipe, self.time, self.cost = pipe, time, cost
+
+    def __getattr__(self, name: str):
+        return getattr(self.pipe, name)
+
+    def step(self, *args):
+        self.time.now += self.cost(self.time.now)
+        return self.pipe.step(*args)
+
+
+def live_run(pipe, pcm: np.ndarray, cost, realtime: bool):
+    time = VirtualTime()
+    session = StreamingSession(CostlyPipeline(pipe, time, cost), "anna", seed=3, realtime=realtime, clock=time.clock)
+    frames: list = []
+    timing = simulate_live(session, pcm, chunk_ms=20, clock=time.clock, sleep=time.sleep, on_frame=frames.append)
+    return session, timing, frames
+
+
+LOAD = (2.0, 5.0)  # seconds of stream time during which a frame costs 1.6 frame periods instead of a quarter
+
+
+def load_cost(now: float) -> float:
+    return 0.064 if LOAD[0] <= now < LOAD[1] else 0.010
+
+
+def test_realtime_session_repeats_frames_under_overload_and_recovers(pipe, caplog):
+    pcm = noise_speech(8.0, seed=4)
+    calm, calm_timing, calm_frames = live_run(pipe, pcm, lambda now: 0.010, realtime=True)
+    # without load nothing is dropped and the stream is the ordinary one
+    assert calm.repeated_frames == 0 and calm.overloads == 0 and calm_timing.repeated == 0
+    reference = StreamingSession(pipe, "anna", seed=3)
+    plain = [f for lo in range(0, len(pcm), 320) for f in reference.push(pcm[lo : lo + 320])]
+    np.testing.assert_array_equal(np.stack([f.image for f in calm_frames]), np.stack([f.image for f in plain]))
+
+    # the same load without real-time mode: latency grows without bound (here to over a second)
+    _, behind, _ = live_run(pipe, pcm, load_cost, realtime=False)
+    assert behind.latencies_ms.max() > 1000
+
+    caplog.set_level("INFO", logger="apb2face.inference.streaming")
+    loaded, timing, frames = live_run(pipe, pcm, load_cost, realtime=True)
+    # every due frame comes out, with the unloaded indices and timestamps
+    assert [(f.index, f.timestamp) for f in frames] == [(f.index, f.timestamp) for f in calm_frames]
+    repeated = [f for f in frames if f.repeated]
+    assert loaded.repeated_frames == timing.repeated == len(repeated) > 0
+    # latency stays bounded: under the look-ahead, the 20 ms chunk and max_lag_s (2 frame periods) plus one frame
+    budget_ms = (session_lookahead := calm.lookahead_s) * 1000 + 20 + 80
+    assert np.percentile(timing.latencies_ms, 95) < budget_ms + 40, np.percentile(timing.latencies_ms, 95)
+    assert timing.latencies_ms.max() < budget_ms + 80
+    # said once: one warning for the episode, one line when it caught up
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert loaded.overloads == 1 and len(warnings) == 1 and "repeating frames" in warnings[0].getMessage()
+    assert any("caught up" in r.getMessage() for r in caplog.records)
+    # repeated frames show the previous image; they fall inside the loaded stretch only
+    by_index = {f.index: f for f in frames}
+    for f in repeated:
+        np.testing.assert_array_equal(f.image, by_index[f.index - 1].image)
+        assert LOAD[0] - session_lookahead - 0.2 <= f.timestamp <= LOAD[1]
+    # recovered: after the load, every frame is rendered again, equal to the unloaded stream's (motion kept pace)
+    after = [i for i, f in enumerate(frames) if f.timestamp > LOAD[1]]
+    assert len(after) > 50 and not any(frames[i].repeated for i in after)
+    for i in after:
+        np.testing.assert_array_equal(frames[i].image, calm_frames[i].image)
+        np.testing.assert_array_equal(frames[i].pose, calm_frames[i].pose)
+    # the face kept moving during the load: some frames were rendered there
+    during = [f for f in frames if LOAD[0] + 0.5 <= f.timestamp <= LOAD[1] - 0.5]
+    assert 0 < sum(f.repeated for f in during) < len(during)
+
+
+def test_realtime_mode_catches_a_caller_that_pushes_late(pipe):
+    """The default arrival time comes from the audio clock: chunks pushed in a burst after a stall are seen late."""
+    time = VirtualTime()
+    session = StreamingSession(pipe, "anna", realtime=True, clock=time.clock)
+    pcm = noise_speech(3.0)
+    frames = []
+    for k, lo in enumerate(range(0, len(pcm), 320)):
+        time.now = (lo + 320) / 16000 + (0.5 if 40 <= k < 60 else 0.0)  # chunks 40-59 arrive 0.5 s late
+        frames += session.push(pcm[lo : lo + 320])
+    repeated = [f.index for f in frames if f.repeated]
+    assert repeated and session.overloads == 1
+    # the late frames are those made ready by chunks 40-59 (20 ms each, 180 ms after their frame), no others
+    assert all(0.8 <= i / 25 + 0.18 <= 1.2 + 1e-9 for i in repeated)
+    with pytest.raises(UserError, match="max_lag_s"):
+        StreamingSession(pipe, "anna", realtime=True, max_lag_s=0)
+
+
+def test_given_arrival_times_allow_gaps_and_pace_a_fast_sender(pipe):
+    pcm = noise_speech(3.0)
+    chunks = range(0, len(pcm), 320)
+    # a source that pauses for a second mid-stream (stream time stops too): nothing is late, nothing repeated
+    time = VirtualTime()
+    paused = StreamingSession(pipe, "anna", realtime=True, clock=time.clock)
+    for k, lo in enumerate(chunks):
+        time.now = (lo + 320) / 16000 + (1.0 if k >= 50 else 0.0)
+        paused.push(pcm[lo : lo + 320], arrived=time.now)
+    assert paused.repeated_frames == 0
+    # the same pause with no arrival times looks like a caller a second behind its audio clock
+    time = VirtualTime()
+    guessed = StreamingSession(pipe, "anna", realtime=True, clock=time.clock)
+    for k, lo in enumerate(chunks):
+        time.now = (lo + 320) / 16000 + (1.0 if k >= 50 else 0.0)
+        guessed.push(pcm[lo : lo + 320])
+    assert guessed.repeated_frames > 0
+    # a sender ten times faster than speech, received at once, rendered at 30 ms a frame: served at the speed of
+    # speech, so the frames keep up with the speech pace (none repeated) although all audio "arrived" early
+    time = VirtualTime()
+    fast = StreamingSession(CostlyPipeline(pipe, time, lambda now: 0.030), "anna", realtime=True, clock=time.clock)
+    for lo in chunks:
+        time.now = max(time.now, (lo + 320) / 16000 / 10)
+        fast.push(pcm[lo : lo + 320], arrived=(lo + 320) / 16000 / 10)
+    assert fast.repeated_frames == 0 and fast.next_frame > 60
+
+
+def test_audio_that_is_always_late_still_moves_the_face(pipe):
+    """On a starved machine even fresh audio is pushed late (here 40 ms, a render takes 50 ms): frames are still
+    rendered at the rate the machine allows, with bounded latency, instead of one frozen picture."""
+    time = VirtualTime()
+    session = StreamingSession(CostlyPipeline(pipe, time, lambda now: 0.050), "anna", realtime=True, clock=time.clock)
+    pcm = noise_speech(6.0)
+    frames, latencies = [], []
+    for lo in range(0, len(pcm), 320):
+        due = (lo + 320) / 16000
+        time.now = max(time.now, due + 0.040)
+        out = session.push(pcm[lo : lo + 320], arrived=due)
+        frames += out
+        latencies += [time.now - f.timestamp for f in out]
+    rendered = np.array([not f.repeated for f in frames])
+    assert 0 < session.repeated_frames < len(frames)
+    for second in range(5):  # the face moves in every second of the stream
+        assert rendered[second * 25 : (second + 1) * 25].sum() >= 5
+    # look-ahead, a 20 ms chunk, lateness within 1.25 x max_lag_s (2 frame periods), one render
+    assert max(latencies) <= session.lookahead_s + 0.020 + 1.25 * 0.080 + 0.050 + 1e-9

@@ -3,9 +3,11 @@
 --audio-in - reads raw PCM from stdin: signed 16-bit little-endian mono at --sample-rate (default 16000), e.g.
 `arecord -f S16_LE -r 16000 -c 1 -t raw | apb2face stream --reference woman1 --audio-in - --out live.mp4`.
 A file is decoded like `generate` does and fed in --chunk-ms chunks (as fast as possible, or at the speed of speech
-with --realtime); its frames equal `generate`'s for the same seed. --out OUT.mp4 writes video + audio incrementally;
---out - writes raw rgb24 frames to stdout (e.g. into `ffplay -f rawvideo -pixel_format rgb24 -video_size SxS
--framerate 25 -i -`). The summary (frames, speed, look-ahead, live latency) goes to stderr.
+with --realtime); its frames equal `generate`'s for the same seed. A live source (stdin, or --realtime) that the
+machine cannot keep up with repeats frames rather than falling behind (docs/realtime.md, "Overload").
+--out OUT.mp4 writes video + audio incrementally; --out - writes raw rgb24 frames to stdout (e.g. into `ffplay -f
+rawvideo -pixel_format rgb24 -video_size SxS -framerate 25 -i -`). The summary (frames, speed, look-ahead, live
+latency, repeated frames) goes to stderr.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, backend=args.backend, int8=args.int8)
     source = open_source(args, pipe)
     motion = {"seed": args.seed, "pose": args.pose, "eyes": args.blink}
-    session = StreamingSession(pipe, args.reference, fps=args.fps, sample_rate=source.rate, **motion)
+    live = args.realtime or args.audio_in == "-"  # a live source: repeat frames rather than fall behind it
+    session = StreamingSession(pipe, args.reference, fps=args.fps, sample_rate=source.rate, realtime=live, **motion)
     log.info(
         "streaming %s with %s (%s): look-ahead %.0f ms of audio per frame",
         args.reference,
@@ -220,6 +223,8 @@ def summary(timing: Timing, session: Any, args: argparse.Namespace) -> str:
         if live.size:
             p50, p95 = np.percentile(live, [50, 95])
             text += f"; audio-to-frame latency p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+    if session.realtime:
+        text += f"; {session.repeated_frames} frames repeated to keep up, in {session.overloads} overload episode(s)"
     return text + (f"; wrote {args.out}" if args.out not in (None, "-") else "")
 
 

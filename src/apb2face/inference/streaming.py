@@ -17,13 +17,19 @@ fixed-size window, so memory stays flat.
 
 The frames equal the offline pipeline's (`APB2FacePipeline.__call__`) for the same audio, reference, seed and motion:
 the same features (bit-exact), the same windows, the same natural-motion sequence, the same model step.
+
+Overload (`realtime=True`, used by live sources): when rendering cannot keep up, a frame that would come out more
+than `max_lag_s` after the audio that made it ready is not rendered; the last rendered frame is emitted again in its
+place (`StreamFrame.repeated`), so every frame still comes out, with its exact index and timestamp, in sync with the
+audio. The motion advances as if it had been rendered, so once the load goes away the frames are again the ones an
+unloaded stream renders. One warning is logged per overload episode; `repeated_frames` and `overloads` count them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,10 @@ log = logging.getLogger(__name__)
 
 BLOCK_SAMPLES = 640  # 40 ms: input is processed in blocks this size at most, so frames come out as early as possible
 ROW_MARGIN = 64  # feature rows kept beyond one window
+MAX_LAG_FRAMES = 2.0  # real-time mode: default lateness allowed beyond the unavoidable look-ahead, in frame periods
+CLOCK_DRIFT = 1e-3  # the audio clock of a continuous source may run this much slower than the wall clock
+COST_SMOOTHING = 0.25  # weight of the newest render time in the running estimate of the next one
+FLOOR_RISE = 0.1  # seconds per second: how fast the estimate of the lateness fresh audio has anyway may creep up
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class StreamFrame:
     pose: np.ndarray  # (3,) degrees yaw, pitch, roll
     eyes: np.ndarray  # (2,) openness
     ready_sample: int  # input samples (16 kHz) received when the frame was rendered
+    repeated: bool = False  # real-time mode under overload: not rendered, the previous frame's image shown again
 
 
 class SuppliedMotion:
@@ -106,7 +117,13 @@ class StreamingSession:
         pose: Any = None,
         eyes: Any = None,
         sample_rate: int = A.SAMPLE_RATE,
+        realtime: bool = False,
+        max_lag_s: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """realtime: drop (repeat) frames that would come out more than `max_lag_s` (default 2 frame periods) after
+        the audio that made them ready, instead of falling further behind; `clock` is the wall clock that `arrived`
+        times given to push() are read on."""
         check_fps(fps)  # the same bounds as generate: a huge rate would ask for gigabytes of frames
         self.pipeline = pipeline
         self.fps = float(fps)
@@ -130,6 +147,22 @@ class StreamingSession:
         self.sample_rate = int(sample_rate)
         self.next_frame = 0
         self.finished = False
+        self.realtime = bool(realtime)
+        self.max_lag_s = MAX_LAG_FRAMES / self.fps if max_lag_s is None else float(max_lag_s)
+        if not self.max_lag_s > 0:
+            raise UserError(f"max_lag_s must be positive, got {max_lag_s}")
+        self.clock = clock
+        self.repeated_frames = 0  # frames emitted again instead of rendered (real-time mode under overload)
+        self.overloads = 0  # overload episodes: runs of repeated frames until a second of frames is rendered in time
+        self._input_samples = 0  # at the session's sample rate, for the audio clock
+        self._anchor: float | None = None  # wall time of the first sample, as the audio clock says
+        self._arrived = 0.0  # when the audio being rendered from was available
+        self._cost = 0.0  # running estimate of one frame's render time
+        self._rendered = 0
+        self._floor = float("inf")  # lateness of the freshest audio lately
+        self._in_time = 0  # frames rendered in a row since the last repeated one
+        self._overloaded = False
+        self._last: StreamFrame | None = None
 
     # -- facts ------------------------------------------------------------------------------------------------------
 
@@ -145,11 +178,19 @@ class StreamingSession:
 
     # -- input ------------------------------------------------------------------------------------------------------
 
-    def push(self, pcm: np.ndarray) -> list[StreamFrame]:
-        """Add mono PCM (float in [-1, 1], or int16) at the session's sample rate; returns the frames now ready."""
+    def push(self, pcm: np.ndarray, arrived: float | None = None) -> list[StreamFrame]:
+        """Add mono PCM (float in [-1, 1], or int16) at the session's sample rate; returns the frames now ready.
+
+        arrived (real-time mode): when the chunk's last sample was available, on `clock`. Default: the time the audio
+        clock of a continuous source gives (first sample's time + samples received / rate, the first sample's time
+        being the earliest that every push so far allows), so a caller that falls behind and pushes queued chunks
+        late is seen to be late. A source with gaps (audio that stops and resumes) passes its arrival times (the
+        time a chunk was received, not the time it is pushed)."""
         if self.finished:
             raise RuntimeError("push() after finish()")
         pcm = _as_float_pcm(pcm)
+        if self.realtime:
+            self._arrived = self._arrival(len(pcm), arrived)
         if self._resampler is not None:
             pcm = self._resampler.resample_chunk(pcm)
         out: list[StreamFrame] = []
@@ -191,9 +232,76 @@ class StreamingSession:
                     break
             elif n >= last_frame:
                 break
-            out.append(self._render(n, centre, final_rows))
+            out.append(
+                self._render_in_time(n, centre, final_rows)
+                if self.realtime and final_rows is None  # finish() renders the few frames left, all of them
+                else self._render(n, centre, final_rows)
+            )
             self.next_frame += 1
         return out
+
+    def _arrival(self, samples: int, arrived: float | None) -> float:
+        """When the end of the audio pushed so far was available. Given (`arrived`), it is taken as is, except that
+        audio is not taken to arrive faster than it is spoken: a client sending a file at ten times the speed of
+        speech is served at the speed of speech. Not given (a continuous source): a chunk is pushed no earlier than
+        its last sample is spoken, so the earliest `push time - audio duration` bounds the first sample's time; it
+        may move later by CLOCK_DRIFT per second of audio, so an audio clock slower than the wall clock is
+        followed."""
+        self._input_samples += samples
+        audio_s = self._input_samples / self.sample_rate
+        if arrived is not None:
+            if self._anchor is None:
+                self._anchor = arrived - audio_s
+            return max(arrived, self._anchor + audio_s)
+        start = self.clock() - audio_s
+        if self._anchor is None or start < self._anchor:
+            self._anchor = start
+        else:
+            self._anchor = min(start, self._anchor + CLOCK_DRIFT * samples / self.sample_rate)
+        return self._anchor + audio_s
+
+    def _render_in_time(self, n: int, centre: int, final_rows: int | None) -> StreamFrame:
+        """Render frame n, or repeat the last frame if rendering it would end more than max_lag_s after its audio
+        arrived. When a render alone takes most of max_lag_s, frames whose audio is fresh (late by no more than a
+        quarter of max_lag_s beyond what fresh audio is late anyway, up to max_lag_s) are still rendered, so the
+        face keeps moving at whatever rate the machine allows while the latency stays bounded."""
+        started = self.clock()
+        lateness = started - self._arrived
+        # the lateness even fresh audio has (waking up, features) on a starved machine: a minimum that creeps up
+        self._floor = min(lateness, self._floor + FLOOR_RISE / self.fps)
+        allowed = max(self.max_lag_s - self._cost, min(self._floor, self.max_lag_s) + self.max_lag_s / 4)
+        if self._last is not None and lateness > allowed:
+            self._motion.take(1)  # the motion sequence stays the unloaded one
+            self.repeated_frames += 1
+            self._in_time = 0
+            if not self._overloaded:
+                self._overloaded = True
+                self.overloads += 1
+                log.warning(
+                    "rendering cannot keep up (frame %d is %.0f ms late, a frame takes %.0f ms): repeating frames to "
+                    "stay in sync with the audio",
+                    n,
+                    lateness * 1000,
+                    self._cost * 1000,
+                )
+            last = self._last
+            return StreamFrame(
+                n, n / self.fps, last.image, last.landmarks, last.pose, last.eyes, self._features.num_samples, True
+            )
+        frame = self._render(n, centre, final_rows)
+        cost = self.clock() - started
+        # the first render pays one-off set-up costs: not a measure of the next ones
+        if self._rendered == 1:
+            self._cost = cost
+        elif self._rendered > 1:
+            self._cost += COST_SMOOTHING * (cost - self._cost)
+        self._rendered += 1
+        self._last = frame
+        self._in_time += 1
+        if self._overloaded and self._in_time >= self.fps:
+            self._overloaded = False
+            log.info("caught up: frames are rendered in time again (%d repeated so far)", self.repeated_frames)
+        return frame
 
     def _render(self, n: int, centre: int, final_rows: int | None) -> StreamFrame:
         rows = centre + np.arange(-(self.window - self.lookahead), self.lookahead)
@@ -239,6 +347,7 @@ class LiveTiming:
     wall_s: float
     audio_s: float
     busy_s: float = 0.0  # wall time spent inside push(): features, windows, motion and rendering
+    repeated: int = 0  # frames repeated instead of rendered (a real-time session under overload)
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
@@ -255,9 +364,12 @@ def simulate_live(
     chunk_ms: float = 20.0,
     clock: Any = time.perf_counter,
     sleep: Any = time.sleep,
+    on_frame: Callable[[StreamFrame], None] | None = None,
 ) -> LiveTiming:
     """Feed `pcm` (16 kHz) to `session` paced like a microphone: chunk k is pushed when its last sample has been
-    spoken (start + (k + 1) * chunk). If rendering falls behind, later chunks are pushed late and latencies grow."""
+    spoken (start + (k + 1) * chunk). If rendering falls behind, later chunks are pushed late and latencies grow
+    (unless the session is in real-time mode, which repeats frames to stay in sync; give it the same clock).
+    on_frame: called with each frame pushed out before the end."""
     chunk = max(1, int(round(chunk_ms / 1000 * A.SAMPLE_RATE)))
     latencies = []
     busy = 0.0
@@ -268,10 +380,14 @@ def simulate_live(
         if wait > 0:
             sleep(wait)
         pushed = clock()
-        frames = session.push(pcm[lo : lo + chunk])
+        frames = session.push(pcm[lo : lo + chunk], due)
         done = clock()
         busy += done - pushed
         latencies += [(done - (start + frame.timestamp)) * 1000.0 for frame in frames]
+        if on_frame is not None:
+            for frame in frames:
+                on_frame(frame)
     wall = clock() - start
     session.finish()
-    return LiveTiming(np.asarray(latencies), chunk_ms, len(latencies), wall, len(pcm) / A.SAMPLE_RATE, busy)
+    audio_s = len(pcm) / A.SAMPLE_RATE
+    return LiveTiming(np.asarray(latencies), chunk_ms, len(latencies), wall, audio_s, busy, session.repeated_frames)

@@ -149,7 +149,7 @@ class LiveWorker:
         self.options = options
         self.emit = emit
         self.inputs: queue.Queue = queue.Queue()
-        self.session = engine.streaming_session(options.identity, seed=0)
+        self.session = engine.streaming_session(options.identity, seed=0, realtime=True)
         self.clock = ArrivalClock()
         self.samples = 0
         self.input_samples = 0  # of the client's audio, at 16 kHz
@@ -256,7 +256,7 @@ class LiveWorker:
         if from_client:
             self.input_samples += len(pcm)
         self.clock.add(self.samples, arrived, self.input_samples if from_client else None)
-        self._send_frames(self.session.push(pcm))
+        self._send_frames(self.session.push(pcm, arrived))
 
     def _send_frames(self, frames: list) -> None:
         import cv2
