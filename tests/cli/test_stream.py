@@ -158,3 +158,18 @@ def test_bad_input(tiny_checkpoint, tmp_path, capsys, extra, message):
     assert main([*stream_args(tiny_checkpoint), *extra]) == 2
     assert message in one_line_error(capsys)
     assert not list(tmp_path.iterdir())
+
+
+def test_unknown_face_is_refused_unless_allow_unknown(tiny_checkpoint, tmp_path, capsys):
+    import cv2
+
+    from tests.inference.helpers import grace_hopper
+
+    stranger = tmp_path / "stranger.png"
+    cv2.imwrite(str(stranger), cv2.cvtColor(grace_hopper(), cv2.COLOR_RGB2BGR))
+    wav = write_wav(tmp_path / "speech.wav", noise_speech(0.8), 16000)
+    args = ["stream", "--checkpoint", str(tiny_checkpoint), "--reference", str(stranger), "--audio-in", str(wav)]
+    assert main([*args, "--out", str(tmp_path / "a.mp4")]) == 2
+    assert "apb2face enroll" in one_line_error(capsys) and not (tmp_path / "a.mp4").exists()
+    assert main([*args, "--out", str(tmp_path / "b.mp4"), "--allow-unknown"]) == 0
+    assert probe(tmp_path / "b.mp4").num_frames == 20

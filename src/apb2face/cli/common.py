@@ -40,6 +40,15 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_allow_unknown_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="render a photo of someone the checkpoint was not trained on (refused by default: such faces come out "
+        "smeared; enrol the person first)",
+    )
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 

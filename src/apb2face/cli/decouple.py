@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import argparse
 
-from apb2face.cli.common import add_checkpoint_argument, add_device_argument, add_output_dir_argument
+from apb2face.cli.common import (
+    add_allow_unknown_argument,
+    add_checkpoint_argument,
+    add_device_argument,
+    add_output_dir_argument,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_argument(parser, required=True)
     parser.add_argument("--reference", required=True, help="a bundled identity name or a face image")
+    add_allow_unknown_argument(parser)
     add_output_dir_argument(parser)
     parser.add_argument("--steps", type=int, default=7, help="values per sweep (default 7)")
     parser.add_argument("--yaw", type=float, default=25.0, help="yaw sweep half-range in degrees (default 25)")
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).exists():
         raise UserError("--checkpoint: not found", args.checkpoint)
     with new_output_dir(args.out) as out:
-        report = decouple(args.checkpoint, args.reference, out, cfg)
+        report = decouple(args.checkpoint, args.reference, out, cfg, allow_unknown=args.allow_unknown)
     print("\n".join(summary_lines(report)))
     print(f"wrote {out / 'decouple.png'} and {out / 'decouple.json'}")
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from apb2face.cli.common import (
+    add_allow_unknown_argument,
     add_backend_arguments,
     add_checkpoint_argument,
     check_backend,
@@ -52,12 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose", type=Path, metavar="FILE", help="head pose per frame: yaw,pitch,roll degrees")
     parser.add_argument("--blink", type=Path, metavar="FILE", help="eye openness per frame: left,right in [0, 1]")
     add_checkpoint_argument(parser)
-    parser.add_argument(
-        "--allow-unknown",
-        action="store_true",
-        help="render a photo of someone the checkpoint was not trained on (refused by default: such faces come out "
-        "smeared; enrol the person first)",
-    )
+    add_allow_unknown_argument(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="OUT.mp4", help="output video")
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the natural motion (default: {DEFAULT_SEED})"

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from apb2face.cli.common import add_backend_arguments, add_checkpoint_argument
+    from apb2face.cli.common import add_allow_unknown_argument, add_backend_arguments, add_checkpoint_argument
 
     parser.add_argument(
         "--reference",
@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--realtime", action="store_true", help="feed a file at the speed of speech and report audio-to-frame latency"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the natural motion (default: 0)")
+    add_allow_unknown_argument(parser)
     parser.add_argument("--pose", type=Path, metavar="FILE", help="head pose per frame: yaw,pitch,roll degrees")
     parser.add_argument("--blink", type=Path, metavar="FILE", help="eye openness per frame: left,right in [0, 1]")
     parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default: 25)")
@@ -73,7 +74,15 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args, pipe)
     motion = {"seed": args.seed, "pose": args.pose, "eyes": args.blink}
     live = args.realtime or args.audio_in == "-"  # a live source: repeat frames rather than fall behind it
-    session = StreamingSession(pipe, args.reference, fps=args.fps, sample_rate=source.rate, realtime=live, **motion)
+    session = StreamingSession(
+        pipe,
+        args.reference,
+        fps=args.fps,
+        sample_rate=source.rate,
+        realtime=live,
+        allow_unknown=args.allow_unknown,
+        **motion,
+    )
     log.info(
         "streaming %s with %s (%s): look-ahead %.0f ms of audio per frame",
         args.reference,

@@ -119,13 +119,16 @@ def check_sweep(name: str, values: np.ndarray, measured: dict[str, np.ndarray], 
     }
 
 
-def decouple(checkpoint: str | Path, reference: str, out: str | Path, cfg: DecoupleConfig) -> dict[str, Any]:
-    """Render the four sweeps, measure them, write OUT/decouple.png and OUT/decouple.json; returns the JSON."""
+def decouple(
+    checkpoint: str | Path, reference: str, out: str | Path, cfg: DecoupleConfig, *, allow_unknown: bool = False
+) -> dict[str, Any]:
+    """Render the four sweeps, measure them, write OUT/decouple.png and OUT/decouple.json; returns the JSON.
+    `allow_unknown`: a photo of someone the checkpoint does not know is rendered instead of refused."""
     from apb2face.inference.pipeline import APB2FacePipeline
 
     out = Path(out)
     pipe = APB2FacePipeline.from_pretrained(checkpoint, device=cfg.device)
-    state = pipe.prepare_reference(reference)
+    state = pipe.prepare_reference(reference, allow_unknown=allow_unknown)
     values = sweep_values(cfg)
     windows = silent_windows(pipe, cfg.steps)
     rows, labels, result = [], [], {}

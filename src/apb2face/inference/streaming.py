@@ -120,14 +120,16 @@ class StreamingSession:
         realtime: bool = False,
         max_lag_s: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        allow_unknown: bool = False,
     ) -> None:
         """realtime: drop (repeat) frames that would come out more than `max_lag_s` (default 2 frame periods) after
         the audio that made them ready, instead of falling further behind; `clock` is the wall clock that `arrived`
-        times given to push() are read on."""
+        times given to push() are read on. allow_unknown: render a photo of a person the checkpoint does not know
+        (see APB2FacePipeline.prepare_reference)."""
         check_fps(fps)  # the same bounds as generate: a huge rate would ask for gigabytes of frames
         self.pipeline = pipeline
         self.fps = float(fps)
-        self.reference = pipeline.prepare_reference(reference)
+        self.reference = pipeline.prepare_reference(reference, allow_unknown=allow_unknown)
         config = pipeline.config
         self.window = int(config.audio_window)
         self.lookahead = int(config.audio_lookahead)
