@@ -14,7 +14,7 @@ import pytest
 from apb2face.cli.main import main
 from apb2face.data import audio as A
 from apb2face.data.video import iter_frames, probe
-from tests.inference.helpers import write_wav
+from tests.inference.helpers import noise_speech, write_wav
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,14 +26,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def noise_speech(seconds: float, seed: int = 0) -> np.ndarray:
-    """Speech-like test audio: noise bursts with a syllable-rate envelope (float32, 16 kHz)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * A.SAMPLE_RATE)) / A.SAMPLE_RATE
-    envelope = np.clip(np.sin(2 * np.pi * 3.1 * t + rng.uniform(0, 6)), 0, None) ** 2
-    return (rng.standard_normal(len(t)) * 0.2 * envelope).astype(np.float32)
 
 
 def s16le(pcm: np.ndarray) -> bytes:

@@ -8,6 +8,14 @@ from pathlib import Path
 import numpy as np
 
 
+def noise_speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """Speech-like test audio: noise bursts with a syllable-rate envelope and silent gaps (float32, 16 kHz)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    envelope = np.clip(np.sin(2 * np.pi * 3.1 * t + rng.uniform(0, 6)), 0, None) ** 2
+    return (rng.standard_normal(len(t)) * 0.2 * envelope).astype(np.float32)
+
+
 @lru_cache(maxsize=1)
 def astronaut() -> np.ndarray:
     """A real portrait photo (scikit-image's public-domain astronaut, 512x512 RGB)."""

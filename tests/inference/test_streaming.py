@@ -17,18 +17,10 @@ from apb2face.inference.export import load_onnx
 from apb2face.inference.pipeline import APB2FacePipeline, default_checkpoint
 from apb2face.inference.streaming import StreamingSession, simulate_live
 from apb2face.inference.streaming_features import StreamingFeatures, samples_for_row
+from tests.inference.helpers import noise_speech
 from tests.inference.test_export import make_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def noise_speech(seconds: float, seed: int = 0) -> np.ndarray:
-    """Speech-like test audio: noise bursts with a syllable-rate envelope and silent gaps (float32, 16 kHz)."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * A.SAMPLE_RATE)
-    t = np.arange(n) / A.SAMPLE_RATE
-    envelope = np.clip(np.sin(2 * np.pi * 3.1 * t + rng.uniform(0, 6)), 0, None) ** 2
-    return (rng.standard_normal(n) * 0.2 * envelope).astype(np.float32)
 
 
 def push_in_chunks(session: StreamingSession, pcm: np.ndarray, sizes: list[int]) -> list:
