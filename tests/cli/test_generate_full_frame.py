@@ -9,15 +9,16 @@ import pytest
 
 from apb2face.cli.main import main
 from apb2face.data.video import probe
+from tests.data.helpers import write_test_video
 from tests.inference.helpers import speech, write_wav
-from tests.inference.test_revoice import background, face_frames, write_video
+from tests.inference.test_revoice import background, face_frames
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("full_frame")
     audio, rate = speech()
-    return write_video(folder / "talk.mp4", face_frames(25)), write_wav(folder / "new.wav", audio, rate)
+    return write_test_video(folder / "talk.mp4", face_frames(25)), write_wav(folder / "new.wav", audio, rate)
 
 
 def test_full_frame_writes_the_video_at_its_own_size(tiny_checkpoint: Path, inputs, tmp_path: Path) -> None:
@@ -57,7 +58,7 @@ def test_full_frame_needs_a_driving_video(tiny_checkpoint: Path, inputs, tmp_pat
 
 def test_a_video_without_a_face_is_one_line(tiny_checkpoint: Path, inputs, tmp_path: Path, capsys) -> None:
     _video, wav = inputs
-    empty = write_video(tmp_path / "empty.mp4", [background()] * 8)
+    empty = write_test_video(tmp_path / "empty.mp4", [background()] * 8)
     out = tmp_path / "out.mp4"
     args = ["--reference", "astronaut", "--driving", str(empty), "--audio", str(wav), "--full-frame"]
     rc = main(["generate", *args, "--checkpoint", str(tiny_checkpoint), "--out", str(out)])

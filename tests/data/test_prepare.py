@@ -22,6 +22,7 @@ from apb2face.data import face, prepare
 from apb2face.data.audio import load_audio
 from apb2face.data.format import Dataset
 from apb2face.evaluation.prepare_truth import compare_with_truth, crop_to_source
+from tests.data.helpers import write_test_video
 
 # ------------------------------------------------------------------------------------------------ fixtures
 
@@ -65,57 +66,10 @@ def speechy(seconds: float, rate: int, pause: tuple[float, float] | None = None,
     return sig.astype(np.float32)
 
 
-def write_video(
-    path: Path,
-    frames: list[np.ndarray],
-    *,
-    fps: float = 25.0,
-    times: list[float] | None = None,
-    audio: np.ndarray | None = None,
-    audio_rate: int = 16000,
-    channels: int = 1,
-    rotation: int = 0,
-    vcodec: str = "libx264",
-    acodec: str = "aac",
-) -> Path:
-    """Any of the odd videos users have: VFR timestamps, display rotation, stereo / 8-48 kHz audio, other codecs."""
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream(vcodec, rate=Fraction(fps).limit_denominator(1001))
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        if times is not None:
-            vs.time_base = vs.codec_context.time_base = Fraction(1, 1000)
-        if rotation:
-            vs.set_display_rotation(rotation)
-        astream = None
-        if audio is not None:
-            astream = c.add_stream(acodec, rate=audio_rate)
-            astream.layout = "stereo" if channels == 2 else "mono"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            if times is not None:
-                vf.pts, vf.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
-            for p in vs.encode(vf):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if astream is not None:
-            pcm = np.repeat(audio[None], channels, 0).T.reshape(1, -1) if channels == 2 else audio[None]
-            af = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(pcm, np.float32), format="flt", layout=astream.layout.name
-            )
-            af.sample_rate, af.pts, af.time_base = audio_rate, 0, Fraction(1, audio_rate)
-            for p in astream.encode(af):
-                c.mux(p)
-            for p in astream.encode(None):
-                c.mux(p)
-    return path
-
-
 def talking_video(path: Path, seconds: float = 3.0, **kw) -> Path:
     rate = kw.pop("audio_rate", 16000)
     fr = face_frames(int(seconds * 25), kw.pop("size", (320, 240)), kw.pop("which", "astronaut"))
-    return write_video(path, fr, audio=speechy(seconds, rate, kw.pop("pause", None)), audio_rate=rate, **kw)
+    return write_test_video(path, fr, audio=speechy(seconds, rate, kw.pop("pause", None)), audio_rate=rate, **kw)
 
 
 def run_prepare(tmp_path: Path, *inputs: str | Path, out: str = "ds", extra: tuple[str, ...] = ()) -> tuple[int, Path]:
@@ -226,7 +180,7 @@ def test_scene_cuts_zooms_and_missing_faces_end_clips(tmp_path: Path) -> None:
     zoom = face_frames(40, which="grace_hopper", face_px=240)
     blank = [np.full((240, 320, 3), 128, np.uint8)] * 15
     frames = a + b + zoom + blank + a
-    video = write_video(tmp_path / "cuts.mp4", frames, audio=speechy(len(frames) / 25, 16000))
+    video = write_test_video(tmp_path / "cuts.mp4", frames, audio=speechy(len(frames) / 25, 16000))
     code, out = run_prepare(tmp_path, video)
     assert code == 0
     rep = json.loads((out / "reports" / "cuts__cuts.json").read_text())
@@ -255,7 +209,7 @@ def test_crop_smoothing_removes_landmark_jitter(tmp_path: Path) -> None:
         np.clip(f.astype(np.int16) + np.random.default_rng(i).integers(-6, 7, f.shape), 0, 255).astype(np.uint8)
         for i, f in enumerate(still)
     ]
-    video = write_video(tmp_path / "still.mp4", noisy, audio=speechy(2.0, 16000))
+    video = write_test_video(tmp_path / "still.mp4", noisy, audio=speechy(2.0, 16000))
     code, out = run_prepare(tmp_path, video)
     assert code == 0
     ds = Dataset(out)
@@ -269,7 +223,7 @@ def test_crop_smoothing_removes_landmark_jitter(tmp_path: Path) -> None:
 def test_separate_audio_and_resampling(tmp_path: Path) -> None:
     """A silent video with --audio at 44.1 kHz stereo, one at 30 fps with a same-named 8 kHz .wav beside it."""
     frames = face_frames(60, (320, 240))
-    mute = write_video(tmp_path / "mute.mp4", frames)
+    mute = write_test_video(tmp_path / "mute.mp4", frames)
     wav = tmp_path / "voice.wav"
     import soundfile as sf
 
@@ -279,7 +233,7 @@ def test_separate_audio_and_resampling(tmp_path: Path) -> None:
     clip = Dataset(out).load_clip(Dataset(out).clips()[0])
     assert clip.sample_rate == 16000 and clip.audio.ndim == 1 and len(clip.audio) == clip.frames.shape[0] * 640
 
-    thirty = write_video(tmp_path / "thirty.mp4", face_frames(90, (320, 240), fps=30), fps=30)
+    thirty = write_test_video(tmp_path / "thirty.mp4", face_frames(90, (320, 240), fps=30), fps=30)
     sf.write(tmp_path / "thirty.wav", speechy(3.0, 8000), 8000)
     code, out2 = run_prepare(tmp_path, thirty, out="ds2")
     assert code == 0
@@ -302,7 +256,7 @@ def test_audio_rates_and_stereo_in_file(tmp_path: Path, rate: int, channels: int
 def test_variable_frame_rate(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     times = np.cumsum(np.r_[0, rng.uniform(0.02, 0.07, 79)])  # 14-50 fps, irregular
-    video = write_video(
+    video = write_test_video(
         tmp_path / "vfr.mp4",
         face_frames(80, (320, 240)),
         times=list(times),
@@ -318,9 +272,9 @@ def test_variable_frame_rate(tmp_path: Path) -> None:
 def test_portrait_orientation(tmp_path: Path) -> None:
     """A portrait frame, and a portrait clip stored landscape with a display rotation (as phones write them)."""
     upright = face_frames(50, (240, 320))
-    tall = write_video(tmp_path / "tall.mp4", upright, audio=speechy(2.0, 16000))
+    tall = write_test_video(tmp_path / "tall.mp4", upright, audio=speechy(2.0, 16000))
     stored = [np.ascontiguousarray(np.rot90(f, -1)) for f in upright]  # turned clockwise; display turns it back
-    rotated = write_video(tmp_path / "phone.mov", stored, rotation=90, audio=speechy(2.0, 16000))
+    rotated = write_test_video(tmp_path / "phone.mov", stored, rotation=90, audio=speechy(2.0, 16000))
     code, out = run_prepare(tmp_path, tall, rotated)
     assert code == 0
     ds = Dataset(out)
@@ -349,8 +303,8 @@ def test_bad_inputs_fail_alone_with_one_line(tmp_path: Path, capsys: pytest.Capt
         af.sample_rate, af.pts, af.time_base = 16000, 0, Fraction(1, 16000)
         for p in list(s.encode(af)) + list(s.encode(None)):
             c.mux(p)
-    no_audio = write_video(tmp_path / "no_audio.mp4", face_frames(25))
-    no_face = write_video(
+    no_audio = write_test_video(tmp_path / "no_audio.mp4", face_frames(25))
+    no_face = write_test_video(
         tmp_path / "no_face.mp4",
         [np.full((240, 320, 3), v, np.uint8) for v in range(50, 100)],
         audio=speechy(2.0, 16000),

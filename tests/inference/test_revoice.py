@@ -3,7 +3,6 @@ PyAV, the real face mesh, real espeak-ng speech), including the bad inputs users
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,50 +15,10 @@ from apb2face.inference.compose import ComposeConfig
 from apb2face.inference.faces import align_face
 from apb2face.inference.pipeline import APB2FacePipeline
 from apb2face.inference.revoice import FrameReader, RevoiceConfig, pingpong, revoice, track_video
+from tests.data.helpers import write_test_video
 from tests.inference.helpers import astronaut, speech, write_wav
 
 SIZE = (240, 320)  # (H, W) of the test videos
-
-
-def write_video(
-    path: Path,
-    frames: list[np.ndarray],
-    *,
-    fps: float = 25.0,
-    times: list[float] | None = None,
-    gop: int | None = None,
-    rotation: int = 0,
-    audio: np.ndarray | None = None,
-) -> Path:
-    """An H.264 MP4 written frame by frame with PyAV: optional VFR timestamps, keyframe interval, display rotation
-    and a 16 kHz mono audio track."""
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        if gop is not None:
-            vs.codec_context.gop_size = gop
-        if times is not None:
-            vs.time_base = vs.codec_context.time_base = Fraction(1, 1000)
-        if rotation:
-            vs.set_display_rotation(rotation)
-        astream = c.add_stream("aac", rate=16000) if audio is not None else None
-        if astream is not None:
-            astream.layout = "mono"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            if times is not None:
-                vf.pts, vf.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
-            for p in vs.encode(vf):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if astream is not None:
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None], np.float32), format="flt", layout="mono")
-            af.sample_rate, af.pts, af.time_base = 16000, 0, Fraction(1, 16000)
-            for p in [*astream.encode(af), *astream.encode(None)]:
-                c.mux(p)
-    return path
 
 
 def background(shape: tuple[int, int] = SIZE) -> np.ndarray:
@@ -114,7 +73,7 @@ def test_pingpong_plays_forward_and_back_without_a_jump() -> None:
 
 @pytest.mark.parametrize("gop", [None, 5])  # x264's default (one keyframe) and short GOPs with B-frames
 def test_frame_reader_serves_any_pingpong_order(tmp_path: Path, gop: int | None) -> None:
-    path = write_video(tmp_path / "numbered.mp4", numbered_frames(30), gop=gop)
+    path = write_test_video(tmp_path / "numbered.mp4", numbered_frames(30), gop=gop)
     track = track_pts(path)
     order = pingpong(30, 100)
     with FrameReader(path, track, chunk=4) as reader:
@@ -142,7 +101,7 @@ def test_revoice_keeps_the_frame_and_replaces_the_face(pipe: APB2FacePipeline, t
     """Same size and rate as the video, as long as the new audio (the 1 s video plays forward and back), the new
     audio muxed; pixels away from the face are the video's own; frames without a face pass through unchanged."""
     frames = face_frames(25, missing=range(10, 14))
-    video = write_video(tmp_path / "talk.mp4", frames)
+    video = write_test_video(tmp_path / "talk.mp4", frames)
     out = tmp_path / "dubbed.mp4"
     seen: dict[int, tuple[int, bool]] = {}
     report = revoice(
@@ -172,7 +131,7 @@ def test_revoice_keeps_the_frame_and_replaces_the_face(pipe: APB2FacePipeline, t
 
 
 def test_mouth_region_keeps_the_eyes(pipe: APB2FacePipeline, tmp_path: Path, speech_wav: Path) -> None:
-    video = write_video(tmp_path / "talk.mp4", face_frames(20))
+    video = write_test_video(tmp_path / "talk.mp4", face_frames(20))
     track = track_video(video, RevoiceConfig())
     source = decoded(video)  # `on_frame` sees the frames as the re-voice decoded them, before encoding
     eye_diffs: dict[str, list[float]] = {"face": [], "mouth": []}
@@ -198,7 +157,7 @@ def test_mouth_region_keeps_the_eyes(pipe: APB2FacePipeline, tmp_path: Path, spe
 def test_mix_keeps_the_old_audio_under_the_new(pipe: APB2FacePipeline, tmp_path: Path) -> None:
     t = np.arange(16000) / 16000
     old = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    video = write_video(tmp_path / "talk.mp4", face_frames(25), audio=old)
+    video = write_test_video(tmp_path / "talk.mp4", face_frames(25), audio=old)
     silence = write_wav(tmp_path / "quiet.wav", np.zeros(16000, np.float32), 16000)
     for mix in (False, True):
         out = tmp_path / f"mix{mix}.mp4"
@@ -213,7 +172,7 @@ def test_mix_keeps_the_old_audio_under_the_new(pipe: APB2FacePipeline, tmp_path:
 
 
 def test_no_face_at_all_is_one_line(pipe: APB2FacePipeline, tmp_path: Path, speech_wav: Path) -> None:
-    video = write_video(tmp_path / "empty.mp4", [background()] * 10)
+    video = write_test_video(tmp_path / "empty.mp4", [background()] * 10)
     out = tmp_path / "out.mp4"
     with pytest.raises(UserError, match="no face found in any frame") as err:
         revoice(pipe, "astronaut", video, speech_wav, out)
@@ -228,7 +187,7 @@ def test_no_video_stream_is_one_line(pipe: APB2FacePipeline, tmp_path: Path, spe
 
 
 def test_larger_than_4k_is_refused_before_decoding(pipe: APB2FacePipeline, tmp_path: Path, speech_wav: Path):
-    video = write_video(tmp_path / "8k.mp4", [np.zeros((2400, 4200, 3), np.uint8)])
+    video = write_test_video(tmp_path / "8k.mp4", [np.zeros((2400, 4200, 3), np.uint8)])
     with pytest.raises(UserError, match="up to 4K"):
         revoice(pipe, "astronaut", video, speech_wav, tmp_path / "out.mp4")
 
@@ -236,7 +195,7 @@ def test_larger_than_4k_is_refused_before_decoding(pipe: APB2FacePipeline, tmp_p
 def test_rotated_phone_video_is_re_voiced_upright(pipe: APB2FacePipeline, tmp_path: Path, speech_wav: Path):
     upright = face_frames(12, shape=(320, 240))
     stored = [np.ascontiguousarray(np.rot90(f, -1)) for f in upright]  # the sensor's landscape; display turns it
-    video = write_video(tmp_path / "phone.mp4", stored, rotation=90)
+    video = write_test_video(tmp_path / "phone.mp4", stored, rotation=90)
     out = tmp_path / "out.mp4"
     report = revoice(pipe, "astronaut", video, speech_wav, out)
     assert report.faces_found == 12 and report.size == (320, 240)
@@ -249,7 +208,7 @@ def test_variable_frame_rate_plays_at_its_average_rate(pipe: APB2FacePipeline, t
     frames = face_frames(20)
     gaps = np.where(np.arange(19) % 2 == 0, 0.03, 0.05)  # 30 and 50 ms: 25 fps on average, never regular
     times = np.concatenate([[0.0], np.cumsum(gaps)]).tolist()
-    video = write_video(tmp_path / "vfr.mp4", frames, times=times)
+    video = write_test_video(tmp_path / "vfr.mp4", frames, times=times)
     out = tmp_path / "out.mp4"
     report = revoice(pipe, "astronaut", video, speech_wav, out)
     info = probe(out)
@@ -259,7 +218,7 @@ def test_variable_frame_rate_plays_at_its_average_rate(pipe: APB2FacePipeline, t
 def test_track_smooths_the_pose_that_drives_the_model(tmp_path: Path) -> None:
     from apb2face.inference.compose import high_pass_jitter
 
-    video = write_video(tmp_path / "talk.mp4", face_frames(30))
+    video = write_test_video(tmp_path / "talk.mp4", face_frames(30))
     raw = track_video(video, RevoiceConfig(pose_sigma=0.0))
     smooth = track_video(video, RevoiceConfig())
     assert high_pass_jitter(smooth.pose) < 0.6 * high_pass_jitter(raw.pose)
@@ -276,7 +235,7 @@ def test_4k_video_is_re_voiced(pipe: APB2FacePipeline, tmp_path: Path) -> None:
         frame = background(shape)
         frame[400 + 4 * k : 1800 + 4 * k, 1200:2600] = face
         frames.append(frame)
-    video = write_video(tmp_path / "4k.mp4", frames)
+    video = write_test_video(tmp_path / "4k.mp4", frames)
     wav = write_wav(tmp_path / "short.wav", np.zeros(4 * 640, np.float32), 16000)  # 0.16 s: 4 frames
     out = tmp_path / "out.mp4"
     report = revoice(pipe, "astronaut", video, wav, out)
