@@ -27,15 +27,10 @@ MIN_IMAGE_SIDE = 8  # a reference needs at least this many pixels on each side
 MAX_IMAGE_PIXELS = 100_000_000
 
 
-def _prepare_defaults() -> tuple[int, float]:
-    cfg = face.FaceSettings()
-    return cfg.detect_size, cfg.crop_scale
-
-
 def detect_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | None = None) -> np.ndarray | None:
     """(478, 3) landmarks in `image` pixels, found on a copy scaled to the detector's working size; None if no face."""
     if detect_size is None:
-        detect_size, _ = _prepare_defaults()
+        detect_size = face.FaceSettings().detect_size
     h, w = image.shape[:2]
     factor = min(1.0, detect_size / max(h, w))
     if min(h, w) * factor < MIN_DETECT_SIDE:
@@ -53,6 +48,15 @@ def detect_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | 
         return None
     sx, sy = w / probe.shape[1], h / probe.shape[0]
     return points * np.array([sx, sy, sx], dtype=np.float32)
+
+
+def detect_video_face(mesh: face.FaceMesh, frame: np.ndarray, settings: face.FaceSettings) -> np.ndarray | None:
+    """Landmarks of the face in one video frame as `prepare` measures dataset frames; None when there is none or it
+    is smaller than `settings.min_face` (inter-ocular pixels: too small to measure pose and eyes)."""
+    points = detect_landmarks(mesh, frame, settings.detect_size)
+    if points is not None and face.inter_ocular(points) < settings.min_face:
+        return None
+    return points
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -101,8 +105,9 @@ def align_face(
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Detect the face in a photo of any size and crop it as the dataset crops frames. Returns the (size, size, 3)
     crop and the head pose (yaw, pitch, roll degrees). UserError when there is no face."""
-    detect_size, default_scale = _prepare_defaults()
-    crop_scale = default_scale if crop_scale is None else crop_scale
+    settings = face.FaceSettings()
+    detect_size = settings.detect_size
+    crop_scale = settings.crop_scale if crop_scale is None else crop_scale
     image = as_rgb_uint8(image)
     with face.FaceMesh(video=False) as mesh:
         points = detect_landmarks(mesh, image, detect_size)

@@ -242,9 +242,9 @@ def motion_from_video(path: str | Path, num_frames: int, fps: float = 25.0) -> M
     padded or cut to `num_frames`). Frames where no face is found take values interpolated from their neighbours."""
     from tqdm import tqdm
 
-    from apb2face.data.face import FaceMesh, FaceSettings, estimate_pose, eye_aspect_ratios, inter_ocular
+    from apb2face.data.face import FaceMesh, FaceSettings, estimate_pose, eye_aspect_ratios
     from apb2face.data.video import iter_frames, probe, resample_timestamps
-    from apb2face.inference.faces import detect_landmarks
+    from apb2face.inference.faces import detect_video_face
 
     cfg = FaceSettings()  # measured as `prepare` measures dataset frames
 
@@ -256,9 +256,7 @@ def motion_from_video(path: str | Path, num_frames: int, fps: float = 25.0) -> M
     expected = info.num_frames or int(info.duration * info.fps) or None
     with FaceMesh(video=True, min_confidence=cfg.min_confidence) as mesh:
         for t, frame in tqdm(iter_frames(path), total=expected, desc="driving video", unit="frame", leave=False):
-            points = detect_landmarks(mesh, frame, cfg.detect_size)
-            if points is not None and inter_ocular(points) < cfg.min_face:
-                points = None
+            points = detect_video_face(mesh, frame, cfg)
             times.append(t)
             found.append(points is not None)
             if points is None:

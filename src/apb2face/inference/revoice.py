@@ -38,12 +38,11 @@ from apb2face.data.face import (
     PoseEstimator,
     crop_box_from_landmarks,
     eye_aspect_ratios,
-    inter_ocular,
 )
 from apb2face.data.video import Mp4Writer, frame_to_rgb, probe, resample_timestamps
 from apb2face.errors import UserError
 from apb2face.inference.compose import PASTE_POINTS, ColourMatcher, ComposeConfig, paste, smooth_track
-from apb2face.inference.faces import detect_landmarks
+from apb2face.inference.faces import detect_video_face
 from apb2face.inference.limits import DEFAULT_MAX_SECONDS
 from apb2face.inference.motion import ears_to_openness
 from apb2face.inference.pipeline import APB2FacePipeline, AudioInput, Reference, check_fps
@@ -153,9 +152,7 @@ def track_video(
             with timer("decode"):
                 rgb = frame_to_rgb(frame)
             with timer("track"):
-                lm = detect_landmarks(mesh, rgb, settings.detect_size)
-                if lm is not None and inter_ocular(lm) < settings.min_face:
-                    lm = None
+                lm = detect_video_face(mesh, rgb, settings)
                 shape = rgb.shape[:2]
                 pts.append(len(pts) if frame.pts is None else int(frame.pts))
                 times.append(float(frame.time) if frame.time is not None else len(times) / info.fps)
