@@ -7,9 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from apb2face.config import load
+from apb2face.data.audio import frame_windows
 from apb2face.errors import UserError
+from apb2face.models.config import GEOMETRY_POINTS
 from apb2face.models.modeling import load_pretrained
 from apb2face.training.checkpoint import append_metrics
 from apb2face.training.config import RunConfig, TrainConfig, learning_rate
@@ -219,3 +223,43 @@ def test_amp_training_on_cuda(tiny_dataset, tmp_path, amp):
     for ra, rb in zip(a, b):
         assert abs(ra["loss_g"] - rb["loss_g"]) <= 1e-3 * max(1.0, abs(ra["loss_g"]))
     assert load_pretrained(tmp_path / "a" / "final").config.image_size == 64
+
+
+def test_audio_window_recomputed_from_the_audio_equals_the_clip_features(tiny_dataset):
+    """The degraded-audio path computes features from a stretch of audio; with no degradation it must give the same
+    window as the whole clip's features, at the clip's edges and inside."""
+    config = tiny().model
+    ds = FrameDataset(tiny_dataset, config, seed=0, audio_augment=1.0)
+    for clip in ds.clips:
+        for frame in range(len(clip.pose)):
+            want = frame_windows(clip.features, np.array([frame]), ds.fps, config.audio_window, config.audio_lookahead)
+            got = ds.window_from_audio(clip, frame, lambda x: x)
+            np.testing.assert_allclose(got, want[0], atol=1e-4)
+
+
+def test_audio_augmentation_changes_windows_deterministically(tiny_dataset):
+    config = tiny().model
+    plain = FrameDataset(tiny_dataset, config, seed=0)
+    a = FrameDataset(tiny_dataset, config, seed=0, audio_augment=1.0)
+    b = FrameDataset(tiny_dataset, config, seed=0, audio_augment=1.0)
+    for k in range(4):
+        torch.testing.assert_close(a[k]["audio"], b[k]["audio"])
+        torch.testing.assert_close(a[k]["target"], plain[k]["target"])
+        assert not torch.allclose(a[k]["audio"], plain[k]["audio"])
+
+
+def test_eye_loss_sees_a_blink_the_image_loss_hardly_does():
+    from apb2face.training.losses import LEFT_EYE_SLICE, RIGHT_EYE_SLICE, eyes_l1
+
+    size = 128
+    landmarks = torch.full((1, len(GEOMETRY_POINTS), 2), 0.5)
+    for sl, x in ((RIGHT_EYE_SLICE, 0.35), (LEFT_EYE_SLICE, 0.65)):
+        n = sl.stop - sl.start
+        landmarks[0, sl, 0] = x + torch.linspace(-0.05, 0.05, n)
+        landmarks[0, sl, 1] = 0.4  # closed: the points lie on one line
+    target = torch.zeros(1, 3, size, size)
+    fake = target.clone()
+    fake[..., 48:53, 40:50] = 1.0  # an open right eye where the target's is shut (the box keeps a minimum height)
+    whole = F.l1_loss(fake, target).item()
+    assert eyes_l1(fake, target, landmarks).item() > 20 * whole
+    assert eyes_l1(target, target, landmarks).item() == 0.0

@@ -25,6 +25,13 @@ class TrainConfig:
     lambda_geometry: float = 100.0
     # extra L1 averaged over the mouth box only (0 = the paper's losses): makes lip motion learnable in short runs
     lambda_mouth: float = 0.0
+    # extra L1 averaged over the two eye boxes (0 = the paper's losses): an eye is <1% of the crop, so without it
+    # the renderer learns to ignore eye openness and never blinks
+    lambda_eyes: float = 0.0
+    # share of training samples whose audio window is recomputed from a randomly degraded copy of the clip's audio
+    # (gain, noise, reverberation, telephone band, G.711 codec; data/audio_augment.py): the fuser then hears what
+    # users record, not only the clean synthetic speech
+    audio_augment: float = 0.0
     # references are drawn from the identity's frames whose mouth opening is at most this quantile: 1.0 = any frame
     # (the paper); 0.3 = closed-mouth references, as inference uses, so a skip path cannot copy an open mouth
     reference_mouth_quantile: float = 1.0
@@ -67,7 +74,9 @@ class TrainConfig:
             raise ValueError(f"reference_mouth_quantile must be in (0, 1], got {self.reference_mouth_quantile}")
         if not 0.0 <= self.sketch_teacher_forcing <= 1.0:
             raise ValueError(f"sketch_teacher_forcing must be in [0, 1], got {self.sketch_teacher_forcing}")
-        for name in ("lambda_l1", "lambda_gan", "lambda_geometry", "lambda_mouth"):
+        if not 0.0 <= self.audio_augment <= 1.0:
+            raise ValueError(f"audio_augment must be in [0, 1], got {self.audio_augment}")
+        for name in ("lambda_l1", "lambda_gan", "lambda_geometry", "lambda_mouth", "lambda_eyes"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.lr_decay_start <= 1.0:

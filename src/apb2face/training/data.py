@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
-from apb2face.data.audio import audio_features, frame_windows
+from apb2face.data.audio import HOP, SAMPLE_RATE, audio_features, frame_centre, frame_windows, resample
+from apb2face.data.audio_augment import active_rms, degrade
 from apb2face.data.face import mouth_opening
 from apb2face.data.format import Dataset
 from apb2face.errors import UserError
@@ -39,6 +40,14 @@ class ClipArrays:
     pose: np.ndarray  # (N, 3)
     eyes: np.ndarray  # (N, 2)
     mouth: np.ndarray  # (N,) mouth opening (inner-lip gap / width), to pick neutral frames
+    audio: np.ndarray | None = None  # mono audio at SAMPLE_RATE, kept only when training degrades it
+    speech_rms: float = 0.0
+
+
+# feature rows of audio recomputed before / after a degraded window: a 1 s reverberation tail before it, and the
+# 25 ms analysis window plus two delta passes (2 + 2 rows) on each side
+AUGMENT_PREROLL = 100
+AUGMENT_MARGIN = 8
 
 
 class FrameDataset(TorchDataset):
@@ -51,8 +60,10 @@ class FrameDataset(TorchDataset):
         seed: int,
         split: str = "train",
         reference_mouth_quantile: float = 1.0,
+        audio_augment: float = 0.0,
     ) -> None:
         self.dataset = Dataset(root)
+        self.audio_augment = audio_augment
         self._check_meta(config)
         self.config = config
         self.seed = seed
@@ -60,6 +71,7 @@ class FrameDataset(TorchDataset):
         self.source_size = self.dataset.meta.image_size
         self.clips = self._load_clips(split)
         self._index_frames(reference_mouth_quantile)
+        self._babble = np.concatenate([c.audio for c in self.clips]) if audio_augment > 0 else None
         self._frames: dict[int, np.ndarray] = {}
         self._perm_epoch = -1
         self._perm = np.zeros(0, np.int64)
@@ -103,6 +115,9 @@ class FrameDataset(TorchDataset):
                     mouth=np.array([mouth_opening(p) for p in clip.landmarks], dtype=np.float32),
                 )
             )
+            if self.audio_augment > 0:
+                clips[-1].audio = resample(clip.audio, clip.sample_rate)
+                clips[-1].speech_rms = active_rms(clips[-1].audio)
         if not clips:
             raise UserError(f"dataset has no frames in split {split!r}", self.dataset.root / "dataset.json")
         return clips
@@ -169,9 +184,12 @@ class FrameDataset(TorchDataset):
         if len(pool) > 1:
             while ref == flat:
                 ref = int(pool[rng.integers(len(pool))])
-        audio = frame_windows(
-            clip.features, np.array([frame]), self.fps, self.config.audio_window, self.config.audio_lookahead
-        )[0]
+        if self.audio_augment > 0 and rng.random() < self.audio_augment:
+            audio = self.window_from_audio(clip, frame, lambda x: degrade(x, rng, clip.speech_rms, self._babble))
+        else:
+            audio = frame_windows(
+                clip.features, np.array([frame]), self.fps, self.config.audio_window, self.config.audio_lookahead
+            )[0]
         return {
             "reference": to_tensor(self.image(ref)),
             "target": to_tensor(self.image(flat)),
@@ -180,6 +198,23 @@ class FrameDataset(TorchDataset):
             "eyes": torch.from_numpy(clip.eyes[frame].copy()),
             "landmarks": torch.from_numpy(clip.landmarks[frame].copy()),
         }
+
+    def window_from_audio(self, clip: ClipArrays, frame: int, transform) -> np.ndarray:  # noqa: ANN001
+        """Frame `frame`'s feature window recomputed from `transform` (audio -> audio) of the audio around it.
+
+        The stretch starts AUGMENT_PREROLL feature rows before the window (a reverberation tail from before the
+        window is in it) and ends AUGMENT_MARGIN rows after; features there are those of the whole clip, so
+        the identity transform gives exactly `frame_windows` of the precomputed features (tested)."""
+        window, lookahead = self.config.audio_window, self.config.audio_lookahead
+        total = len(clip.features)
+        centre = int(frame_centre(frame, self.fps))
+        rows = np.clip(centre + np.arange(-(window - lookahead), lookahead), 0, total - 1)
+        first = max(0, int(rows[0]) - AUGMENT_PREROLL)
+        last = min(total - 1, int(rows[-1]) + AUGMENT_MARGIN)
+        # whole-clip features are centred on row * HOP; a stretch starting at first * HOP keeps that grid
+        stretch = clip.audio[first * HOP : min(len(clip.audio), last * HOP + 1)]
+        features = audio_features(transform(stretch), SAMPLE_RATE)
+        return features[np.clip(rows - first, 0, len(features) - 1)]
 
     def neutral_references(self) -> dict[str, np.ndarray]:
         """One reference crop per identity: the frame with the mouth most closed, eyes most open, head most frontal."""

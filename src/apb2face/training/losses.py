@@ -1,8 +1,8 @@
-"""Training losses: LSGAN terms for the conditional PatchGAN and the mouth-box L1.
+"""Training losses: LSGAN terms for the conditional PatchGAN and the region L1 terms (mouth box, eye boxes).
 
 The generator's objective (the paper's, plus the landmark loss it describes and the official code left out):
     lambda_gan * LSGAN(D(ref, fake) -> 1) + lambda_l1 * L1(fake, target) + lambda_geometry * L1(landmarks, true)
-    + lambda_mouth * mouth L1 (0 in the paper's recipe)
+    + lambda_mouth * mouth L1 + lambda_eyes * eyes L1 (both 0 in the paper's recipe)
 """
 
 from __future__ import annotations
@@ -12,13 +12,32 @@ import torch.nn.functional as F
 
 from apb2face.models.config import GEOMETRY_GROUPS
 
-# positions of the inner + outer lip points inside the fuser's geometry subset (GEOMETRY_POINTS order)
-_MOUTH_START = len(GEOMETRY_GROUPS["face_oval"])
-MOUTH_SLICE = slice(
-    _MOUTH_START, _MOUTH_START + len(GEOMETRY_GROUPS["lips_outer"]) + len(GEOMETRY_GROUPS["lips_inner"])
-)
+
+def _geometry_slice(*groups: str) -> slice:
+    """Positions of consecutive GEOMETRY_GROUPS inside the fuser's geometry subset (GEOMETRY_POINTS order)."""
+    names = list(GEOMETRY_GROUPS)
+    first = names.index(groups[0])
+    if names[first : first + len(groups)] != list(groups):
+        raise ValueError(f"groups {groups} are not consecutive in GEOMETRY_GROUPS")
+    start = sum(len(GEOMETRY_GROUPS[n]) for n in names[:first])
+    return slice(start, start + sum(len(GEOMETRY_GROUPS[n]) for n in groups))
+
+
+MOUTH_SLICE = _geometry_slice("lips_outer", "lips_inner")
+RIGHT_EYE_SLICE = _geometry_slice("right_eye")
+LEFT_EYE_SLICE = _geometry_slice("left_eye")
 # the order of the loss values a training step reports (metrics.jsonl keys, TensorBoard scalars)
-LOSS_KEYS = ("loss_g", "loss_d", "loss_d_real", "loss_d_fake", "loss_gan", "loss_l1", "loss_geometry", "loss_mouth")
+LOSS_KEYS = (
+    "loss_g",
+    "loss_d",
+    "loss_d_real",
+    "loss_d_fake",
+    "loss_gan",
+    "loss_l1",
+    "loss_geometry",
+    "loss_mouth",
+    "loss_eyes",
+)
 
 
 def lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -27,19 +46,44 @@ def lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(logits, target)
 
 
+def box_mask(points: torch.Tensor, size: int, margin: float, min_extent: float = 0.0) -> torch.Tensor:
+    """(B, 1, S, S) 0/1 mask of each sample's landmark bounding box, grown by `margin` of its extent on each side.
+
+    points: (B, P, 2) in [0, 1] of the crop. `min_extent` (fraction of the crop) keeps a box from collapsing when
+    the points do, as an eye's do when it closes."""
+    lo, hi = points.amin(1), points.amax(1)  # (B, 2)
+    grow = ((hi - lo).clamp_min(min_extent) - (hi - lo)) / 2 + (hi - lo).clamp_min(min_extent) * margin
+    lo, hi = lo - grow, hi + grow
+    grid = (torch.arange(size, device=points.device, dtype=points.dtype) + 0.5) / size  # pixel centres in [0, 1]
+    in_x = (grid[None] >= lo[:, :1]) & (grid[None] <= hi[:, :1])  # (B, S)
+    in_y = (grid[None] >= lo[:, 1:]) & (grid[None] <= hi[:, 1:])  # (B, S)
+    return (in_y[:, :, None] & in_x[:, None, :])[:, None].to(points.dtype)
+
+
+def masked_l1(fake: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 averaged over the pixels where `mask` (B, 1, S, S) is set."""
+    mask = mask.to(fake.dtype)
+    return ((fake - target).abs() * mask).sum() / (mask.sum() * fake.shape[1]).clamp_min(1.0)
+
+
 def mouth_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, margin: float = 0.35) -> torch.Tensor:
     """L1 inside each sample's mouth box (lips bounding box grown by `margin`), averaged over the box pixels.
 
     The mouth is ~3% of a face crop, so the full-image L1 learns it last; this term is what lets a short CPU run
     learn audio-driven lip motion. landmarks: (B, K, 2) geometry points in [0, 1]; images (B, 3, S, S).
     """
-    lips = landmarks[:, MOUTH_SLICE]  # (B, 40, 2)
-    lo, hi = lips.amin(1), lips.amax(1)  # (B, 2)
-    pad = (hi - lo) * margin
-    lo, hi = lo - pad, hi + pad
+    return masked_l1(fake, target, box_mask(landmarks[:, MOUTH_SLICE], fake.shape[-1], margin))
+
+
+def eyes_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+    """L1 inside the two eye boxes of the target's landmarks, averaged over their pixels.
+
+    At 128 px an eye is ~12 x 5 px, well under 1% of the crop: the image L1 barely notices a blink, so the renderer
+    learns to ignore eye openness. The boxes keep a minimum height (a closed eye's points are nearly collinear) so
+    the lids above and below the lash line are in them."""
     size = fake.shape[-1]
-    grid = (torch.arange(size, device=fake.device, dtype=fake.dtype) + 0.5) / size  # pixel centres in [0, 1]
-    in_x = (grid[None] >= lo[:, :1]) & (grid[None] <= hi[:, :1])  # (B, S)
-    in_y = (grid[None] >= lo[:, 1:]) & (grid[None] <= hi[:, 1:])  # (B, S)
-    mask = (in_y[:, :, None] & in_x[:, None, :]).to(fake.dtype)[:, None]  # (B, 1, S, S)
-    return ((fake - target).abs() * mask).sum() / (mask.sum() * fake.shape[1]).clamp_min(1.0)
+    mask = torch.maximum(
+        box_mask(landmarks[:, RIGHT_EYE_SLICE], size, margin, min_extent=0.05),
+        box_mask(landmarks[:, LEFT_EYE_SLICE], size, margin, min_extent=0.05),
+    )
+    return masked_l1(fake, target, mask)

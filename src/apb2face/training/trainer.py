@@ -52,7 +52,7 @@ from apb2face.training.config import RunConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
 from apb2face.training.distributed import Distributed
 from apb2face.training.images import image_grid
-from apb2face.training.losses import LOSS_KEYS, lsgan, mouth_l1
+from apb2face.training.losses import LOSS_KEYS, eyes_l1, lsgan, mouth_l1
 from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,11 @@ class Trainer:
         train = self.run.train
         # the dataset is opened (and validated) before the run folder is made: a refused dataset leaves nothing
         self.data = FrameDataset(
-            self.data_path, self.run.model, seed=train.seed, reference_mouth_quantile=train.reference_mouth_quantile
+            self.data_path,
+            self.run.model,
+            seed=train.seed,
+            reference_mouth_quantile=train.reference_mouth_quantile,
+            audio_augment=train.audio_augment,
         )
         checkpoint = self._prepare_out_dir()
         self._build_models()
@@ -353,8 +357,8 @@ class Trainer:
         return loss_d, loss_real, loss_fake
 
     def _generator_step(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth). D is frozen; the plain module avoids a DDP
-        reduction for gradients nobody uses."""
+        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes). D is frozen; the plain module
+        avoids a DDP reduction for gradients nobody uses."""
         train, target = self.run.train, batch["target"]
         self.disc.requires_grad_(False)
         with self._autocast():
@@ -363,18 +367,20 @@ class Trainer:
             loss_l1 = F.l1_loss(fake.float(), target)
             loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
+            loss_eyes = eyes_l1(fake.float(), target, batch["landmarks"]) if train.lambda_eyes else loss_l1 * 0
             loss_g = (
                 train.lambda_gan * loss_gan
                 + train.lambda_l1 * loss_l1
                 + train.lambda_geometry * loss_geometry
                 + train.lambda_mouth * loss_mouth
+                + train.lambda_eyes * loss_eyes
             )
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.disc.requires_grad_(True)
-        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth
+        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
