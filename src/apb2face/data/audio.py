@@ -62,6 +62,17 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: fl
     [-1, 1] at `sample_rate`. Raises UserError naming the file when it has no audio or no samples, when its sample
     rate is implausible (`check_sample_rate`, before decoding) or when it runs longer than `max_seconds` (decoding
     stops there, so a huge file costs no more than the limit)."""
+    return decode_audio(path, sample_rate, max_seconds, mono=True)[0]
+
+
+def load_channels(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
+    """`load_audio` keeping the channels apart: (channels, samples) float32 (a file with one voice per channel)."""
+    return decode_audio(path, sample_rate, max_seconds, mono=False)
+
+
+def decode_audio(path: str | Path, sample_rate: int, max_seconds: float | None, mono: bool) -> np.ndarray:
+    """(channels, samples) float32 at `sample_rate` of the first audio stream (one channel when `mono`: downmixed);
+    the checks of `load_audio`."""
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
@@ -72,22 +83,24 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: fl
             stream = container.streams.audio[0]
             if stream.rate:  # some containers leave the header rate unset; every decoded frame is checked below
                 check_sample_rate(stream.rate, path)
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            channels = 1 if mono else stream.codec_context.channels
+            layout = "mono" if mono else stream.codec_context.layout.name
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
             chunks, total = [], 0
             for frame in container.decode(stream):
                 check_sample_rate(frame.sample_rate, path)
                 frame.pts = None  # let the resampler count samples itself (VFR/odd timestamps)
-                converted = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                converted = [f.to_ndarray().reshape(channels, -1) for f in resampler.resample(frame)]
                 chunks += converted
-                total += sum(map(len, converted))
+                total += sum(c.shape[1] for c in converted)
                 check_duration(total, sample_rate, max_seconds, path)
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+            chunks += [f.to_ndarray().reshape(channels, -1) for f in resampler.resample(None)]
     except UserError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise UserError(f"cannot decode audio ({str(exc).splitlines()[0][:160]})", path) from None
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    if audio.size == 0:
+    audio = np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((channels, 0), np.float32)
+    if audio.shape[1] == 0:
         raise UserError("audio has no samples", path)
     return audio
 

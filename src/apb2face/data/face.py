@@ -155,14 +155,18 @@ class FaceMesh:
     """mediapipe face mesh (478 points incl. iris), offline. Use as a context manager; one instance per stream.
 
     `video=True` tracks across consecutive frames (faster, steadier); `video=False` treats each image on its own.
+    `max_faces` > 1 finds (and in video mode tracks) that many faces at once, for `detect_all` (scenes with several
+    people); `detect` still returns only the most prominent one.
     """
 
-    def __init__(self, video: bool = False, min_confidence: float = FaceSettings.min_confidence) -> None:
+    def __init__(
+        self, video: bool = False, min_confidence: float = FaceSettings.min_confidence, max_faces: int = 1
+    ) -> None:
         import mediapipe as mp  # imported lazily: it is slow to import and only some commands need it
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=not video,
-            max_num_faces=1,
+            max_num_faces=max_faces,
             refine_landmarks=True,
             min_detection_confidence=min_confidence,
             min_tracking_confidence=min_confidence,
@@ -181,14 +185,21 @@ class FaceMesh:
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """Landmarks of the most prominent face in an RGB uint8 image: (478, 3) with x, y in pixels and z in the same
         scale as x (smaller = closer to the camera), or None when no face is found."""
+        faces = self.detect_all(image)
+        return faces[0] if faces else None
+
+    def detect_all(self, image: np.ndarray) -> list[np.ndarray]:
+        """Landmarks (478, 3) of every face found (at most `max_faces`), in the mesh's order (most prominent first;
+        in video mode the order is not kept from frame to frame: match faces by position)."""
         h, w = image.shape[:2]
         with contextlib.nullcontext() if self._started else native_stderr_silenced():
             result = self._mesh.process(np.ascontiguousarray(image))
         self._started = True
-        if not result.multi_face_landmarks:
-            return None
-        lm = result.multi_face_landmarks[0].landmark
-        return np.array([(p.x * w, p.y * h, p.z * w) for p in lm], dtype=np.float32)
+        scale = np.array([w, h, w], dtype=np.float64)
+        return [
+            (np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64) * scale).astype(np.float32)
+            for face in result.multi_face_landmarks or ()
+        ]
 
 
 @contextlib.contextmanager

@@ -29,6 +29,13 @@ MAX_IMAGE_PIXELS = 100_000_000
 
 def detect_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | None = None) -> np.ndarray | None:
     """(478, 3) landmarks in `image` pixels, found on a copy scaled to the detector's working size; None if no face."""
+    faces = detect_all_landmarks(mesh, image, detect_size)
+    return faces[0] if faces else None
+
+
+def detect_all_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | None = None) -> list[np.ndarray]:
+    """Every face's (478, 3) landmarks in `image` pixels (at most the mesh's `max_faces`, most prominent first),
+    found on a copy scaled to the detector's working size."""
     if detect_size is None:
         detect_size = face.FaceSettings().detect_size
     h, w = image.shape[:2]
@@ -43,11 +50,8 @@ def detect_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | 
         )
     else:
         probe = image
-    points = mesh.detect(probe)
-    if points is None:
-        return None
     sx, sy = w / probe.shape[1], h / probe.shape[0]
-    return points * np.array([sx, sy, sx], dtype=np.float32)
+    return [points * np.array([sx, sy, sx], dtype=np.float32) for points in mesh.detect_all(probe)]
 
 
 def detect_video_face(mesh: face.FaceMesh, frame: np.ndarray, settings: face.FaceSettings) -> np.ndarray | None:
@@ -57,6 +61,12 @@ def detect_video_face(mesh: face.FaceMesh, frame: np.ndarray, settings: face.Fac
     if points is not None and face.inter_ocular(points) < settings.min_face:
         return None
     return points
+
+
+def detect_video_faces(mesh: face.FaceMesh, frame: np.ndarray, settings: face.FaceSettings) -> list[np.ndarray]:
+    """`detect_video_face` for every face in the frame (a mesh made with max_faces > 1): too-small faces dropped."""
+    faces = detect_all_landmarks(mesh, frame, settings.detect_size)
+    return [points for points in faces if face.inter_ocular(points) >= settings.min_face]
 
 
 def read_image(path: str | Path) -> np.ndarray:

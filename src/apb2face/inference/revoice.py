@@ -39,13 +39,20 @@ from apb2face.data.face import (
     crop_box_from_landmarks,
     eye_aspect_ratios,
 )
-from apb2face.data.video import Mp4Writer, frame_to_rgb, probe, resample_timestamps
+from apb2face.data.video import Mp4Writer, VideoInfo, frame_to_rgb, probe, resample_timestamps
 from apb2face.errors import UserError
-from apb2face.inference.compose import PASTE_POINTS, ColourMatcher, ComposeConfig, paste, smooth_track
+from apb2face.inference.compose import PASTE_POINTS, ColourMatcher, ComposeConfig, Pasted, paste, smooth_track
 from apb2face.inference.faces import detect_video_face
 from apb2face.inference.limits import DEFAULT_MAX_SECONDS
 from apb2face.inference.motion import ears_to_openness
-from apb2face.inference.pipeline import APB2FacePipeline, AudioInput, Reference, check_fps
+from apb2face.inference.pipeline import (
+    APB2FacePipeline,
+    AudioInput,
+    DrivingAudio,
+    Reference,
+    ReferenceState,
+    check_fps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +137,61 @@ class FaceTrack:
         return resample_timestamps(list(self.times), self.fps)
 
 
+class TrackBuilder:
+    """Collects one face's per-frame readings while a video is decoded (one builder per face: each has its own
+    warm-started pose solver) and turns them into a smoothed `FaceTrack`."""
+
+    def __init__(self, crop_scale: float, eye_percentile: float) -> None:
+        self.crop_scale = crop_scale
+        self.eye_percentile = eye_percentile
+        self.estimator = PoseEstimator()
+        self.found: list[bool] = []
+        self.points: list[np.ndarray] = []
+        self.boxes: list[tuple[float, float, float]] = []
+        self.pose: list[tuple[float, float, float]] = []
+        self.ears: list[tuple[float, float]] = []
+
+    def add(self, landmarks: np.ndarray | None) -> None:
+        """The next frame's landmarks of this face (frame pixels), or None where it was not found."""
+        self.found.append(landmarks is not None)
+        if landmarks is None:
+            self.points.append(np.zeros((len(PASTE_POINTS), 2), np.float32))
+            self.boxes.append((0.0, 0.0, 0.0))
+            self.pose.append((0.0, 0.0, 0.0))
+            self.ears.append((0.0, 0.0))
+            return
+        box = crop_box_from_landmarks(landmarks, self.crop_scale)
+        self.points.append(landmarks[list(PASTE_POINTS), :2].astype(np.float32))
+        self.boxes.append((box.cx, box.cy, box.side))
+        self.pose.append(self.estimator(landmarks))
+        self.ears.append(eye_aspect_ratios(landmarks))
+
+    def finish(
+        self, shape: tuple[int, int], fps: float, pts: np.ndarray, times: np.ndarray, config: RevoiceConfig
+    ) -> FaceTrack:
+        """The track, boxes and pose smoothed with `config`'s sigmas; needs at least one frame with the face."""
+        mask = np.asarray(self.found)
+        raw = np.asarray(self.boxes, np.float64)
+        smoothed = np.concatenate(
+            [smooth_track(raw[:, :2], mask, config.box_sigma), smooth_track(raw[:, 2:], mask, config.side_sigma)],
+            axis=1,
+        )
+        filled_pose = fill_missing(np.asarray(self.pose, np.float64), mask)
+        t = np.asarray(times, np.float64)
+        return FaceTrack(
+            shape=shape,
+            fps=float(fps),
+            pts=np.asarray(pts, np.int64),
+            times=t - t[0],
+            found=mask,
+            points=np.asarray(self.points, np.float32),
+            boxes=smoothed,
+            raw_boxes=raw,
+            pose=smooth_track(filled_pose, np.ones(len(mask), bool), config.pose_sigma).astype(np.float32),
+            eyes=ears_to_openness(fill_missing(np.asarray(self.ears, np.float64), mask), self.eye_percentile),
+        )
+
+
 def track_video(
     path: str | Path,
     config: RevoiceConfig,
@@ -139,60 +201,36 @@ def track_video(
     """Pass 1: decode every frame of `path` once and track the face. UserError when the file has no video stream,
     no frames, frames larger than 4K, or no face in any frame."""
     timer = timer or StageTimer()
-    info = probe(path)
+    info = check_video_size(path)
     settings = FaceSettings()
-    crop_scale = settings.crop_scale if crop_scale is None else crop_scale
-    if info.width * info.height > MAX_FRAME_PIXELS:
-        raise UserError(f"video is {info.width}x{info.height}; re-voicing takes up to 4K (4096x2304)", path)
-    pts, times, found, points, boxes, pose, ears = [], [], [], [], [], [], []
-    estimator = PoseEstimator()
+    builder = TrackBuilder(settings.crop_scale if crop_scale is None else crop_scale, settings.eye_percentile)
+    pts, times = [], []
     shape = (info.height, info.width)
     with FaceMesh(video=True, min_confidence=settings.min_confidence) as mesh:
         for frame in decoded_frames(path, timer):
             with timer("decode"):
                 rgb = frame_to_rgb(frame)
             with timer("track"):
-                lm = detect_video_face(mesh, rgb, settings)
                 shape = rgb.shape[:2]
                 pts.append(len(pts) if frame.pts is None else int(frame.pts))
                 times.append(float(frame.time) if frame.time is not None else len(times) / info.fps)
-                found.append(lm is not None)
-                if lm is None:
-                    points.append(np.zeros((len(PASTE_POINTS), 2), np.float32))
-                    boxes.append((0.0, 0.0, 0.0))
-                    pose.append((0.0, 0.0, 0.0))
-                    ears.append((0.0, 0.0))
-                    continue
-                box = crop_box_from_landmarks(lm, crop_scale)
-                points.append(lm[list(PASTE_POINTS), :2].astype(np.float32))
-                boxes.append((box.cx, box.cy, box.side))
-                pose.append(estimator(lm))
-                ears.append(eye_aspect_ratios(lm))
+                builder.add(detect_video_face(mesh, rgb, settings))
     if not pts:
         raise UserError("video stream has no frames", path)
-    mask = np.asarray(found)
+    mask = np.asarray(builder.found)
     if not mask.any():
         raise UserError("no face found in any frame of the video", path)
     if not mask.all():
         log.info("%s: no face in %d of %d frames; they pass through unchanged", path, (~mask).sum(), len(mask))
-    raw = np.asarray(boxes, np.float64)
-    smoothed = np.concatenate(
-        [smooth_track(raw[:, :2], mask, config.box_sigma), smooth_track(raw[:, 2:], mask, config.side_sigma)], axis=1
-    )
-    t = np.asarray(times, np.float64)
-    filled_pose = fill_missing(np.asarray(pose, np.float64), mask)
-    return FaceTrack(
-        shape=shape,
-        fps=float(info.fps),
-        pts=np.asarray(pts, np.int64),
-        times=t - t[0],
-        found=mask,
-        points=np.asarray(points, np.float32),
-        boxes=smoothed,
-        raw_boxes=raw,
-        pose=smooth_track(filled_pose, np.ones(len(mask), bool), config.pose_sigma).astype(np.float32),
-        eyes=ears_to_openness(fill_missing(np.asarray(ears, np.float64), mask), settings.eye_percentile),
-    )
+    return builder.finish(shape, info.fps, np.asarray(pts), np.asarray(times), config)
+
+
+def check_video_size(path: str | Path) -> VideoInfo:
+    """The video's header (`probe`); UserError when its frames are larger than 4K."""
+    info = probe(path)
+    if info.width * info.height > MAX_FRAME_PIXELS:
+        raise UserError(f"video is {info.width}x{info.height}; re-voicing takes up to 4K (4096x2304)", path)
+    return info
 
 
 def decoded_frames(path: str | Path, timer: StageTimer) -> Iterator[av.VideoFrame]:
@@ -346,7 +384,78 @@ def soundtrack(new: np.ndarray, sample_rate: int, video: str | Path, config: Rev
     return mixed / peak if peak > 1.0 else mixed
 
 
-# ------------------------------------------------------------------------------------------------- 4. the whole
+# ------------------------------------------------------------------------------------------- 4. generate + paste
+
+
+@dataclass(frozen=True)
+class PasteJob:
+    """One face generated from `reference`, driven by `driving` and the per-output-frame `pose` / `eyes`, and
+    pasted where `track` found it."""
+
+    reference: ReferenceState
+    driving: DrivingAudio
+    track: FaceTrack
+    pose: np.ndarray  # (n, 3) per output frame
+    eyes: np.ndarray  # (n, 2) per output frame
+    colour: ColourMatcher
+
+
+def write_pasted(
+    pipe: APB2FacePipeline,
+    jobs: list[PasteJob],
+    source: np.ndarray,
+    frames: Callable[[int], np.ndarray],
+    writer: Mp4Writer,
+    sound: np.ndarray,
+    compose: ComposeConfig,
+    batch_size: int,
+    timer: StageTimer,
+    progress: Callable[[int], None] | None = None,
+    on_frame: Callable[[int, int, np.ndarray, list[Pasted | None]], None] | None = None,
+) -> int:
+    """Write output frames 0..n-1 (n = len(source)): frame k is source frame `source[k]` (`frames(s)`, a cached
+    array: it is copied) with every job's face generated and pasted (in job order). `sound` (at the writer's audio
+    rate) is pushed batch by batch. `on_frame(k, s, frame, pasted)` sees each frame before encoding, `pasted` one
+    entry per job (None where that face was not found). Returns the output frames where some face passed through."""
+    n = len(source)
+    seconds_per_frame = writer.audio_rate / writer.fps
+    batches = [pipe.window_batches(job.driving.chunks(), n, writer.fps, batch_size) for job in jobs]
+    written_samples = passed = 0
+    for per_job in zip(*batches):
+        idx = per_job[0][0]
+        crops = []
+        with timer("generate"):
+            for job, (_idx, windows) in zip(jobs, per_job):
+                crops.append(pipe.step(job.reference, windows, job.pose[idx], job.eyes[idx])[0])
+        for i, k in enumerate(idx.tolist()):
+            s = int(source[k])
+            frame = frames(s).copy()
+            pasted: list[Pasted | None] = []
+            with timer("blend"):
+                for job, crop in zip(jobs, crops):
+                    if job.track.found[s]:
+                        box, points = job.track.box(s), job.track.points[s]
+                        pasted.append(paste(frame, crop[i], box, points, compose, job.colour))
+                    else:
+                        job.colour.reset()
+                        pasted.append(None)
+            passed += any(p is None for p in pasted)
+            if on_frame is not None:
+                on_frame(k, s, frame, pasted)
+            with timer("encode"):
+                writer.write_frame(frame)
+        with timer("encode"):
+            upto = min(len(sound), int(round((idx[-1] + 1) * seconds_per_frame)))
+            writer.write_audio(sound[written_samples:upto])
+            written_samples = upto
+        if progress is not None:
+            progress(len(idx))
+    with timer("encode"):
+        writer.write_audio(sound[written_samples:])
+    return passed
+
+
+# ------------------------------------------------------------------------------------------------- 5. the whole
 
 
 @dataclass(frozen=True)
@@ -394,10 +503,7 @@ def revoice(
     source = track.ticks()[pingpong(len(track.ticks()), n)]
     pose, eyes = track.pose[source], track.eyes[source]
     sound = soundtrack(driving.audio, driving.sample_rate, video, config)
-    colour = ColourMatcher(config.compose)
-    seconds_per_frame = driving.sample_rate / track.fps
-    written_samples = 0
-    passed = 0
+    job = PasteJob(ref, driving, track, pose, eyes, ColourMatcher(config.compose))
     chunk = cache_frames(track.shape, config.cache_megabytes)
     with (
         Mp4Writer(
@@ -405,31 +511,20 @@ def revoice(
         ) as writer,
         FrameReader(video, track.pts, chunk, timer) as reader,
     ):
-        for idx, windows in pipe.window_batches(driving.chunks(), n, track.fps, config.batch_size):
-            with timer("generate"):
-                crops, _landmarks = pipe.step(ref, windows, pose[idx], eyes[idx])
-            for k, crop in zip(idx.tolist(), crops):
-                s = int(source[k])
-                frame = reader[s].copy()
-                pasted = None
-                with timer("blend"):
-                    if track.found[s]:
-                        pasted = paste(frame, crop, track.box(s), track.points[s], config.compose, colour)
-                    else:
-                        colour.reset()
-                        passed += 1
-                if on_frame is not None:
-                    on_frame(k, s, frame, pasted)
-                with timer("encode"):
-                    writer.write_frame(frame)
-            with timer("encode"):
-                upto = min(len(sound), int(round((idx[-1] + 1) * seconds_per_frame)))
-                writer.write_audio(sound[written_samples:upto])
-                written_samples = upto
-            if progress is not None:
-                progress(len(idx))
-        with timer("encode"):
-            writer.write_audio(sound[written_samples:])
+        one_face = None if on_frame is None else lambda k, s, frame, pasted: on_frame(k, s, frame, pasted[0])
+        passed = write_pasted(
+            pipe,
+            [job],
+            source,
+            reader.__getitem__,
+            writer,
+            sound,
+            config.compose,
+            config.batch_size,
+            timer,
+            progress,
+            one_face,
+        )
     return RevoiceReport(
         frames=n,
         source_frames=len(track),
