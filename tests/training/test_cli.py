@@ -204,7 +204,7 @@ def test_resume_accepts_the_same_config_and_names_what_a_different_one_changes(t
     config = load(RunConfig, "tiny", ["train.steps=2"])
     write_json(run / "run.json", {"config": __import__("dataclasses").asdict(config), "data": str(tiny_dataset)})
     same = build_parser().parse_args(["train", "--out", str(run), "--resume", "--config", "tiny", "train.steps=2"])
-    assert _run_config(same) == (config, str(tiny_dataset))
+    assert _run_config(same) == (config, [str(tiny_dataset)], None)
     assert main(["train", "--out", str(run), "--resume", "--config", "paper", "train.steps=2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "differs from the run being resumed" in err and "model.image_size" in err

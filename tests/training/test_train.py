@@ -263,3 +263,51 @@ def test_eye_loss_sees_a_blink_the_image_loss_hardly_does():
     whole = F.l1_loss(fake, target).item()
     assert eyes_l1(fake, target, landmarks).item() > 20 * whole
     assert eyes_l1(target, target, landmarks).item() == 0.0
+
+
+def test_several_datasets_train_together_with_repeats_and_resume_exactly(tiny_dataset, tmp_path):
+    """Two datasets (the second a copy under other identity names, as an enrolment adds a person): every frame of
+    the second appears `repeats` times per epoch, the run records both, and a resumed run equals an unbroken one."""
+    import shutil
+
+    from apb2face.data.format import Dataset, DatasetWriter
+
+    other = tmp_path / "other"
+    source = Dataset(tiny_dataset)
+    writer = DatasetWriter(other, image_size=64, sample_rate=16000, fps=25.0, source="test")
+    for record in source.clips("train"):
+        clip = source.load_clip(record)
+        arrays = {k: getattr(clip, k) for k in ("frames", "audio", "landmarks", "pose", "eyes")}
+        writer.add_clip("new" + record.identity, record.name, **arrays)
+    writer.finish(test_fraction=0.0, seed=0)
+    config = tiny()
+    both = FrameDataset([tiny_dataset, other], config.model, seed=0, repeats=[1, 3])
+    single = FrameDataset(tiny_dataset, config.model, seed=0)
+    assert len(both) == len(single) + 3 * len(FrameDataset(other, config.model, seed=0))
+    assert set(both.identities) == {"anna", "ben", "newanna", "newben"}
+    epoch = [both.clips[both.clip_of[both.frame_index(k)]].identity for k in range(len(both))]
+    assert sum(name.startswith("new") for name in epoch) == 3 * (len(both) - len(single)) // 3
+
+    def train(out: Path, resume: bool, max_steps: int | None) -> list[dict]:
+        run = tiny("train.steps=4", "train.ckpt_interval=2")
+        Trainer(run, [tiny_dataset, other], out, resume=resume, max_steps=max_steps, data_repeats=[1, 3]).setup().fit()
+        return metrics(out)
+
+    unbroken = train(tmp_path / "a", False, None)
+    train(tmp_path / "b", False, 2)
+    resumed = train(tmp_path / "b", True, None)
+    assert [m["loss_g"] for m in resumed] == pytest.approx([m["loss_g"] for m in unbroken], abs=1e-5)
+    recorded = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert recorded["data_repeats"] == [1, 3] and len(recorded["data"]) == 2
+    shutil.rmtree(tmp_path / "a")
+
+
+def test_budget_stops_refitting_after_the_fit_step():
+    from apb2face.training.stopping import Budget
+
+    budget = Budget(3600.0, fit_schedule=True, fit_until_step=3)
+    budget.start()
+    fitted = [budget.after_step(step) for step in range(1, 7)]
+    assert fitted[0] is None  # no step time yet
+    assert all(isinstance(f, int) and f > 3 for f in fitted[1:3])  # steps 2 and 3 still fit the schedule
+    assert fitted[3:] == [None, None, None]  # later steps keep the length fixed

@@ -58,11 +58,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-minutes must be a positive number, got {args.max_minutes}")
     if args.fit_schedule and args.max_minutes is None:
         raise UserError("--fit-schedule needs --max-minutes")
-    run_config, data = _run_config(args)
+    run_config, data, repeats = _run_config(args)
     trainer = Trainer(
         run_config,
         data,
         args.out,
+        data_repeats=repeats,
         resume=args.resume,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
@@ -84,16 +85,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace):  # noqa: ANN202
-    """The RunConfig and dataset of this invocation. On --resume: the run's own config with the overrides applied;
-    a --config given with it must resolve (with the same overrides) to that config, else the differing keys are
-    named."""
+    """The RunConfig, dataset(s) and their repeat counts of this invocation. On --resume: the run's own config
+    with the overrides applied; a --config given with it must resolve (with the same overrides) to that config, else
+    the differing keys are named."""
     from apb2face.config import load
     from apb2face.errors import UserError
     from apb2face.training.checkpoint import RUN_FILE, config_differences, load_run_config
     from apb2face.training.config import RunConfig
 
     if args.resume and (Path(args.out) / RUN_FILE).is_file():
-        run_config, data = load_run_config(Path(args.out), args.overrides)
+        described = load_run_config(Path(args.out), args.overrides)
+        run_config = described.config
         if args.config:
             differences = config_differences(run_config, load(RunConfig, args.config, args.overrides))
             if differences:
@@ -102,7 +104,9 @@ def _run_config(args: argparse.Namespace):  # noqa: ANN202
                     f"--config {args.config} differs from the run being resumed ({shown}); resume without --config, "
                     "changing keys with key=value overrides"
                 )
-        return run_config, args.data or data
+        if args.data:
+            return run_config, args.data, None
+        return run_config, described.data, described.data_repeats
     if not args.data:
         raise UserError("--data is required")
-    return load(RunConfig, args.config or "default", args.overrides), args.data
+    return load(RunConfig, args.config or "default", args.overrides), args.data, None

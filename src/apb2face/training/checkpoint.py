@@ -60,16 +60,33 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_run_config(run_dir: Path, overrides: list[str]) -> tuple[RunConfig, str]:
-    """The RunConfig and dataset path a run was started with (for --resume), with overrides applied."""
+@dataclasses.dataclass(frozen=True)
+class RunDescription:
+    """What a run was started with (its RUN_FILE): the config and the dataset(s) with their repeat counts."""
+
+    config: RunConfig
+    data: list[str]
+    data_repeats: list[int] | None = None
+
+
+def load_run_config(run_dir: Path, overrides: list[str]) -> RunDescription:
+    """The RunConfig and dataset path(s) a run was started with (for --resume), with overrides applied."""
     from apb2face.config import apply_overrides
 
     path = Path(run_dir) / RUN_FILE
     raw = read_json(path)
-    if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict) or not isinstance(raw.get("data"), str):
+    data = raw.get("data") if isinstance(raw, dict) else None
+    data = [data] if isinstance(data, str) else data
+    repeats = raw.get("data_repeats") if isinstance(raw, dict) else None
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("config"), dict)
+        or not (isinstance(data, list) and data and all(isinstance(d, str) for d in data))
+        or not (repeats is None or (isinstance(repeats, list) and len(repeats) == len(data)))
+    ):
         raise UserError("not a training run description", path)
     try:
-        return from_dict(RunConfig, apply_overrides(raw["config"], overrides)), raw["data"]
+        return RunDescription(from_dict(RunConfig, apply_overrides(raw["config"], overrides)), data, repeats)
     except UserError as exc:
         raise UserError(str(exc), path) from None
 

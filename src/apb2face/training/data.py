@@ -9,6 +9,7 @@ processes. Step s of a run with global batch B uses samples [s*B, (s+1)*B); DDP 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class ClipArrays:
     key: str
     identity: str
     frames_path: Path
+    source_size: int  # side of the stored frames
+    source: int  # which of the run's datasets it comes from
     features: np.ndarray  # (T, 60) audio features of the whole clip
     landmarks: np.ndarray  # (N, K, 2) geometry subset, normalised
     pose: np.ndarray  # (N, 3)
@@ -55,59 +58,79 @@ class FrameDataset(TorchDataset):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Sequence[str | Path],
         config: ModelConfig,
         seed: int,
         split: str = "train",
         reference_mouth_quantile: float = 1.0,
         audio_augment: float = 0.0,
+        repeats: Sequence[int] | None = None,
     ) -> None:
-        self.dataset = Dataset(root)
+        roots = [root] if isinstance(root, str | Path) else list(root)
+        self.datasets = [Dataset(r) for r in roots]
+        self.dataset = self.datasets[0]  # the first dataset names the run's data (release metadata)
+        self.repeats = list(repeats) if repeats is not None else [1] * len(roots)
+        if len(self.repeats) != len(roots) or any(not isinstance(r, int) or r < 1 for r in self.repeats):
+            raise ValueError(f"need one repeat count >= 1 per dataset, got {self.repeats} for {len(roots)}")
         self.audio_augment = audio_augment
-        self._check_meta(config)
+        for dataset in self.datasets:
+            self._check_meta(dataset, config)
         self.config = config
         self.seed = seed
         self.fps = self.dataset.meta.fps
-        self.source_size = self.dataset.meta.image_size
-        self.clips = self._load_clips(split)
+        self.clips = [clip for i in range(len(self.datasets)) for clip in self._load_clips(i, split)]
         self._index_frames(reference_mouth_quantile)
         self._babble = np.concatenate([c.audio for c in self.clips]) if audio_augment > 0 else None
         self._frames: dict[int, np.ndarray] = {}
         self._perm_epoch = -1
         self._perm = np.zeros(0, np.int64)
         log.info(
-            "training data: %d frames in %d clips of %d identities", len(self), len(self.clips), len(self.identities)
+            "training data: %d frames in %d clips of %d identities%s",
+            len(self.clip_of),
+            len(self.clips),
+            len(self.identities),
+            f" ({len(self)} samples per epoch with repeats {self.repeats})" if len(self) != len(self.clip_of) else "",
         )
 
-    def _check_meta(self, config: ModelConfig) -> None:
-        meta = self.dataset.meta
+    def _check_meta(self, dataset: Dataset, config: ModelConfig) -> None:
+        meta = dataset.meta
         if meta.landmark_scheme != GEOMETRY_SCHEME:
             raise UserError(
                 f"landmark scheme {meta.landmark_scheme!r} is not supported (need {GEOMETRY_SCHEME})",
-                self.dataset.root / "dataset.json",
+                dataset.root / "dataset.json",
             )
         if meta.image_size < config.image_size:
             raise UserError(
                 f"dataset images are {meta.image_size} px, smaller than the model's "
                 f"{config.image_size} px (train at model.image_size={meta.image_size} or lower)",
-                self.dataset.root / "dataset.json",
+                dataset.root / "dataset.json",
+            )
+        if meta.fps != self.datasets[0].meta.fps:
+            raise UserError(
+                f"dataset is at {meta.fps:g} fps, the first one at {self.datasets[0].meta.fps:g} fps: "
+                "datasets trained together need one frame rate",
+                dataset.root / "dataset.json",
             )
 
-    def _load_clips(self, split: str) -> list[ClipArrays]:
-        """The split's clips with frames (frames stay on disk; features, landmarks, pose, eyes in memory)."""
-        records = self.dataset.clips(split)
+    def _load_clips(self, source: int, split: str) -> list[ClipArrays]:
+        """Dataset `source`'s clips of the split with frames (frames stay on disk; features, landmarks, pose, eyes in
+        memory)."""
+        dataset = self.datasets[source]
+        records = dataset.clips(split)
         if not records:
-            raise UserError(f"dataset has no {split!r} clips", self.dataset.root / "dataset.json")
+            raise UserError(f"dataset has no {split!r} clips", dataset.root / "dataset.json")
         clips = []
         for record in records:
-            clip = self.dataset.load_clip(record)
+            clip = dataset.load_clip(record)
             if len(clip.frames) == 0:
                 continue
             clips.append(
                 ClipArrays(
                     key=record.key,
                     identity=record.identity,
-                    frames_path=self.dataset.clip_dir(record) / "frames.npy",
+                    frames_path=dataset.clip_dir(record) / "frames.npy",
+                    source_size=dataset.meta.image_size,
+                    source=source,
                     features=audio_features(clip.audio, clip.sample_rate),
                     landmarks=np.ascontiguousarray(clip.landmarks[:, list(GEOMETRY_POINTS)], dtype=np.float32),
                     pose=clip.pose.astype(np.float32),
@@ -119,7 +142,7 @@ class FrameDataset(TorchDataset):
                 clips[-1].audio = resample(clip.audio, clip.sample_rate)
                 clips[-1].speech_rms = active_rms(clips[-1].audio)
         if not clips:
-            raise UserError(f"dataset has no frames in split {split!r}", self.dataset.root / "dataset.json")
+            raise UserError(f"dataset has no frames in split {split!r}", dataset.root / "dataset.json")
         return clips
 
     def _index_frames(self, reference_mouth_quantile: float) -> None:
@@ -134,9 +157,12 @@ class FrameDataset(TorchDataset):
         self.reference_frames = {
             k: self._closed_mouth(v, reference_mouth_quantile) for k, v in self.identity_frames.items()
         }
+        # sample slots of an epoch: every frame of dataset i appears repeats[i] times (replay and enrolment weights)
+        source = np.array([c.source for c in self.clips])[self.clip_of]
+        self.slots = np.concatenate([np.tile(np.flatnonzero(source == i), r) for i, r in enumerate(self.repeats)])
 
     def __len__(self) -> int:
-        return len(self.clip_of)
+        return len(self.slots)
 
     def _closed_mouth(self, frames: np.ndarray, quantile: float) -> np.ndarray:
         """The frames whose mouth opening is at most the identity's `quantile` (1.0 keeps all)."""
@@ -161,7 +187,7 @@ class FrameDataset(TorchDataset):
         if epoch != self._perm_epoch:
             self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self))
             self._perm_epoch = epoch
-        return int(self._perm[pos])
+        return int(self.slots[self._perm[pos]])
 
     def image(self, flat: int) -> np.ndarray:
         """(S, S, 3) uint8 RGB at the model size."""
@@ -170,7 +196,7 @@ class FrameDataset(TorchDataset):
         if frames is None:
             frames = self._frames[ci] = np.load(self.clips[ci].frames_path, mmap_mode="r")
         img = np.asarray(frames[int(self.frame_of[flat])])
-        if self.source_size != self.config.image_size:
+        if self.clips[ci].source_size != self.config.image_size:
             img = cv2.resize(img, (self.config.image_size,) * 2, interpolation=cv2.INTER_AREA)
         return img
 

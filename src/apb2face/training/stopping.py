@@ -24,10 +24,13 @@ class Budget:
     fit_schedule: after every step the steps left are estimated from the mean step time so far (the first step,
     which carries one-off warm-up costs, left out), and the schedule's length is set to the steps done plus those
     left, so the learning rate reaches its end when the time is up even on a machine whose load changes.
+    fit_until_step: stop re-fitting once the run reaches this global step: from then on the schedule is fixed, so a
+    run stopped later and resumed with that length ends exactly as an uninterrupted one.
     """
 
     seconds: float
     fit_schedule: bool = False
+    fit_until_step: int | None = None
     started: float = field(default=0.0, init=False)
     after_first: float | None = field(default=None, init=False)
     steps_done: int = field(default=0, init=False)
@@ -55,6 +58,8 @@ class Budget:
             self.after_first = now
             return None
         if not self.fit_schedule or self.after_first is None:
+            return None
+        if self.fit_until_step is not None and step > self.fit_until_step:
             return None
         per_step = (now - self.after_first) / (self.steps_done - 1)
         left = max(1, int((self.seconds - (now - self.started)) / per_step))

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,31 +66,37 @@ class Trainer:
 
     max_steps: stop at this global step (the LR schedule still follows train.steps). max_minutes: stop when this
     much wall-clock time has gone into the training loop; with fit_schedule the schedule's length (train.steps) is
-    fitted to the steps the budget allows (see training/stopping.py), which a later `resume` cannot reproduce.
+    fitted to the steps the budget allows (see training/stopping.py), which a later `resume` cannot reproduce unless
+    fit_until_step fixes the length after that many steps (each checkpoint's run.json holds the length so far).
+    data: one dataset or several trained together, dataset i's frames appearing data_repeats[i] times per epoch.
     After `fit()`, `stopped_by` names the signal that stopped the run early ("" otherwise).
     """
 
     def __init__(
         self,
         run: RunConfig,
-        data: str | Path,
+        data: str | Path | Sequence[str | Path],
         out: str | Path,
         resume: bool = False,
         max_steps: int | None = None,
         max_minutes: float | None = None,
         fit_schedule: bool = False,
+        data_repeats: Sequence[int] | None = None,
+        fit_until_step: int | None = None,
     ) -> None:
         if fit_schedule and max_minutes is None:
             raise UserError("fitting the schedule to a time budget needs max_minutes")
         if fit_schedule and resume:
             raise UserError("a schedule fitted to a time budget cannot be resumed exactly; start a new run")
         self.run = run
-        self.data_path = Path(data)
+        self.data_paths = [Path(data)] if isinstance(data, str | Path) else [Path(d) for d in data]
+        self.data_path = self.data_paths[0]
+        self.data_repeats = list(data_repeats) if data_repeats is not None else None
         self.out = Path(out)
         self.resume = resume
         self.max_steps = max_steps
         self.stop = min(run.train.steps, max_steps) if max_steps is not None else run.train.steps
-        self.budget = Budget(max_minutes * 60.0, fit_schedule) if max_minutes is not None else None
+        self.budget = Budget(max_minutes * 60.0, fit_schedule, fit_until_step) if max_minutes is not None else None
         self.dist = Distributed.from_env()
         self.step = 0
         self.saved_step = -1  # the step of the last checkpoint written or loaded
@@ -107,11 +114,12 @@ class Trainer:
         train = self.run.train
         # the dataset is opened (and validated) before the run folder is made: a refused dataset leaves nothing
         self.data = FrameDataset(
-            self.data_path,
+            self.data_paths,
             self.run.model,
             seed=train.seed,
             reference_mouth_quantile=train.reference_mouth_quantile,
             audio_augment=train.audio_augment,
+            repeats=self.data_repeats,
         )
         checkpoint = self._prepare_out_dir()
         self._build_models()
@@ -119,11 +127,16 @@ class Trainer:
         self._wrap_distributed()
         if self.dist.main:
             self.references = self.data.neutral_references()
-            write_json(
-                self.out / RUN_FILE, {"config": dataclasses.asdict(self.run), "data": str(self.data_path.resolve())}
-            )
+            write_json(self.out / RUN_FILE, {"config": dataclasses.asdict(self.run), **self._data_description()})
             trim_metrics(self.out, self.step)
         return self
+
+    def _data_description(self) -> dict[str, Any]:
+        """RUN_FILE's record of the data: one dataset path, or several with their repeat counts."""
+        paths = [str(p.resolve()) for p in self.data_paths]
+        if len(paths) == 1 and self.data_repeats is None:
+            return {"data": paths[0]}
+        return {"data": paths, "data_repeats": self.data.repeats}
 
     def _device(self) -> torch.device:
         want = self.run.train.device
