@@ -194,13 +194,24 @@ class APB2FacePipeline:
     def identify(self, crop: np.ndarray) -> IdentityMatch | None:
         """The bundled identity closest to the face in a reference crop (dlib face embedding, same person at a
         distance <= 0.6); None when the face recogniser finds no face in the crop or the checkpoint bundles none."""
+        vector, references = self._embed_with_identities(crop)
+        return None if vector is None else closest_identity(vector, references)
+
+    def identity_distances(self, crop: np.ndarray) -> dict[str, float] | None:
+        """Face-embedding distance from the face in a crop to every bundled identity (same person at <= 0.6), for
+        matching several faces to several identities at once; None when the face recogniser finds no face."""
+        vector, references = self._embed_with_identities(crop)
+        if vector is None:
+            return None
+        return {name: FaceEmbedder.distance(vector, ref) for name, ref in references.items()}
+
+    def _embed_with_identities(self, crop: np.ndarray) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         if self._embedder is None:
             self._embedder = FaceEmbedder()
         if self._identity_embeddings is None:
             crops = {name: as_rgb_uint8(image) for name, image in self.references.items()}
             self._identity_embeddings = self._embedder.embed_all(crops)
-        vector = self._embedder.embed(crop)
-        return None if vector is None else closest_identity(vector, self._identity_embeddings)
+        return self._embedder.embed(crop), self._identity_embeddings
 
     def check_known(self, key: tuple, crop: np.ndarray, reference: Reference) -> None:
         """UserError unless the reference crop shows one of the bundled identities (verdicts cached by `key`)."""
