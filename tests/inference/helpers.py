@@ -67,3 +67,36 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
 
     sf.write(path, audio, sample_rate, subtype="PCM_16" if path.suffix.lower() in (".wav", ".flac") else None)
     return path
+
+
+def demo_identity(name: str, side: int) -> np.ndarray:
+    """A built-in person of the demo checkpoint (its identity crop, RGB) at `side` px."""
+    import cv2
+
+    from apb2face.inference.faces import read_image
+    from apb2face.inference.pipeline import default_checkpoint
+
+    image = read_image(default_checkpoint() / "identities" / f"{name}.png")
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC if side > image.shape[0] else cv2.INTER_AREA)
+
+
+def two_person_scene(left: str = "id00", right: str = "id03", side: int = 160) -> np.ndarray:
+    """Two built-in people side by side on one canvas (H = side, W = 2 side)."""
+    return np.concatenate([demo_identity(left, side), demo_identity(right, side)], axis=1)
+
+
+def make_scene_checkpoint(directory: Path, names: tuple[str, ...] = ("id00", "id03"), seed: int = 0) -> Path:
+    """A randomly initialised `tiny` model bundling built-in people who differ (the face recogniser tells them
+    apart), for fast scene tests."""
+    import torch
+
+    from apb2face.config import load
+    from apb2face.models.apb2face import APB2Face
+    from apb2face.models.modeling import save_pretrained
+    from apb2face.training.config import RunConfig
+
+    torch.manual_seed(seed)
+    config = load(RunConfig, "tiny").model
+    references = {name: demo_identity(name, config.image_size) for name in names}
+    save_pretrained(APB2Face(config), directory, references=references)
+    return directory
