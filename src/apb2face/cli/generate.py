@@ -9,6 +9,10 @@ With --full-frame the --driving video itself is re-voiced: the output has the vi
 each frame the original with the face (--region face) or the lower face (--region mouth) replaced by the generated
 one; the video plays forward and backward while the new audio lasts; frames without a face pass through; the new
 audio replaces the old (--mix keeps the old under it). See docs/full-frame.md.
+
+With --scene an image or video with several people is voiced: --speaker NAME=AUDIO per person (or --audio with one
+channel per --speaker NAME, or --audio with a --timeline of start,end,name turns); each face is matched to a
+checkpoint identity (--assign left-to-right: by position); faces without speech listen. See docs/scene.md.
 """
 
 from __future__ import annotations
@@ -40,12 +44,11 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
-        required=True,
         metavar="IMAGE|IDENTITY",
         help="a photo with a face (any size) or the name of an identity bundled in the checkpoint "
-        "(see `apb2face identities`)",
+        "(see `apb2face identities`); required unless --scene",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--audio", type=Path, metavar="FILE", help="driving audio: any format FFmpeg reads")
     source.add_argument("--text", metavar="TEXT", help="speak this text with espeak-ng and drive the face with it")
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice for --text (default: en-us)")
@@ -90,6 +93,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --full-frame: the whole face, or only the mouth (nose down; the real eyes stay) (default: face)",
     )
     full.add_argument("--mix", action="store_true", help="with --full-frame: keep the video's own audio under the new")
+    scene = parser.add_argument_group("scene (several people, each with their own voice; see docs/scene.md)")
+    scene.add_argument("--scene", type=Path, metavar="IMAGE|VIDEO", help="an image or video with several people")
+    scene.add_argument(
+        "--speaker",
+        action="append",
+        metavar="NAME[=AUDIO]",
+        help="with --scene, repeatable: NAME=AUDIO gives that person their own speech; NAME alone names the "
+        "channels of a multi-channel --audio in order, or orders the --timeline speakers",
+    )
+    scene.add_argument(
+        "--timeline", type=Path, metavar="CSV", help="with --scene and --audio: start,end,name turns (seconds)"
+    )
+    scene.add_argument(
+        "--assign",
+        choices=("identity", "left-to-right"),  # apb2face.inference.scene.ASSIGN
+        default="identity",
+        help="with --scene: match faces to speakers by who they are (face embedding), or give the i-th --speaker "
+        "the i-th face from the left (default: identity)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     check_backend(args)
     if not args.max_seconds > 0:
         raise UserError(f"--max-seconds must be positive, got {args.max_seconds:g}")
+    if args.scene is not None:
+        return scene(args)
+    check_single_face(args)
     check_not_an_input(args.out, args.audio, args.driving, args.pose, args.blink, args.reference)
     check_full_frame(args)
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend, int8=args.int8)
@@ -213,5 +238,104 @@ def full_frame(args: argparse.Namespace, pipe: object, audio: object, sample_rat
         report.faces_found,
         report.source_frames,
         report.passed_through,
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------- --scene
+
+
+def check_single_face(args: argparse.Namespace) -> None:
+    """Without --scene: one --reference and one of --audio / --text; the scene flags need --scene."""
+    for flag, value in (("--speaker", args.speaker), ("--timeline", args.timeline)):
+        if value is not None:
+            raise UserError(f"{flag} needs --scene")
+    if args.assign != "identity":
+        raise UserError("--assign needs --scene")
+    if args.reference is None:
+        raise UserError("--reference is required (or --scene for several people)")
+    if args.audio is None and args.text is None:
+        raise UserError("one of --audio or --text is required")
+
+
+def check_scene(args: argparse.Namespace) -> None:
+    """--scene takes its faces, pose and blinks from the scene and its speech from --speaker/--audio/--timeline."""
+    for flag, value in (
+        ("--reference", args.reference), ("--text", args.text), ("--driving", args.driving), ("--pose", args.pose),
+        ("--blink", args.blink), ("--size", args.size), ("--region", args.region),
+    ):  # fmt: skip
+        if value is not None:
+            raise UserError(f"{flag} cannot be used with --scene (the scene gives the faces, size and motion)")
+    if args.full_frame or args.mix:
+        raise UserError("--full-frame and --mix cannot be used with --scene (a scene is always full frame)")
+    if args.timeline is not None and args.audio is None:
+        raise UserError("--timeline needs --audio (the mixed speech it splits into turns)")
+    if not args.speaker and args.timeline is None:
+        raise UserError("--scene needs --speaker NAME=AUDIO (one per person who speaks), or --audio with --timeline")
+
+
+def scene_audio(args: argparse.Namespace) -> object:
+    """The speakers' audio in the form the flags give (apb2face.inference.scene)."""
+    from apb2face.inference.scene import (
+        parse_speaker,
+        speakers_from_channels,
+        speakers_from_files,
+        speakers_from_timeline,
+    )
+
+    speakers = [parse_speaker(text) for text in args.speaker or ()]
+    with_files = [s for s in speakers if s[1] is not None]
+    if args.audio is None:
+        if len(with_files) != len(speakers):
+            raise UserError("--speaker NAME without =AUDIO needs --audio (one channel per speaker, or --timeline)")
+        return speakers_from_files(with_files, args.max_seconds)
+    if with_files:
+        raise UserError("with --audio, give --speaker NAME without a file (the speech comes from --audio)")
+    names = [name for name, _ in speakers]
+    if args.timeline is not None:
+        return speakers_from_timeline(args.audio, args.timeline, names or None, args.max_seconds)
+    return speakers_from_channels(args.audio, names, args.max_seconds)
+
+
+def scene(args: argparse.Namespace) -> int:
+    """Voice every person of --scene (apb2face.inference.scene), with a progress bar."""
+    from tqdm import tqdm
+
+    from apb2face.inference.pipeline import APB2FacePipeline, check_fps
+    from apb2face.inference.revoice import RevoiceConfig
+    from apb2face.inference.scene import SceneConfig, generate_scene
+
+    check_scene(args)
+    speaker_files = [text.partition("=")[2] or None for text in args.speaker or ()]
+    check_not_an_input(args.out, args.scene, args.audio, args.timeline, *speaker_files)
+    if not args.scene.is_file():
+        raise UserError("file not found", args.scene)
+    check_fps(args.fps)
+    config = SceneConfig(
+        render=RevoiceConfig(batch_size=args.batch_size, max_seconds=args.max_seconds),
+        assign=args.assign,
+        fps=args.fps,
+        seed=args.seed,
+    )
+    audio = scene_audio(args)
+    pipe = APB2FacePipeline.from_pretrained(args.checkpoint, device=args.device, backend=args.backend, int8=args.int8)
+    progress = tqdm(desc="scene", unit="frame", leave=False, delay=0.5, disable=None)
+    try:
+        with output_errors(args.out):
+            report = generate_scene(pipe, args.scene, audio, args.out, config, progress=progress.update)
+    finally:
+        progress.close()
+    cast = ", ".join(
+        f"{f.identity or 'unknown'} ({'speaks' if f.speaker else 'listens' if f.identity else 'unchanged'})"
+        for f in report.faces
+    )
+    log.info(
+        "wrote %s: %d frames at %g fps, %dx%d; faces left to right: %s",
+        args.out,
+        report.frames,
+        report.fps,
+        report.size[1],
+        report.size[0],
+        cast,
     )
     return 0
