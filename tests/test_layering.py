@@ -1,7 +1,7 @@
 """The package's one-way layering, checked on the source: data -> models -> training -> inference -> evaluation ->
-serve -> cli. A module may import its own layer and any lower one, never a higher one; the top-level modules
-(config, errors, io, assets, configs, checkpoints) are the base every layer may use. Imports inside functions count
-too: a lazy import is still a dependency. And no module uses another module's private (`_name`) objects.
+enrollment -> serve -> cli. A module may import its own layer and any lower one, never a higher one; the top-level
+modules (config, errors, io, assets, configs, checkpoints) are the base every layer may use. Imports inside functions
+count too: a lazy import is still a dependency. And no module uses another module's private (`_name`) objects.
 
 This guard reads the source with `ast` (nothing is imported), so it reports every violation at once.
 """
@@ -14,7 +14,16 @@ from pathlib import Path
 
 PACKAGE = "apb2face"
 SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
-LAYERS = {"data": 0, "models": 1, "training": 2, "inference": 3, "evaluation": 4, "serve": 5, "cli": 6}
+LAYERS = {
+    "data": 0,
+    "models": 1,
+    "training": 2,
+    "inference": 3,
+    "evaluation": 4,
+    "enrollment": 5,
+    "serve": 6,
+    "cli": 7,
+}
 BASE = -1  # config, errors, io, assets, ...: usable by every layer
 ENTRY_POINTS = {"__main__": LAYERS["cli"]}  # `python -m apb2face` runs the CLI
 
@@ -129,8 +138,8 @@ def test_the_guard_sees_the_package() -> None:
     """The checks below pass vacuously if nothing is parsed: make sure the package and its layers are found."""
     modules = package_modules()
     assert {"apb2face.evaluation.evaluate", "apb2face.cli.main", "apb2face.data.format"} <= modules
-    assert layer_of("apb2face.cli.main") == 6 and layer_of("apb2face.data.format") == 0
-    assert layer_of("apb2face.io") == BASE and layer_of("apb2face.__main__") == 6
+    assert layer_of("apb2face.cli.main") == LAYERS["cli"] and layer_of("apb2face.data.format") == 0
+    assert layer_of("apb2face.io") == BASE and layer_of("apb2face.__main__") == LAYERS["cli"]
     assert any(i.target == "apb2face.evaluation.metrics" for i in all_imports())
 
 

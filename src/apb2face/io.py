@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Collection, Iterator
@@ -82,6 +83,9 @@ def atomic_dir(path: str | Path, owned_names: Collection[str] = ()) -> Iterator[
         _lock(fd)
         yield tmp
         os.chmod(tmp, _dir_mode())  # mkdtemp makes folders private (0700); outputs get the usual mode
+        for file in tmp.rglob("*"):  # some writers (safetensors) make their files private (0600) too
+            if file.is_file() and not file.is_symlink() and stat.S_IMODE(file.stat().st_mode) == 0o600:
+                os.chmod(file, _file_mode())
         _replace_dir(tmp, path, frozenset(owned_names))
     finally:
         os.close(fd)

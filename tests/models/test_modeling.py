@@ -189,3 +189,5 @@ def test_release_folder_gets_the_usual_mode(tmp_path, model):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    # every file too: safetensors writes its file private (0600), which another user could not load
+    assert {stat.S_IMODE(f.stat().st_mode) for f in out.rglob("*") if f.is_file()} == {0o644}

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "turn real talking-head videos into a dataset (face tracking, crops, pose, eyes, clips)"),
     "import-annvi": ("import_annvi", "convert the official AnnVI dataset layout into a dataset"),
     "train": ("train", "train a model on a dataset (also under torchrun for several processes)"),
+    "enroll": ("enroll", "add people to a checkpoint from their own videos, keeping everyone it knew (+ model card)"),
     "info": ("info", "parameters per module and GMAC of a config or checkpoint"),
     "generate": ("generate", "make a talking-face video from a reference face and audio or text"),
     "identities": ("identities", "list the identities bundled in a checkpoint"),

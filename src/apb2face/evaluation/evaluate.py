@@ -276,6 +276,29 @@ def evaluate(checkpoint: str | Path, data: str | Path, out: str | Path, cfg: Eva
     return EvalOutput(report=report, results=runs.results)
 
 
+def held_out_ssim(
+    checkpoint: str | Path, data: str | Path, split: str = "test", max_frames_per_clip: int | None = None
+) -> dict[str, float]:
+    """Identity -> mean SSIM of its re-enacted `split` frames vs the real ones, with the references `evaluate` uses
+    and none of its detectors: the quick check of whether a fine-tune moved people it should have kept."""
+    from apb2face.inference.pipeline import APB2FacePipeline
+
+    dataset = Dataset(data)
+    records = dataset.clips(split)
+    if not records:
+        raise UserError(f"split {split!r} has no clips", dataset.root / "dataset.json")
+    pipe = APB2FacePipeline.from_pretrained(checkpoint)
+    references = choose_references(pipe, dataset, sorted({r.identity for r in records}))
+    scores: dict[str, list[np.ndarray]] = {}
+    for record in records:
+        clip = dataset.load_clip(record)
+        n = min(record.num_frames, max_frames_per_clip or record.num_frames)
+        generated = generate_clip(pipe, references[record.identity][0], clip, n, batch_size=16)
+        truth = resize_frames(np.asarray(clip.frames[:n]), pipe.image_size)
+        scores.setdefault(record.identity, []).append(M.ssim(generated, truth))
+    return {name: float(np.concatenate(values).mean()) for name, values in scores.items()}
+
+
 @dataclass
 class EvalInputs:
     """Everything the evaluation runs on, loaded and checked before the first frame is generated."""
