@@ -139,3 +139,28 @@ def test_footage_that_cannot_teach_is_refused_with_the_reason(tmp_path, replay_d
     args = ("--name", "anna", "--out", tmp_path / "b", "--base-data", replay_data, "min_train_seconds=2")
     err = _one_line_exit_2(capsys, turns, *args)
     assert "two different people" in err and "interview.mp4" in err
+
+
+def test_enrols_a_person_from_one_photo(tmp_path, replay_data, capsys):
+    """One portrait becomes a talking, blinking, turning person (the built-in renderer, the photo as texture): the
+    enrolled data says so, holds out the last sentences, and the card says the data was rendered from a photo."""
+    import cv2
+
+    from apb2face.data.format import Dataset
+    from tests.data.helpers import portrait
+
+    photo = tmp_path / "grace.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(portrait("grace_hopper"), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "ckpt"
+    args = ("--name", "grace", "--out", out, "--base-data", replay_data, "--steps", "1", "photo_clips=5")
+    assert enroll(photo, *args, "drift_frames_per_clip=8", "sample_seconds=2") == 0
+    data = Dataset(out / "data" / "grace")
+    assert len(data.clips("train")) == 4 and len(data.clips("test")) == 1
+    assert "one photo" in data.meta.source
+    eyes = np.concatenate([data.load_clip(r).eyes for r in data.clips("train")])
+    assert eyes.min() < 0.3 < eyes.max()  # the rendered person blinks
+    assert "rendered from one photo" in (out / "README.md").read_text()
+    capsys.readouterr()
+    photo.write_bytes(b"not an image")
+    assert enroll(photo, *args[:2], "--out", tmp_path / "x", "--base-data", replay_data) == 2
+    assert "grace.png" in capsys.readouterr().err

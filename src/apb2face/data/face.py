@@ -202,6 +202,27 @@ class FaceMesh:
         ]
 
 
+def full_range_face_box(image: np.ndarray, min_confidence: float = 0.5) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) pixel box of the most confident face by mediapipe's full-range detector (BlazeFace model 1,
+    faces up to about 5 m and faces filling the frame), or None. The face mesh's own detector is the short-range
+    one: it misses faces that fill most of a portrait and some greyscale studio shots that this one finds."""
+    import mediapipe as mp
+
+    h, w = image.shape[:2]
+    with (
+        native_stderr_silenced(),
+        mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence) as det,
+    ):
+        result = det.process(np.ascontiguousarray(image))
+    if not result.detections:
+        return None
+    best = max(result.detections, key=lambda d: d.score[0])
+    box = best.location_data.relative_bounding_box
+    x0, y0 = max(0, int(box.xmin * w)), max(0, int(box.ymin * h))
+    x1, y1 = min(w, int((box.xmin + box.width) * w)), min(h, int((box.ymin + box.height) * h))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
 @contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for the block. mediapipe's C++ side (TFLite, absl) prints INFO/WARNING

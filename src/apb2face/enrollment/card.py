@@ -15,6 +15,7 @@ import numpy as np
 
 from apb2face.data.format import Dataset
 from apb2face.enrollment.config import EnrollConfig
+from apb2face.enrollment.footage import is_photo
 from apb2face.enrollment.replay import REPLAY_KEY, ReplaySource
 from apb2face.evaluation.evaluate import EvalConfig, evaluate, held_out_ssim
 from apb2face.io import atomic_dir, read_json, write_json
@@ -138,7 +139,14 @@ def card_markdown(summary: dict[str, Any]) -> str:
     ]
     for name in people:
         s = summary["seconds"][name]
-        videos = ", ".join(Path(v).name for v in summary["videos"][name])
+        sources = summary["videos"][name]
+        videos = ", ".join(Path(v).name for v in sources)
+        if all(is_photo(v) for v in sources):
+            lines.append(
+                f"- **{name}**: rendered from one photo ({videos}) by the built-in renderer (espeak-ng sentences, "
+                f"natural blinks and head motion): {s['train']:.1f} s for training, {s['test']:.1f} s held out"
+            )
+            continue
         lines.append(
             f"- **{name}**: {s['train']:.1f} s for training, {s['test']:.1f} s held out (the last part of each "
             f"video) from {videos}"

@@ -21,6 +21,7 @@ class EnrollConfig:
     min_train_seconds: float = 15.0  # less face footage than this per person is refused
     recommended_seconds: float = 60.0
     drift_frames_per_clip: int = 24  # frames per held-out base clip re-enacted to measure the old people's drift
+    photo_clips: int = 16  # sentences rendered from a photo (enrolment from one photo)
     sample_seconds: float = 8.0  # length of the sample MP4 (held-out audio of the first new person)
     threads: int = 0  # torch threads (0: torch's default, all cores)
 
@@ -37,5 +38,7 @@ class EnrollConfig:
             raise ValueError("need 0 < min_train_seconds <= recommended_seconds")
         if self.fit_until_step < 2:
             raise ValueError(f"fit_until_step must be at least 2, got {self.fit_until_step}")
+        if not 5 <= self.photo_clips <= 200:
+            raise ValueError(f"photo_clips must be in 5..200, got {self.photo_clips}")
         if self.drift_frames_per_clip < 8 or self.sample_seconds <= 0 or self.threads < 0:
             raise ValueError("drift_frames_per_clip must be >= 8, sample_seconds > 0 and threads >= 0")

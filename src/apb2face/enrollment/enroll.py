@@ -26,7 +26,7 @@ from apb2face.config import load
 from apb2face.data.format import Dataset
 from apb2face.data.prepare import VideoJob
 from apb2face.enrollment.config import ENROLL_PRESET, EnrollConfig
-from apb2face.enrollment.footage import prepare_footage
+from apb2face.enrollment.footage import Footage, is_photo, photo_footage, prepare_footage
 from apb2face.enrollment.replay import ReplaySource, materialise, replay_sources
 from apb2face.errors import UserError
 from apb2face.io import read_json, write_json
@@ -87,7 +87,7 @@ def enroll(request: EnrollRequest, cfg: EnrollConfig, resume: bool = False) -> E
     if "footage" not in state:
         shutil.rmtree(work / NEW_DATA_DIR, ignore_errors=True)  # an interrupted preparation starts again
         try:
-            footage = prepare_footage(request.jobs, work / NEW_DATA_DIR, base_config.image_size, cfg)
+            footage = _footage(request, work / NEW_DATA_DIR, base_config.image_size, cfg)
         except UserError:
             shutil.rmtree(work, ignore_errors=True)  # nothing was learned yet: leave nothing behind
             raise
@@ -130,6 +130,16 @@ def enroll(request: EnrollRequest, cfg: EnrollConfig, resume: bool = False) -> E
     summary = write_checkpoint(final, request, cfg, state, sources, work)
     shutil.rmtree(work, ignore_errors=True)
     return EnrollResult(request.out, "", state["footage"]["failures"], summary)
+
+
+def _footage(request: EnrollRequest, out: Path, size: int, cfg: EnrollConfig) -> Footage:
+    """The new people's dataset: prepared from videos, or rendered from one photo."""
+    photos = [j for j in request.jobs if is_photo(j.path)]
+    if not photos:
+        return prepare_footage(request.jobs, out, size, cfg)
+    if len(photos) != len(request.jobs) or len(photos) > 1:
+        raise UserError("enrol from one photo, or from videos: one photo per call, not mixed with videos")
+    return photo_footage(photos[0], out, size, cfg)
 
 
 def _open_work(request: EnrollRequest, cfg: EnrollConfig, resume: bool) -> Path:

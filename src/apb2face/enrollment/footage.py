@@ -73,6 +73,35 @@ def prepare_footage(
     return footage
 
 
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def is_photo(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in PHOTO_EXTENSIONS
+
+
+def photo_footage(job: VideoJob, out: Path, size: int, cfg: EnrollConfig) -> Footage:
+    """Footage rendered from one portrait (data/synth/photo.py): the face found with the mesh, or with the
+    full-range detector and the mesh on its crop; UserError naming the photo when there is no face."""
+    from tqdm import tqdm
+
+    from apb2face.data import face
+    from apb2face.data.synth.photo import photo_dataset
+    from apb2face.inference.faces import detect_photo_landmarks, read_image
+
+    image = read_image(job.path)
+    with face.FaceMesh(video=False) as mesh:
+        points = detect_photo_landmarks(mesh, image)
+    if points is None:
+        raise UserError("no face found in the photo", job.path)
+    with tqdm(total=cfg.photo_clips, desc="render the photo", unit="clip", disable=None) as bar:
+        seconds = photo_dataset(
+            image, points, job.identity, out, size, cfg.photo_clips, cfg.test_fraction, progress=bar.update
+        )
+    name = job.identity
+    return Footage(root=out, identities=[name], seconds={name: seconds}, videos={name: [job.path]})
+
+
 def _seconds(results: list[VideoResult], fps: float) -> dict[str, float]:
     test = {key for r in results for key in r.test_clips}
     frames = {"train": 0, "test": 0}

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MIN_DETECT_SIDE = 256  # smaller images are upscaled to this short side before detection
 MIN_IMAGE_SIDE = 8  # a reference needs at least this many pixels on each side
+PHOTO_CROP_GROWTH = 2.2  # detector box side -> the square the mesh looks at (head, hair and some shoulder)
 # a reference photo's header is read before decoding: a small file may claim 40000x40000 pixels (4.8 GB decoded);
 # 100 megapixels holds any camera photo
 MAX_IMAGE_PIXELS = 100_000_000
@@ -31,6 +32,40 @@ def detect_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | 
     """(478, 3) landmarks in `image` pixels, found on a copy scaled to the detector's working size; None if no face."""
     faces = detect_all_landmarks(mesh, image, detect_size)
     return faces[0] if faces else None
+
+
+def detect_photo_landmarks(mesh: face.FaceMesh, image: np.ndarray) -> np.ndarray | None:
+    """Landmarks of the face in a photo of any framing: the mesh on the whole image, and when it finds nothing, the
+    full-range detector's box grown to a head-and-shoulders square and the mesh on that crop (a face that fills the
+    frame, a small face in a wide shot). None when neither finds a face."""
+    points = detect_landmarks(mesh, image)
+    if points is not None:
+        return points
+    box = face.full_range_face_box(image)
+    return None if box is None else landmarks_in_box(mesh, image, box)
+
+
+def landmarks_in_box(mesh: face.FaceMesh, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    """The mesh run on a head-sized square around a detector's face box (x0, y0, x1, y1), landmarks mapped back to
+    `image` pixels; None when the mesh finds no face there."""
+    x0, y0, x1, y1 = box
+    side = int(max(x1 - x0, y1 - y0) * PHOTO_CROP_GROWTH)
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    top, left = cy - side // 2, cx - side // 2
+    h, w = image.shape[:2]
+    # padded with the edge colour, so a face at the border still sits mid-crop as the mesh expects
+    crop = cv2.copyMakeBorder(
+        image[max(0, top) : top + side, max(0, left) : left + side],
+        max(0, -top),
+        max(0, top + side - h),
+        max(0, -left),
+        max(0, left + side - w),
+        cv2.BORDER_REPLICATE,
+    )
+    found = detect_landmarks(mesh, crop)
+    if found is None:
+        return None
+    return (found + np.array([left, top, 0], dtype=np.float32)).astype(np.float32)
 
 
 def detect_all_landmarks(mesh: face.FaceMesh, image: np.ndarray, detect_size: int | None = None) -> list[np.ndarray]:
@@ -121,6 +156,8 @@ def align_face(
     image = as_rgb_uint8(image)
     with face.FaceMesh(video=False) as mesh:
         points = detect_landmarks(mesh, image, detect_size)
+        if points is None:
+            points = detect_photo_landmarks(mesh, image)
     if points is None:
         raise UserError("no face found in the image", path or "reference image")
     box = face.crop_box_from_landmarks(points, crop_scale)

@@ -240,9 +240,7 @@ def build_identity(spec: IdentitySpec, size: int) -> FaceModel:
     """The renderable face of one identity: base portrait edited (background, skin, hair, eyes, lips, facial hair)
     and its mesh reshaped."""
     base = base_face(spec.base, spec.mirrored)
-    canon, origin, basis, iod = face_render.frontalize(base.points)
-    shape = shape_warp(canon, spec)
-    scale, _ = face_render.frame_geometry(shape, size)
+    canon, origin, basis, iod, shape, scale = _geometry(base, spec, size)
     factor = scale / iod
     p = portrait_at_output_scale(base, factor, scale)
     lab = cv2.cvtColor(np.clip(p.image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -258,3 +256,35 @@ def build_identity(spec: IdentitySpec, size: int) -> FaceModel:
     return face_render.build_model(
         texture, origin * factor, basis, iod * factor, canon, shape, size, accessories=accessory_colours(spec)
     )
+
+
+def photo_face(image: np.ndarray, points: np.ndarray) -> BaseFace:
+    """A user's portrait as a base face: RGB uint8 and its (478, 3) mesh in its pixels (found by the caller, who
+    knows how to find faces in any photo), with the person mask measured here."""
+    import mediapipe as mp
+
+    image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+    with face.native_stderr_silenced(), mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        person = seg.process(image).segmentation_mask.astype(np.float32)
+    points = np.round(np.asarray(points, np.float64) * 64) / 64
+    person = np.round(cv2.GaussianBlur(person, (0, 0), 2.0) * 255) / 255
+    return BaseFace(image=image, points=points, person=person.astype(np.float32))
+
+
+def build_photo_identity(base: BaseFace, spec: IdentitySpec, size: int) -> FaceModel:
+    """The renderable face of a person from one photo, as photographed: nothing repainted, the lips closed at rest
+    and the face shape as the spec says (1.0 everywhere keeps the photo's)."""
+    canon, origin, basis, iod, shape, scale = _geometry(base, spec, size)
+    factor = scale / iod
+    p = portrait_at_output_scale(base, factor, scale)
+    texture = np.clip(p.image + 0.5, 0, 255).astype(np.uint8)
+    return face_render.build_model(texture, origin * factor, basis, iod * factor, canon, shape, size)
+
+
+def _geometry(base: BaseFace, spec: IdentitySpec, size: int) -> tuple:
+    """(canon, origin, basis, iod, shape, scale): the base mesh frontalised, reshaped for the spec, and the output
+    scale (pixels per canonical unit) at `size`."""
+    canon, origin, basis, iod = face_render.frontalize(base.points)
+    shape = shape_warp(canon, spec)
+    scale, _ = face_render.frame_geometry(shape, size)
+    return canon, origin, basis, iod, shape, scale
