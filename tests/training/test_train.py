@@ -311,3 +311,36 @@ def test_budget_stops_refitting_after_the_fit_step():
     assert fitted[0] is None  # no step time yet
     assert all(isinstance(f, int) and f > 3 for f in fitted[1:3])  # steps 2 and 3 still fit the schedule
     assert fitted[3:] == [None, None, None]  # later steps keep the length fixed
+
+
+def test_speech_data_teaches_only_the_fuser_its_lip_shapes(tiny_dataset, tmp_path):
+    """A second dataset of real talking faces adds its audio, pose, eyes and landmarks to every sample (its frames
+    are never read), the lip-shape loss trains the run, and the run still resumes exactly."""
+    from apb2face.training.losses import MOUTH_SLICE, lip_shape_l1
+
+    config = tiny().model
+    ds = FrameDataset(tiny_dataset, config, seed=0, speech=tiny_dataset)
+    sample = ds[3]
+    assert {"speech_audio", "speech_pose", "speech_eyes", "speech_landmarks"} <= set(sample)
+    assert sample["speech_audio"].shape == sample["audio"].shape
+    assert ds.speech is not None and ds.speech._frames == {}  # no frame of the speech set was opened
+
+    true = sample["speech_landmarks"][None]
+    moved = true + torch.tensor([0.05, -0.02])  # the same lips elsewhere in the crop: the same shape
+    assert lip_shape_l1(moved, true).item() < 1e-6
+    opened = true.clone()
+    opened[:, MOUTH_SLICE.start + 20 :, 1] += 0.03  # inner lips apart: another shape
+    assert lip_shape_l1(opened, true).item() > 1e-3
+
+    def train(out: Path, resume: bool, max_steps: int | None) -> list[dict]:
+        run = tiny(
+            "train.steps=4", "train.ckpt_interval=2", f"train.speech_data={tiny_dataset}", "train.lambda_speech=10"
+        )
+        Trainer(run, tiny_dataset, out, resume=resume, max_steps=max_steps).setup().fit()
+        return metrics(out)
+
+    unbroken = train(tmp_path / "a", False, None)
+    assert all(m["loss_speech"] > 0 for m in unbroken)
+    train(tmp_path / "b", False, 2)
+    resumed = train(tmp_path / "b", True, None)
+    assert [m["loss_g"] for m in resumed] == pytest.approx([m["loss_g"] for m in unbroken], abs=1e-5)

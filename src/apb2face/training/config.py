@@ -32,6 +32,10 @@ class TrainConfig:
     # (gain, noise, reverberation, telephone band, G.711 codec; data/audio_augment.py): the fuser then hears what
     # users record, not only the clean synthetic speech
     audio_augment: float = 0.0
+    # a dataset of real talking faces that teaches only the fuser what lips do for human speech (lip shape L1,
+    # lambda_speech): its frames are never rendered, so no face of it reaches the weights' renderer or a checkpoint
+    speech_data: str = ""
+    lambda_speech: float = 0.0
     # references are drawn from the identity's frames whose mouth opening is at most this quantile: 1.0 = any frame
     # (the paper); 0.3 = closed-mouth references, as inference uses, so a skip path cannot copy an open mouth
     reference_mouth_quantile: float = 1.0
@@ -76,7 +80,11 @@ class TrainConfig:
             raise ValueError(f"sketch_teacher_forcing must be in [0, 1], got {self.sketch_teacher_forcing}")
         if not 0.0 <= self.audio_augment <= 1.0:
             raise ValueError(f"audio_augment must be in [0, 1], got {self.audio_augment}")
-        for name in ("lambda_l1", "lambda_gan", "lambda_geometry", "lambda_mouth", "lambda_eyes"):
+        if not isinstance(self.speech_data, str):
+            raise ValueError(f"speech_data must be a dataset path, got {self.speech_data!r}")
+        if self.lambda_speech and not self.speech_data:
+            raise ValueError("lambda_speech needs speech_data (a dataset of real talking faces)")
+        for name in ("lambda_l1", "lambda_gan", "lambda_geometry", "lambda_mouth", "lambda_eyes", "lambda_speech"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.lr_decay_start <= 1.0:

@@ -65,6 +65,7 @@ class FrameDataset(TorchDataset):
         reference_mouth_quantile: float = 1.0,
         audio_augment: float = 0.0,
         repeats: Sequence[int] | None = None,
+        speech: str | Path | None = None,
     ) -> None:
         roots = [root] if isinstance(root, str | Path) else list(root)
         self.datasets = [Dataset(r) for r in roots]
@@ -81,6 +82,10 @@ class FrameDataset(TorchDataset):
         self.clips = [clip for i in range(len(self.datasets)) for clip in self._load_clips(i, split)]
         self._index_frames(reference_mouth_quantile)
         self._babble = np.concatenate([c.audio for c in self.clips]) if audio_augment > 0 else None
+        # real talking faces that teach only the fuser (audio -> lip shape): their frames are never read
+        self.speech = (
+            FrameDataset(speech, config, seed + 1, split, 1.0, audio_augment) if speech not in (None, "") else None
+        )
         self._frames: dict[int, np.ndarray] = {}
         self._perm_epoch = -1
         self._perm = np.zeros(0, np.int64)
@@ -210,6 +215,25 @@ class FrameDataset(TorchDataset):
         if len(pool) > 1:
             while ref == flat:
                 ref = int(pool[rng.integers(len(pool))])
+        sample = {
+            "reference": to_tensor(self.image(ref)),
+            "target": to_tensor(self.image(flat)),
+            **self.driving(clip, frame, rng),
+        }
+        if self.speech is not None:
+            # the speech set's sample k: its own seeded order, so it too is a pure function of k
+            speech = self.speech
+            s_flat = speech.frame_index(k)
+            s_clip = speech.clips[int(speech.clip_of[s_flat])]
+            s_rng = np.random.default_rng([self.seed, int(k), 2])
+            sample.update(
+                {f"speech_{key}": v for key, v in speech.driving(s_clip, int(speech.frame_of[s_flat]), s_rng).items()}
+            )
+        return sample
+
+    def driving(self, clip: ClipArrays, frame: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """The fuser's inputs and target of one frame: audio window (degraded with probability audio_augment),
+        pose, eye openness, geometry landmarks."""
         if self.audio_augment > 0 and rng.random() < self.audio_augment:
             audio = self.window_from_audio(clip, frame, lambda x: degrade(x, rng, clip.speech_rms, self._babble))
         else:
@@ -217,8 +241,6 @@ class FrameDataset(TorchDataset):
                 clip.features, np.array([frame]), self.fps, self.config.audio_window, self.config.audio_lookahead
             )[0]
         return {
-            "reference": to_tensor(self.image(ref)),
-            "target": to_tensor(self.image(flat)),
             "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None],
             "pose": torch.from_numpy(clip.pose[frame].copy()),
             "eyes": torch.from_numpy(clip.eyes[frame].copy()),

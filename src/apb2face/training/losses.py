@@ -37,6 +37,7 @@ LOSS_KEYS = (
     "loss_geometry",
     "loss_mouth",
     "loss_eyes",
+    "loss_speech",
 )
 
 
@@ -87,3 +88,17 @@ def eyes_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, m
         box_mask(landmarks[:, LEFT_EYE_SLICE], size, margin, min_extent=0.05),
     )
     return masked_l1(fake, target, mask)
+
+
+def lip_shape_l1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """L1 between lip shapes: the 40 lip points relative to their own centre, in units of the true landmarks'
+    eye distance. Where the mouth sits in the crop and how big the face is differ from person to person; the
+    shape the mouth makes for a sound is what real speakers can teach a fuser that renders other faces."""
+    eyes = torch.stack([true[:, RIGHT_EYE_SLICE].mean(1), true[:, LEFT_EYE_SLICE].mean(1)], 1)
+    scale = (eyes[:, 0] - eyes[:, 1]).norm(dim=-1).clamp_min(1e-3)[:, None, None]
+
+    def shape(points: torch.Tensor) -> torch.Tensor:
+        lips = points[:, MOUTH_SLICE]
+        return (lips - lips.mean(1, keepdim=True)) / scale
+
+    return F.l1_loss(shape(pred), shape(true))

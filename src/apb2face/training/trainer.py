@@ -53,7 +53,7 @@ from apb2face.training.config import RunConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
 from apb2face.training.distributed import Distributed
 from apb2face.training.images import image_grid
-from apb2face.training.losses import LOSS_KEYS, eyes_l1, lsgan, mouth_l1
+from apb2face.training.losses import LOSS_KEYS, eyes_l1, lip_shape_l1, lsgan, mouth_l1
 from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class Trainer:
             reference_mouth_quantile=train.reference_mouth_quantile,
             audio_augment=train.audio_augment,
             repeats=self.data_repeats,
+            speech=train.speech_data or None,
         )
         checkpoint = self._prepare_out_dir()
         self._build_models()
@@ -370,8 +371,8 @@ class Trainer:
         return loss_d, loss_real, loss_fake
 
     def _generator_step(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes). D is frozen; the plain module
-        avoids a DDP reduction for gradients nobody uses."""
+        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech). D is frozen; the plain
+        module avoids a DDP reduction for gradients nobody uses."""
         train, target = self.run.train, batch["target"]
         self.disc.requires_grad_(False)
         with self._autocast():
@@ -381,19 +382,26 @@ class Trainer:
             loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
             loss_eyes = eyes_l1(fake.float(), target, batch["landmarks"]) if train.lambda_eyes else loss_l1 * 0
+            loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_l1 * 0
             loss_g = (
                 train.lambda_gan * loss_gan
                 + train.lambda_l1 * loss_l1
                 + train.lambda_geometry * loss_geometry
                 + train.lambda_mouth * loss_mouth
                 + train.lambda_eyes * loss_eyes
+                + train.lambda_speech * loss_speech
             )
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.disc.requires_grad_(True)
-        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes
+        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech
+
+    def _speech_loss(self, batch: Batch) -> torch.Tensor:
+        """Lip shape of the fuser's geometry for the real-speech samples vs the real lips (the fuser alone)."""
+        _, landmarks = self.model.fuse(batch["speech_audio"], batch["speech_pose"], batch["speech_eyes"])
+        return lip_shape_l1(landmarks.float(), batch["speech_landmarks"])
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
