@@ -221,6 +221,14 @@ def _dir_mode() -> int:
     return 0o777 & ~_umask()
 
 
+def cache_root() -> Path:
+    """Where work that can be redone is kept between runs ($APB2FACE_CACHE, else the XDG cache folder): regenerated
+    built-in data, avatar clips' face tracks."""
+    if os.environ.get("APB2FACE_CACHE"):
+        return Path(os.environ["APB2FACE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "apb2face"
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically, with sorted keys so that equal content gives equal bytes."""
     with atomic_path(path) as tmp:

@@ -49,11 +49,43 @@ def test_flags_that_do_not_go_together(
     assert rc == 2 and len(err) == 1 and message in err[0] and not out.exists()
 
 
-def test_full_frame_needs_a_driving_video(tiny_checkpoint: Path, inputs, tmp_path: Path, capsys) -> None:
+def test_full_frame_without_a_driving_video_needs_an_avatar(tiny_checkpoint: Path, inputs, tmp_path: Path, capsys):
+    import cv2
+
+    from tests.inference.helpers import astronaut
+
     _video, wav = inputs
-    out = tmp_path / "out.mp4"
-    rc = main(["generate", "--reference", "astronaut", "--audio", str(wav), "--full-frame", "--out", str(out)])
-    assert rc == 2 and "--full-frame needs --driving" in capsys.readouterr().err and not out.exists()
+    out, photo = tmp_path / "out.mp4", tmp_path / "photo.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR))
+    rc = main(["generate", "--reference", str(photo), "--audio", str(wav), "--full-frame", "--out", str(out)])
+    assert rc == 2 and "--reference NAME" in capsys.readouterr().err and not out.exists()
+    rc = main(["generate", "--reference", "id00", "--audio", str(wav), "--full-frame", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "has no avatar clip" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_an_avatar_loop_renders_any_speech_over_the_identity_clip(
+    tiny_checkpoint: Path, inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An identity's avatars/NAME.mp4: speech longer than the clip plays it forward and back at its own size, and
+    the clip's face track is measured once (cached), then read back for the next call."""
+    import json
+    import shutil
+
+    monkeypatch.setenv("APB2FACE_CACHE", str(tmp_path / "cache"))
+    video, wav = inputs
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    name = json.loads((checkpoint / "config.json").read_text())["identities"][0]
+    (checkpoint / "avatars").mkdir()
+    shutil.copy(video, checkpoint / "avatars" / f"{name}.mp4")  # 1 s of a face; the speech is longer
+    for k in (1, 2):
+        out = tmp_path / f"avatar{k}.mp4"
+        args = ["--reference", name, "--audio", str(wav), "--full-frame", "--checkpoint", str(checkpoint)]
+        rc = main(["generate", *args, "--out", str(out)])
+        info = probe(out)
+        assert rc == 0 and (info.width, info.height) == (320, 240) and info.has_audio
+        assert len(list((tmp_path / "cache" / "tracks").glob("*.npz"))) == 1
 
 
 def test_a_video_without_a_face_is_one_line(tiny_checkpoint: Path, inputs, tmp_path: Path, capsys) -> None:

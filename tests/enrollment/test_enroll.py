@@ -73,6 +73,9 @@ def test_enrols_a_person_and_keeps_everyone_the_base_had(tmp_path, anna_video, r
     assert (out / "strips" / "anna.png").stat().st_size > 1000
     with av.open(str(out / "sample.mp4")) as container:
         assert container.streams.video and container.streams.audio
+    with av.open(str(out / "avatars" / "anna.mp4")) as container:  # the start of the video, at its own size
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (320, 240) and stream.frames > 100
 
     # the enrolled checkpoint works as a base too: its own person is replayed from the data shipped inside it
     assert enroll(anna_video, "--name", "anna2", "--out", tmp_path / "ckpt2", "--base", out, *QUICK) == 0

@@ -8,7 +8,9 @@ gentle head sway), in that order of precedence.
 With --full-frame the --driving video itself is re-voiced: the output has the video's resolution and frame rate,
 each frame the original with the face (--region face) or the lower face (--region mouth) replaced by the generated
 one; the video plays forward and backward while the new audio lasts; frames without a face pass through; the new
-audio replaces the old (--mix keeps the old under it). See docs/full-frame.md.
+audio replaces the old (--mix keeps the old under it). Without --driving, --full-frame renders over the identity's
+avatar clip (avatars/NAME.mp4 in the checkpoint; `apb2face enroll` keeps one), its face track cached after the
+first call. See docs/full-frame.md.
 
 With --scene an image or video with several people is voiced: --speaker NAME=AUDIO per person (or --audio with one
 channel per --speaker NAME, or --audio with a --timeline of start,end,name turns); each face is matched to a
@@ -193,24 +195,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_full_frame(args: argparse.Namespace) -> None:
-    """The full-frame flags go together: --region/--mix need --full-frame, which needs --driving and takes the
-    video's own size, rate and motion (no --size, --pose, --blink)."""
+    """The full-frame flags go together: --region/--mix need --full-frame, which takes the --driving video's (or the
+    avatar clip's) own size, rate and motion (no --size, --pose, --blink)."""
     if not args.full_frame:
         if args.region is not None or args.mix:
             raise UserError("--region and --mix need --full-frame")
         return
-    if args.driving is None:
-        raise UserError("--full-frame needs --driving VIDEO (the video to re-voice)")
     for flag, value in (("--size", args.size), ("--pose", args.pose), ("--blink", args.blink)):
         if value is not None:
             raise UserError(f"{flag} cannot be used with --full-frame (the video gives the size, pose and blinks)")
 
 
 def full_frame(args: argparse.Namespace, pipe: object, audio: object, sample_rate: int | None) -> int:
-    """Re-voice --driving with the audio (apb2face.inference.revoice), with a progress bar."""
+    """Re-voice --driving (or the identity's avatar clip) with the audio (apb2face.inference.revoice), with a
+    progress bar."""
     from tqdm import tqdm
 
+    from apb2face.inference.avatar import avatar_clip, cached_track
     from apb2face.inference.compose import ComposeConfig
+    from apb2face.inference.pipeline import default_checkpoint
     from apb2face.inference.revoice import RevoiceConfig, revoice
 
     config = RevoiceConfig(
@@ -219,12 +222,18 @@ def full_frame(args: argparse.Namespace, pipe: object, audio: object, sample_rat
         batch_size=args.batch_size,
         max_seconds=args.max_seconds,
     )
+    video, track = args.driving, None
+    if video is None:
+        if args.reference not in pipe.identities:
+            raise UserError("--full-frame without --driving renders over an identity's avatar clip: --reference NAME")
+        video = avatar_clip(args.checkpoint or default_checkpoint(), args.reference)
+        track = cached_track(video, config, pipe.crop_scale)
     progress = tqdm(desc="re-voice", unit="frame", leave=False, delay=0.5, disable=None)
     try:
         with output_errors(args.out):
             report = revoice(
-                pipe, args.reference, args.driving, audio, args.out, config, sample_rate=sample_rate,
-                progress=progress.update, allow_unknown=args.allow_unknown,
+                pipe, args.reference, video, audio, args.out, config, sample_rate=sample_rate,
+                progress=progress.update, allow_unknown=args.allow_unknown, track=track,
             )  # fmt: skip
     finally:
         progress.close()

@@ -15,9 +15,10 @@ import numpy as np
 
 from apb2face.data.format import Dataset
 from apb2face.enrollment.config import EnrollConfig
-from apb2face.enrollment.footage import is_photo
+from apb2face.enrollment.footage import is_photo, write_avatar_clip
 from apb2face.enrollment.replay import REPLAY_KEY, ReplaySource
 from apb2face.evaluation.evaluate import EvalConfig, evaluate, held_out_ssim
+from apb2face.inference.avatar import AVATARS_DIR
 from apb2face.io import atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,13 @@ def write_checkpoint(
         for name in footage["identities"]:
             shutil.copy2(work / "measure" / "new" / "strips" / f"{name}.png", tmp / STRIPS_DIR / f"{name}.png")
         shutil.copy2(work / "measure" / SAMPLE_FILE, tmp / SAMPLE_FILE)
+        for s in sources:  # an earlier enrolment's avatar loops travel on too
+            if s.dataset is not None and (request.base / AVATARS_DIR).is_dir():
+                shutil.copytree(request.base / AVATARS_DIR, tmp / AVATARS_DIR, dirs_exist_ok=True)
+        for name in footage["identities"]:
+            videos = [v for v in footage["videos"][name] if not is_photo(v)]
+            if videos:
+                write_avatar_clip(videos[0], tmp / AVATARS_DIR / f"{name}.mp4", cfg.avatar_seconds)
         write_json(tmp / ENROLLMENT_FILE, summary)
         (tmp / "README.md").write_text(card_markdown(summary))
     return summary

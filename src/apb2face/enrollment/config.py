@@ -23,6 +23,7 @@ class EnrollConfig:
     drift_frames_per_clip: int = 24  # frames per held-out base clip re-enacted to measure the old people's drift
     photo_clips: int = 16  # sentences rendered from a photo (enrolment from one photo)
     sample_seconds: float = 8.0  # length of the sample MP4 (held-out audio of the first new person)
+    avatar_seconds: float = 8.0  # the start of the person's video kept as their avatar loop (full-frame output)
 
     def __post_init__(self) -> None:
         if not 0 < self.minutes <= 24 * 60:
@@ -39,5 +40,5 @@ class EnrollConfig:
             raise ValueError(f"fit_until_step must be at least 2, got {self.fit_until_step}")
         if not 5 <= self.photo_clips <= 200:
             raise ValueError(f"photo_clips must be in 5..200, got {self.photo_clips}")
-        if self.drift_frames_per_clip < 8 or self.sample_seconds <= 0:
-            raise ValueError("drift_frames_per_clip must be >= 8 and sample_seconds > 0")
+        if self.drift_frames_per_clip < 8 or self.sample_seconds <= 0 or self.avatar_seconds <= 0:
+            raise ValueError("drift_frames_per_clip must be >= 8, sample_seconds and avatar_seconds > 0")

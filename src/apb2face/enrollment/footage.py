@@ -169,3 +169,16 @@ def sample_frames(root: Path, results: list[VideoResult], count: int = FRAMES_CH
             arrays[key] = np.load(root / "clips" / key / "frames.npy", mmap_mode="r")
         frames.append(np.asarray(arrays[key][i]))
     return frames
+
+
+def write_avatar_clip(video: str | Path, path: Path, seconds: float) -> None:
+    """The first `seconds` of the person's video at its own size and frame rate (no audio): the loop
+    `generate --full-frame` renders new speech over (inference/avatar.py)."""
+    from apb2face.data.video import Mp4Writer, iter_frames, probe
+
+    fps = probe(video).fps or 25.0
+    with Mp4Writer(path, fps=fps, crf=16) as writer:
+        for k, (_, frame) in enumerate(iter_frames(video)):
+            if k >= round(seconds * fps):
+                break
+            writer.write_frame(frame)

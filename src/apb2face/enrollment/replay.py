@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from apb2face.errors import UserError
+from apb2face.io import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,6 @@ def replay_sources(meta: dict[str, Any], checkpoint: Path) -> list[ReplaySource]
         else:
             raise UserError(f"unknown replay source {json.dumps(item)[:80]}", where)
     return sources
-
-
-def cache_root() -> Path:
-    """Where regenerated built-in data is kept between enrolments ($APB2FACE_CACHE, else the XDG cache folder)."""
-    if os.environ.get("APB2FACE_CACHE"):
-        return Path(os.environ["APB2FACE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "apb2face"
 
 
 def materialise(source: ReplaySource, checkpoint: Path, cache: Path | None = None) -> Path:

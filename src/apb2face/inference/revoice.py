@@ -483,13 +483,15 @@ def revoice(
     progress: Callable[[int], None] | None = None,
     on_frame: Callable[[int, int, np.ndarray, object], None] | None = None,
     allow_unknown: bool = False,
+    track: FaceTrack | None = None,
 ) -> RevoiceReport:
     """Write `out` (MP4): `video` re-voiced with `audio` (a path, or an array with `sample_rate`), the face generated
     from `reference` (an identity, a photo, or an RGB array: for a real person, a frame of their own video).
 
     `progress(n)` is called after each batch with the frames written; `on_frame(k, source_index, frame, pasted)`
     sees every output frame before it is encoded (measurements; `pasted` is None for pass-through frames).
-    A photo of someone the checkpoint does not know is refused unless `allow_unknown` (`prepare_reference`)."""
+    A photo of someone the checkpoint does not know is refused unless `allow_unknown` (`prepare_reference`).
+    `track`: the video's face track when it is already known (an avatar clip's cached one, `inference.avatar`)."""
     config = config or RevoiceConfig()
     started = time.perf_counter()
     timer = StageTimer()
@@ -498,7 +500,8 @@ def revoice(
     check_fps(fps)
     ref = pipe.prepare_reference(reference, allow_unknown=allow_unknown)
     driving = pipe.prepare_audio(audio, sample_rate, fps, config.max_seconds)
-    track = track_video(video, config, timer, crop_scale=pipe.crop_scale)
+    if track is None:
+        track = track_video(video, config, timer, crop_scale=pipe.crop_scale)
     n = driving.num_frames
     source = track.ticks()[pingpong(len(track.ticks()), n)]
     pose, eyes = track.pose[source], track.eyes[source]
