@@ -321,7 +321,7 @@ def test_speech_data_teaches_only_the_fuser_its_lip_shapes(tiny_dataset, tmp_pat
     config = tiny().model
     ds = FrameDataset(tiny_dataset, config, seed=0, speech=tiny_dataset)
     sample = ds[3]
-    assert {"speech_audio", "speech_pose", "speech_eyes", "speech_landmarks"} <= set(sample)
+    assert {"speech_audio", "speech_pose", "speech_eyes", "speech_landmarks", "speech_offset"} <= set(sample)
     assert sample["speech_audio"].shape == sample["audio"].shape
     assert ds.speech is not None and ds.speech._frames == {}  # no frame of the speech set was opened
 

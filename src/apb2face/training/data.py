@@ -25,6 +25,7 @@ from apb2face.data.face import mouth_opening
 from apb2face.data.format import Dataset
 from apb2face.errors import UserError
 from apb2face.models.config import GEOMETRY_POINTS, GEOMETRY_SCHEME, ModelConfig
+from apb2face.training.losses import lip_shape
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,12 @@ class FrameDataset(TorchDataset):
         # real talking faces that teach only the fuser (audio -> lip shape): their frames are never read
         self.speech = (
             FrameDataset(speech, config, seed + 1, split, 1.0, audio_augment) if speech not in (None, "") else None
+        )
+        # per speech identity: its mean lip shape minus the rendered people's (see losses.lip_shape_l1)
+        self.speech_offsets = (
+            {name: mean - self.mean_lip_shape() for name, mean in self.speech.mean_lip_shapes().items()}
+            if self.speech is not None
+            else {}
         )
         self._frames: dict[int, np.ndarray] = {}
         self._perm_epoch = -1
@@ -226,9 +233,9 @@ class FrameDataset(TorchDataset):
             s_flat = speech.frame_index(k)
             s_clip = speech.clips[int(speech.clip_of[s_flat])]
             s_rng = np.random.default_rng([self.seed, int(k), 2])
-            sample.update(
-                {f"speech_{key}": v for key, v in speech.driving(s_clip, int(speech.frame_of[s_flat]), s_rng).items()}
-            )
+            driving = speech.driving(s_clip, int(speech.frame_of[s_flat]), s_rng)
+            sample.update({f"speech_{key}": v for key, v in driving.items()})
+            sample["speech_offset"] = torch.from_numpy(self.speech_offsets[s_clip.identity])
         return sample
 
     def driving(self, clip: ClipArrays, frame: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
@@ -246,6 +253,21 @@ class FrameDataset(TorchDataset):
             "eyes": torch.from_numpy(clip.eyes[frame].copy()),
             "landmarks": torch.from_numpy(clip.landmarks[frame].copy()),
         }
+
+    def mean_lip_shapes(self) -> dict[str, np.ndarray]:
+        """Identity -> its mean lip shape over all its frames ((40, 2) float32, `losses.lip_shape`)."""
+        out = {}
+        for name in self.identities:
+            frames = self.identity_frames[name]
+            points = np.stack([self.clips[int(self.clip_of[f])].landmarks[int(self.frame_of[f])] for f in frames])
+            out[name] = lip_shape(torch.from_numpy(points)).mean(0).numpy().astype(np.float32)
+        return out
+
+    def mean_lip_shape(self) -> np.ndarray:
+        """The mean lip shape over all identities (each weighted by its frames)."""
+        shapes = self.mean_lip_shapes()
+        weights = np.array([len(self.identity_frames[n]) for n in shapes], np.float64)
+        return (np.stack(list(shapes.values())) * weights[:, None, None]).sum(0).astype(np.float32) / weights.sum()
 
     def window_from_audio(self, clip: ClipArrays, frame: int, transform) -> np.ndarray:  # noqa: ANN001
         """Frame `frame`'s feature window recomputed from `transform` (audio -> audio) of the audio around it.

@@ -90,15 +90,23 @@ def eyes_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, m
     return masked_l1(fake, target, mask)
 
 
-def lip_shape_l1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """L1 between lip shapes: the 40 lip points relative to their own centre, in units of the true landmarks'
-    eye distance. Where the mouth sits in the crop and how big the face is differ from person to person; the
-    shape the mouth makes for a sound is what real speakers can teach a fuser that renders other faces."""
-    eyes = torch.stack([true[:, RIGHT_EYE_SLICE].mean(1), true[:, LEFT_EYE_SLICE].mean(1)], 1)
+def lip_shape(points: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 40, 2) lip shape: the lip points relative to their centre, in units of the eye distance of `reference`
+    (default: the points' own)."""
+    ref = points if reference is None else reference
+    eyes = torch.stack([ref[:, RIGHT_EYE_SLICE].mean(1), ref[:, LEFT_EYE_SLICE].mean(1)], 1)
     scale = (eyes[:, 0] - eyes[:, 1]).norm(dim=-1).clamp_min(1e-3)[:, None, None]
+    lips = points[:, MOUTH_SLICE]
+    return (lips - lips.mean(1, keepdim=True)) / scale
 
-    def shape(points: torch.Tensor) -> torch.Tensor:
-        lips = points[:, MOUTH_SLICE]
-        return (lips - lips.mean(1, keepdim=True)) / scale
 
-    return F.l1_loss(shape(pred), shape(true))
+def lip_shape_l1(pred: torch.Tensor, true: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 between lip shapes (`lip_shape`, both in the true landmarks' eye distances). Where the mouth sits in the
+    crop and how big the face is differ from person to person; the shape the mouth makes for a sound is what real
+    speakers can teach a fuser that renders other faces. `offset` (B, 40, 2) is subtracted from the true shape: the
+    speaker's mean shape minus the rendered people's, so a real speaker teaches how their mouth *moves*, not the
+    shape of their mouth at rest."""
+    target = lip_shape(true)
+    if offset is not None:
+        target = target - offset
+    return F.l1_loss(lip_shape(pred, true), target)

@@ -401,7 +401,7 @@ class Trainer:
     def _speech_loss(self, batch: Batch) -> torch.Tensor:
         """Lip shape of the fuser's geometry for the real-speech samples vs the real lips (the fuser alone)."""
         _, landmarks = self.model.fuse(batch["speech_audio"], batch["speech_pose"], batch["speech_eyes"])
-        return lip_shape_l1(landmarks.float(), batch["speech_landmarks"])
+        return lip_shape_l1(landmarks.float(), batch["speech_landmarks"], batch["speech_offset"])
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
