@@ -77,13 +77,18 @@ def test_enrols_a_person_and_keeps_everyone_the_base_had(tmp_path, anna_video, r
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (320, 240) and stream.frames > 100
 
-    # the enrolled checkpoint works as a base too: its own person is replayed from the data shipped inside it
-    assert enroll(anna_video, "--name", "anna2", "--out", tmp_path / "ckpt2", "--base", out, *QUICK) == 0
+
+@pytest.mark.slow
+def test_an_enrolled_checkpoint_is_a_base_for_the_next_enrolment(tmp_path, anna_video, replay_data):
+    """Its own people are replayed from the data shipped inside it, and their avatar loops travel on."""
+    assert enroll(anna_video, "--name", "anna", "--out", tmp_path / "ckpt", "--base-data", replay_data, *QUICK) == 0
+    assert enroll(anna_video, "--name", "anna2", "--out", tmp_path / "ckpt2", "--base", tmp_path / "ckpt", *QUICK) == 0
     chained = json.loads((tmp_path / "ckpt2" / "config.json").read_text())
     assert {"anna", "anna2"} <= set(chained["identities"])
     assert {"dataset": "data/anna"} in chained["meta"]["replay"] and {"dataset": "data/anna2"} in chained["meta"][
         "replay"
     ]
+    assert {"anna.mp4", "anna2.mp4"} <= {p.name for p in (tmp_path / "ckpt2" / "avatars").iterdir()}
 
 
 @pytest.mark.slow
