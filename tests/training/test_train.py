@@ -344,3 +344,22 @@ def test_speech_data_teaches_only_the_fuser_its_lip_shapes(tiny_dataset, tmp_pat
     train(tmp_path / "b", False, 2)
     resumed = train(tmp_path / "b", True, None)
     assert [m["loss_g"] for m in resumed] == pytest.approx([m["loss_g"] for m in unbroken], abs=1e-5)
+
+
+def test_blink_frames_repeat_and_the_discriminator_warms_up_alone(tiny_dataset, tmp_path):
+    from apb2face.training.data import BLINK_CLOSED
+
+    config = tiny().model
+    plain = FrameDataset(tiny_dataset, config, seed=0)
+    closed = sum(plain.clips[int(c)].eyes[int(f)].min() < BLINK_CLOSED for c, f in zip(plain.clip_of, plain.frame_of))
+    assert closed > 0
+    assert len(FrameDataset(tiny_dataset, config, seed=0, blink_repeat=4)) == len(plain) + 3 * closed
+
+    run = tiny("train.steps=2", "train.d_warmup_steps=2", "train.lambda_eye_geometry=50")
+    trainer = Trainer(run, tiny_dataset, tmp_path / "run").setup()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    disc_before = {k: v.clone() for k, v in trainer.disc.state_dict().items()}
+    trainer.fit()
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())  # G waited
+    assert not all(torch.equal(disc_before[k], v) for k, v in trainer.disc.state_dict().items())  # D learned
+    assert all(m["loss_g"] == 0 for m in metrics(tmp_path / "run"))

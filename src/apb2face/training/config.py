@@ -28,6 +28,12 @@ class TrainConfig:
     # extra L1 averaged over the two eye boxes (0 = the paper's losses): an eye is <1% of the crop, so without it
     # the renderer learns to ignore eye openness and never blinks
     lambda_eyes: float = 0.0
+    # landmark L1 on the eye contours alone (the fuser): in the all-points term a closing eye weighs almost nothing
+    lambda_eye_geometry: float = 0.0
+    # frames with closed eyes appear this many times per epoch (blinks are ~2 % of frames)
+    blink_repeat: int = 1
+    # a warm start's discriminator is new: train it alone for this many steps before the generator sees its loss
+    d_warmup_steps: int = 0
     # share of training samples whose audio window is recomputed from a randomly degraded copy of the clip's audio
     # (gain, noise, reverberation, telephone band, G.711 codec; data/audio_augment.py): the fuser then hears what
     # users record, not only the clean synthetic speech
@@ -66,7 +72,7 @@ class TrainConfig:
 
     def _check_counts(self) -> None:
         counts = ("batch_size", "steps", "log_interval", "image_interval", "ckpt_interval", "keep_checkpoints")
-        for name in (*counts, "workers", "seed"):
+        for name in (*counts, "workers", "seed", "blink_repeat", "d_warmup_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -84,7 +90,15 @@ class TrainConfig:
             raise ValueError(f"speech_data must be a dataset path, got {self.speech_data!r}")
         if self.lambda_speech and not self.speech_data:
             raise ValueError("lambda_speech needs speech_data (a dataset of real talking faces)")
-        for name in ("lambda_l1", "lambda_gan", "lambda_geometry", "lambda_mouth", "lambda_eyes", "lambda_speech"):
+        for name in (
+            "lambda_l1",
+            "lambda_gan",
+            "lambda_geometry",
+            "lambda_mouth",
+            "lambda_eyes",
+            "lambda_speech",
+            "lambda_eye_geometry",
+        ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.lr_decay_start <= 1.0:

@@ -90,6 +90,12 @@ def eyes_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, m
     return masked_l1(fake, target, mask)
 
 
+def eye_points_l1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Landmark L1 over the two eye contours only (B, K, 2 geometry points)."""
+    eyes = torch.cat([pred[:, RIGHT_EYE_SLICE], pred[:, LEFT_EYE_SLICE]], 1)
+    return F.l1_loss(eyes, torch.cat([true[:, RIGHT_EYE_SLICE], true[:, LEFT_EYE_SLICE]], 1))
+
+
 def lip_shape(points: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 40, 2) lip shape: the lip points relative to their centre, in units of the eye distance of `reference`
     (default: the points' own)."""

@@ -53,7 +53,7 @@ from apb2face.training.config import RunConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
 from apb2face.training.distributed import Distributed
 from apb2face.training.images import image_grid
-from apb2face.training.losses import LOSS_KEYS, eyes_l1, lip_shape_l1, lsgan, mouth_l1
+from apb2face.training.losses import LOSS_KEYS, eye_points_l1, eyes_l1, lip_shape_l1, lsgan, mouth_l1
 from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class Trainer:
             audio_augment=train.audio_augment,
             repeats=self.data_repeats,
             speech=train.speech_data or None,
+            blink_repeat=train.blink_repeat,
         )
         checkpoint = self._prepare_out_dir()
         self._build_models()
@@ -331,7 +332,11 @@ class Trainer:
                 batch["reference"], batch["audio"], batch["pose"], batch["eyes"], **self._sketch_inputs(batch)
             )
         d_losses = self._discriminator_step(batch, fake)
-        g_losses = self._generator_step(batch, fake, landmarks)
+        if self.step < self.run.train.d_warmup_steps:
+            zero = d_losses[0].detach() * 0
+            g_losses = (zero,) * (len(LOSS_KEYS) - 3)  # the generator waits for a discriminator worth listening to
+        else:
+            g_losses = self._generator_step(batch, fake, landmarks)
         values = torch.stack([g_losses[0], d_losses[0], *d_losses[1:], *g_losses[1:]]).detach()
         if self.dist.enabled:
             dist.all_reduce(values)
@@ -380,6 +385,7 @@ class Trainer:
             loss_gan = lsgan(pred, real=True)
             loss_l1 = F.l1_loss(fake.float(), target)
             loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
+            eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
             loss_eyes = eyes_l1(fake.float(), target, batch["landmarks"]) if train.lambda_eyes else loss_l1 * 0
             loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_l1 * 0
@@ -387,6 +393,7 @@ class Trainer:
                 train.lambda_gan * loss_gan
                 + train.lambda_l1 * loss_l1
                 + train.lambda_geometry * loss_geometry
+                + train.lambda_eye_geometry * eye_geometry
                 + train.lambda_mouth * loss_mouth
                 + train.lambda_eyes * loss_eyes
                 + train.lambda_speech * loss_speech
