@@ -363,3 +363,17 @@ def test_blink_frames_repeat_and_the_discriminator_warms_up_alone(tiny_dataset, 
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())  # G waited
     assert not all(torch.equal(disc_before[k], v) for k, v in trainer.disc.state_dict().items())  # D learned
     assert all(m["loss_g"] == 0 for m in metrics(tmp_path / "run"))
+
+
+def test_fuser_only_training_keeps_the_renderer_exactly(tiny_dataset, tmp_path):
+    speech = (f"train.speech_data={tiny_dataset}", "train.lambda_speech=10", "train.lambda_eye_geometry=50")
+    run = tiny("train.steps=2", "train.train_only=fuser", *speech)
+    trainer = Trainer(run, tiny_dataset, tmp_path / "run").setup()
+    generator = {k: v.clone() for k, v in trainer.model.generator.state_dict().items()}
+    fuser = {k: v.clone() for k, v in trainer.model.fuser.state_dict().items()}
+    trainer.fit()
+    assert all(torch.equal(generator[k], v) for k, v in trainer.model.generator.state_dict().items())
+    assert not all(torch.equal(fuser[k], v) for k, v in trainer.model.fuser.state_dict().items())
+    records = metrics(tmp_path / "run")
+    assert all(m["loss_gan"] == 0 and m["loss_geometry"] > 0 and m["loss_speech"] > 0 for m in records)
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()

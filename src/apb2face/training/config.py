@@ -34,6 +34,9 @@ class TrainConfig:
     blink_repeat: int = 1
     # a warm start's discriminator is new: train it alone for this many steps before the generator sees its loss
     d_warmup_steps: int = 0
+    # "fuser": train only the Audio-aware Fuser (landmark, eye-contour and speech terms); the renderer and the looks
+    # stay exactly the base's, and no discriminator runs (for hearing changes on a warm start)
+    train_only: Literal["all", "fuser"] = "all"
     # share of training samples whose audio window is recomputed from a randomly degraded copy of the clip's audio
     # (gain, noise, reverberation, telephone band, G.711 codec; data/audio_augment.py): the fuser then hears what
     # users record, not only the clean synthetic speech
@@ -63,6 +66,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self._check_counts()
         self._check_rates()
+        if self.train_only not in ("all", "fuser"):
+            raise ValueError(f"train_only must be 'all' or 'fuser', got {self.train_only!r}")
         if self.amp not in ("off", "bf16", "fp16"):
             raise ValueError(f"amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

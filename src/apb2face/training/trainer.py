@@ -107,6 +107,8 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> Trainer:
         self.device = self._device()
+        if self.dist.enabled and self.run.train.train_only != "all":
+            raise UserError("train.train_only=fuser runs in one process (not under torchrun)")
         if self.dist.enabled and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.run.train.amp)
@@ -324,6 +326,8 @@ class Trainer:
 
     def train_step(self, batch: Batch) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         """One update of D then G on a batch; the reported losses are averaged over the DDP processes."""
+        if self.run.train.train_only == "fuser":
+            return self._fuser_step(batch)
         self._set_learning_rate()
         self.model_ddp.train()
         self.disc_ddp.train()
@@ -342,6 +346,32 @@ class Trainer:
             dist.all_reduce(values)
             values /= self.dist.world
         return dict(zip(LOSS_KEYS, values.float().cpu().tolist())), fake.detach(), landmarks.detach()
+
+    def _fuser_step(self, batch: Batch) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """train_only=fuser: one update of the fuser alone from its landmark terms; the frame is rendered without
+        gradients only for the image grids."""
+        train = self.run.train
+        self._set_learning_rate()
+        self.model.train()
+        with self._autocast():
+            _, landmarks = self.model.fuse(batch["audio"], batch["pose"], batch["eyes"])
+            loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
+            eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
+            loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_geometry * 0
+            loss = (
+                train.lambda_geometry * loss_geometry
+                + train.lambda_eye_geometry * eye_geometry
+                + train.lambda_speech * loss_speech
+            )
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(loss).backward()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        with torch.no_grad(), self._autocast():
+            fake, _ = self.model(batch["reference"], batch["audio"], batch["pose"], batch["eyes"])
+        values = dict.fromkeys(LOSS_KEYS, 0.0)
+        values.update(loss_g=loss.item(), loss_geometry=loss_geometry.item(), loss_speech=float(loss_speech.detach()))
+        return values, fake.detach(), landmarks.detach()
 
     def _set_learning_rate(self) -> None:
         lr = learning_rate(self.run.train, self.step)
