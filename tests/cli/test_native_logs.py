@@ -29,3 +29,14 @@ def test_output_after_the_block_goes_straight_to_stderr(capfd):
         pass
     os.write(2, b"W0000 00:00:1.0 1 a.cc:1] after\n")
     assert "after" in capfd.readouterr().err
+
+
+def test_a_native_line_torn_in_two_by_our_error_line_leaves_only_ours(capfd):
+    """TFLite writes "INFO: " and the rest of its line separately, from its own thread; our error can land between."""
+    with native_log_filter():
+        os.write(2, b"INFO: ")
+        print(
+            "apb2face generate: error: out.mp4: cannot write the output (File too large)", file=sys.stderr, flush=True
+        )
+        os.write(2, b"Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+    assert capfd.readouterr().err == "apb2face generate: error: out.mp4: cannot write the output (File too large)\n"

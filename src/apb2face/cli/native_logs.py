@@ -23,6 +23,12 @@ NATIVE_LINE = re.compile(
     rb"|WARNING: All log messages before absl::InitializeLog\(\))"
 )
 _PREFIXES = (b"INFO: Created TensorFlow Lite", b"WARNING: All log messages before absl")
+# TFLite writes "INFO: " and the rest of its line in separate writes from its own thread; a line of ours can land
+# between them ("INFO: apb2face generate: error: ..." then "Created TensorFlow Lite ..."): the torn-off prefix is
+# removed from our line and the rest of the native line dropped on its own
+_TORN_PREFIXES = (b"INFO: ", b"WARNING: ")
+_OUR_LINE = b"apb2face"
+_NATIVE_REST = re.compile(rb"^(?:Created TensorFlow Lite|All log messages before absl::InitializeLog\(\))")
 _JOIN_TIMEOUT_S = 2.0
 
 
@@ -31,6 +37,18 @@ def _may_become_native(partial: bytes) -> bool:
     if re.match(rb"^[IWEF]\d{0,4}$|^[IWEF]\d{4} ", partial):
         return True
     return any(p.startswith(partial) or partial.startswith(p) for p in _PREFIXES)
+
+
+def _is_native(line: bytes) -> bool:
+    return bool(NATIVE_LINE.match(line) or _NATIVE_REST.match(line))
+
+
+def _untorn(line: bytes) -> bytes:
+    """Our own line without a native line's torn-off prefix in front of it (see _TORN_PREFIXES)."""
+    for prefix in _TORN_PREFIXES:
+        if line.startswith(prefix) and line[len(prefix) :].startswith(_OUR_LINE):
+            return line[len(prefix) :]
+    return line
 
 
 def _pump(read_fd: int, out_fd: int) -> None:
@@ -44,7 +62,7 @@ def _pump(read_fd: int, out_fd: int) -> None:
             break
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        out = b"".join(line + b"\n" for line in lines if not NATIVE_LINE.match(line))
+        out = b"".join(line + b"\n" for line in map(_untorn, lines) if not _is_native(line))
         if pending and not _may_become_native(pending.rsplit(b"\r", 1)[-1]):
             out, pending = out + pending, b""
         if out:
