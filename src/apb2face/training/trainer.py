@@ -347,26 +347,34 @@ class Trainer:
             values /= self.dist.world
         return dict(zip(LOSS_KEYS, values.float().cpu().tolist())), fake.detach(), landmarks.detach()
 
-    def _fuser_step(self, batch: Batch) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-        """train_only=fuser: one update of the fuser alone from its landmark terms; the frame is rendered without
-        gradients only for the image grids."""
+    def _landmark_losses(self, batch: Batch, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The fuser's terms: (landmark L1, speech lip-shape L1, their weighted sum with the eye-contour term)."""
         train = self.run.train
-        self._set_learning_rate()
-        self.model.train()
-        with self._autocast():
-            _, landmarks = self.model.fuse(batch["audio"], batch["pose"], batch["eyes"])
-            loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
-            eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
-            loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_geometry * 0
-            loss = (
-                train.lambda_geometry * loss_geometry
-                + train.lambda_eye_geometry * eye_geometry
-                + train.lambda_speech * loss_speech
-            )
+        loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
+        eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
+        loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_geometry * 0
+        weighted = (
+            train.lambda_geometry * loss_geometry
+            + train.lambda_eye_geometry * eye_geometry
+            + train.lambda_speech * loss_speech
+        )
+        return loss_geometry, loss_speech, weighted
+
+    def _update_generator(self, loss: torch.Tensor) -> None:
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
+
+    def _fuser_step(self, batch: Batch) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """train_only=fuser: one update of the fuser alone from its landmark terms; the frame is rendered without
+        gradients only for the image grids."""
+        self._set_learning_rate()
+        self.model.train()
+        with self._autocast():
+            _, landmarks = self.model.fuse(batch["audio"], batch["pose"], batch["eyes"])
+            loss_geometry, loss_speech, loss = self._landmark_losses(batch, landmarks)
+        self._update_generator(loss)
         with torch.no_grad(), self._autocast():
             fake, _ = self.model(batch["reference"], batch["audio"], batch["pose"], batch["eyes"])
         values = dict.fromkeys(LOSS_KEYS, 0.0)
@@ -414,24 +422,17 @@ class Trainer:
             pred = self.disc(batch["reference"], fake).float()
             loss_gan = lsgan(pred, real=True)
             loss_l1 = F.l1_loss(fake.float(), target)
-            loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
-            eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
+            loss_geometry, loss_speech, fuser_terms = self._landmark_losses(batch, landmarks)
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
             loss_eyes = eyes_l1(fake.float(), target, batch["landmarks"]) if train.lambda_eyes else loss_l1 * 0
-            loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_l1 * 0
             loss_g = (
                 train.lambda_gan * loss_gan
                 + train.lambda_l1 * loss_l1
-                + train.lambda_geometry * loss_geometry
-                + train.lambda_eye_geometry * eye_geometry
+                + fuser_terms
                 + train.lambda_mouth * loss_mouth
                 + train.lambda_eyes * loss_eyes
-                + train.lambda_speech * loss_speech
             )
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler_g.scale(loss_g).backward()
-        self.scaler_g.step(self.opt_g)
-        self.scaler_g.update()
+        self._update_generator(loss_g)
         self.disc.requires_grad_(True)
         return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech
 
