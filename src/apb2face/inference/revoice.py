@@ -207,13 +207,11 @@ def track_video(
     pts, times = [], []
     shape = (info.height, info.width)
     with FaceMesh(video=True, min_confidence=settings.min_confidence) as mesh:
-        for frame in decoded_frames(path, timer):
-            with timer("decode"):
-                rgb = frame_to_rgb(frame)
+        for rgb, pts_k, time_k in rgb_frames(path, info.fps, timer):
             with timer("track"):
                 shape = rgb.shape[:2]
-                pts.append(len(pts) if frame.pts is None else int(frame.pts))
-                times.append(float(frame.time) if frame.time is not None else len(times) / info.fps)
+                pts.append(pts_k)
+                times.append(time_k)
                 builder.add(detect_video_face(mesh, rgb, settings))
     if not pts:
         raise UserError("video stream has no frames", path)
@@ -231,6 +229,15 @@ def check_video_size(path: str | Path) -> VideoInfo:
     if info.width * info.height > MAX_FRAME_PIXELS:
         raise UserError(f"video is {info.width}x{info.height}; re-voicing takes up to 4K (4096x2304)", path)
     return info
+
+
+def rgb_frames(path: str | Path, fps: float, timer: StageTimer) -> Iterator[tuple[np.ndarray, int, float]]:
+    """(upright RGB frame, timestamp for seeking, seconds) of every frame, decoding and conversion counted as
+    'decode'; frames without timestamps are numbered at `fps`."""
+    for k, frame in enumerate(decoded_frames(path, timer)):
+        with timer("decode"):
+            rgb = frame_to_rgb(frame)
+        yield rgb, k if frame.pts is None else int(frame.pts), float(frame.time) if frame.time is not None else k / fps
 
 
 def decoded_frames(path: str | Path, timer: StageTimer) -> Iterator[av.VideoFrame]:

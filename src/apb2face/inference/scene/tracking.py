@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from apb2face.data.face import FaceMesh, FaceSettings, crop_box_from_landmarks, crop_image
-from apb2face.data.video import frame_to_rgb
 from apb2face.errors import UserError
 from apb2face.inference.faces import detect_video_faces, read_image
 from apb2face.inference.pipeline import IMAGE_SUFFIXES
@@ -23,7 +22,7 @@ from apb2face.inference.revoice import (
     StageTimer,
     TrackBuilder,
     check_video_size,
-    decoded_frames,
+    rgb_frames,
 )
 
 if TYPE_CHECKING:  # only a type here: render, which defines SceneConfig, imports this module
@@ -95,13 +94,11 @@ def track_scene_video(
     tracks: list[Tracklet] = []
     shape = (info.height, info.width)
     with FaceMesh(video=True, min_confidence=settings.min_confidence, max_faces=config.max_faces) as mesh:
-        for frame in decoded_frames(path, timer):
-            with timer("decode"):
-                rgb = frame_to_rgb(frame)
+        for rgb, pts_k, time_k in rgb_frames(path, info.fps, timer):
             with timer("track"):
                 shape = rgb.shape[:2]
-                pts.append(len(pts) if frame.pts is None else int(frame.pts))
-                times.append(float(frame.time) if frame.time is not None else len(times) / info.fps)
+                pts.append(pts_k)
+                times.append(time_k)
                 found = distinct(detect_video_faces(mesh, rgb, settings), crop_scale)
                 associate(tracks, found, rgb, len(pts) - 1, crop_scale, settings)
     if not pts:
