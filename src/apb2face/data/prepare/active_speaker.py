@@ -1,0 +1,206 @@
+"""Active-speaker detection: which face of a scene is speaking at each moment, decided from the video itself.
+
+Pure functions of per-frame signals. The face that speaks is the one whose mouth opening follows the audio's speech
+envelope: each face's mouth is correlated with the envelope over a sliding window (`windowed_correlation`), at the
+one audio/video lag that suits the whole file best (an offset is a property of the file, not of a face); a frame
+goes to the face whose correlation beats every other face's by `margin` (and reaches `min_r`); silent frames go to
+nobody. Undecided frames and short silences take the label of their neighbours, and a turn shorter than `min_turn`
+is given to its neighbours (`label_frames`). `speaker_turns` returns the turns with the evidence: the mean
+correlation of every face over each turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from apb2face.data.prepare.sync import runs
+
+NOBODY = -1  # silence: no face speaks
+UNDECIDED = -2  # speech, but no face's mouth follows it clearly enough (filled from the neighbours)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One speaker's stretch [start, end) in frames, and the mean windowed correlation of every face over it."""
+
+    start: int
+    end: int
+    speaker: int  # index of the face (left to right)
+    scores: tuple[float, ...]  # per face, mean r over the turn's decided frames
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SpeakerDecision:
+    """The per-frame labels (face index, NOBODY), the turns, and the audio/video lag the correlation used."""
+
+    labels: np.ndarray  # (n,) int
+    scores: np.ndarray  # (faces, n) windowed r at `lag` (NaN where a face is missing)
+    turns: list[Turn]
+    lag: int  # frames; > 0: a mouth movement at t sounds at t + lag
+
+
+def speech_envelope(rms: np.ndarray, smooth: int = 3) -> np.ndarray:
+    """The audio's per-frame RMS, smoothed by a `smooth`-frame box (a mouth opens over a few frames)."""
+    rms = np.asarray(rms, np.float64)
+    if smooth <= 1 or rms.size < smooth:
+        return rms
+    return np.convolve(rms, np.ones(smooth) / smooth, mode="same")
+
+
+def shifted(values: np.ndarray, lag: int) -> np.ndarray:
+    """out[t] = values[t + lag], NaN where that falls outside."""
+    out = np.full(len(values), np.nan)
+    if lag >= 0:
+        out[: len(values) - lag] = values[lag:]
+    else:
+        out[-lag:] = values[: len(values) + lag]
+    return out
+
+
+def windowed_correlation(x: np.ndarray, y: np.ndarray, window: int, min_valid: float = 0.5) -> np.ndarray:
+    """Pearson r of x and y over the `window` frames centred on each frame, using the frames where both are finite
+    (NaN where fewer than `min_valid` of the window are, or either series is flat there)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    n = len(x)
+    ok = np.isfinite(x) & np.isfinite(y)
+    xv, yv = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
+
+    def window_sum(v: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(v)])
+        lo = np.clip(np.arange(n) - window // 2, 0, n)
+        hi = np.clip(np.arange(n) - window // 2 + window, 0, n)
+        return c[hi] - c[lo]
+
+    count = window_sum(ok.astype(np.float64))
+    sx, sy = window_sum(xv), window_sum(yv)
+    sxx, syy, sxy = window_sum(xv * xv), window_sum(yv * yv), window_sum(xv * yv)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / count
+        vx, vy = sxx - sx * sx / count, syy - sy * sy / count
+        r = cov / np.sqrt(vx * vy)
+    flat = (vx <= 1e-12 * np.maximum(count, 1)) | (vy <= 1e-12 * np.maximum(count, 1))
+    r[(count < max(3.0, min_valid * window)) | flat] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def face_scores(mouths: np.ndarray, envelope: np.ndarray, window: int, max_lag: int) -> tuple[np.ndarray, int]:
+    """Windowed r of every face's mouth (faces, n) with the envelope, at the lag in +-max_lag where the best face of
+    each moment follows the audio best on average over the file; (scores, lag)."""
+    best_lag, best_value, best_scores = 0, -np.inf, None
+    for lag in range(-max_lag, max_lag + 1):
+        env = shifted(envelope, lag)
+        scores = np.stack([windowed_correlation(m, env, window) for m in mouths])
+        top = np.nanmax(np.where(np.isfinite(scores), scores, -np.inf), axis=0)
+        value = float(np.mean(top[np.isfinite(top)])) if np.isfinite(top).any() else -np.inf
+        if value > best_value + 1e-9 or best_scores is None:
+            best_lag, best_value, best_scores = lag, value, scores
+    return best_scores, best_lag
+
+
+def frame_decisions(scores: np.ndarray, silent: np.ndarray, margin: float, min_r: float) -> np.ndarray:
+    """Per frame: NOBODY when silent; the face whose r beats every other face's by `margin` and reaches `min_r`;
+    else UNDECIDED."""
+    s = np.where(np.isfinite(scores), scores, -np.inf)
+    order = np.sort(s, axis=0)
+    best = np.argmax(s, axis=0)
+    top = order[-1]
+    second = order[-2] if len(s) > 1 else np.full(s.shape[1], -np.inf)
+    with np.errstate(invalid="ignore"):  # -inf - -inf where no face is seen
+        clear = (top >= min_r) & (top - second >= margin)
+    labels = np.where(clear, best, UNDECIDED)
+    return np.where(np.asarray(silent, bool), NOBODY, labels).astype(np.int64)
+
+
+def fill_from_neighbours(labels: np.ndarray) -> np.ndarray:
+    """Each UNDECIDED run takes its neighbours' label: the same one when both sides agree, else split at its middle
+    (a run at either end takes its one neighbour; NOBODY never spreads into speech, it stays where it is)."""
+    out = labels.copy()
+    for a, b in runs(labels == UNDECIDED):
+        left = labels[a - 1] if a > 0 else UNDECIDED
+        right = labels[b] if b < len(labels) else UNDECIDED
+        left = UNDECIDED if left == NOBODY else left
+        right = UNDECIDED if right == NOBODY else right
+        if left == UNDECIDED and right == UNDECIDED:
+            continue
+        if left == UNDECIDED or right == UNDECIDED or left == right:
+            out[a:b] = right if left == UNDECIDED else left
+        else:
+            mid = (a + b) // 2
+            out[a:mid], out[mid:b] = left, right
+    return out
+
+
+def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, end, label) of each run of equal labels."""
+    if len(labels) == 0:
+        return []
+    edges = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(labels)]])
+    return [(int(a), int(b), int(labels[a])) for a, b in zip(starts, ends)]
+
+
+def label_frames(decisions: np.ndarray, min_turn: int, bridge: int) -> np.ndarray:
+    """Turn per-frame decisions into turns: silences shorter than `bridge` frames inside speech and undecided frames
+    take their neighbours' label; a speaker's run shorter than `min_turn` frames is given to its neighbours (the
+    shortest first), until every turn lasts at least `min_turn`. Left-over undecided frames become NOBODY."""
+    labels = decisions.copy()
+    for a, b, label in label_runs(labels):
+        if label == NOBODY and b - a < bridge and a > 0 and b < len(labels):
+            labels[a:b] = UNDECIDED
+    labels = fill_from_neighbours(labels)
+    while True:
+        short = [(b - a, a, b) for a, b, label in label_runs(labels) if label >= 0 and b - a < min_turn]
+        if not short:
+            break
+        _, a, b = min(short)
+        before = labels[a - 1] if a > 0 else NOBODY
+        after = labels[b] if b < len(labels) else NOBODY
+        if before < 0 and after < 0:  # a short turn between silences: too short to be anyone's turn
+            labels[a:b] = NOBODY
+            continue
+        labels[a:b] = UNDECIDED
+        labels = fill_from_neighbours(labels)
+    return np.where(labels == UNDECIDED, NOBODY, labels)
+
+
+def speaker_turns(
+    mouths: np.ndarray,
+    rms: np.ndarray,
+    silent: np.ndarray,
+    *,
+    window: int,
+    max_lag: int,
+    margin: float,
+    min_r: float,
+    min_turn: int,
+    bridge: int,
+) -> SpeakerDecision:
+    """Who speaks when: `mouths` (faces, n) mouth opening per frame (NaN where a face is missing), `rms` (n,) audio
+    RMS per frame, `silent` (n,) frames without speech. All lengths in frames."""
+    mouths = np.asarray(mouths, np.float64)
+    if mouths.ndim != 2 or mouths.shape[1] != len(rms) or len(silent) != len(rms):
+        raise ValueError(f"mouths {mouths.shape}, rms {len(rms)} and silent {len(silent)} frames do not match")
+    scores, lag = face_scores(mouths, speech_envelope(rms), window, max_lag)
+    decisions = frame_decisions(scores, silent, margin, min_r)
+    labels = label_frames(decisions, min_turn, bridge)
+    decided = decisions >= 0
+    turns = []
+    for a, b, label in label_runs(labels):
+        if label < 0:
+            continue
+        use = decided[a:b] if decided[a:b].any() else np.ones(b - a, bool)
+        per_face = tuple(_mean_finite(scores[f, a:b][use]) for f in range(len(scores)))
+        turns.append(Turn(a, b, label, per_face))
+    return SpeakerDecision(labels, scores, turns, lag)
+
+
+def _mean_finite(values: np.ndarray) -> float:
+    v = values[np.isfinite(values)]
+    return float(v.mean()) if v.size else float("nan")
