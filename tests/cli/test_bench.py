@@ -29,6 +29,7 @@ def test_bench_json_shape_and_table(tmp_path, capsys):
         assert 0 < c["frame_budget_used"] < 20
         assert c["params"] > 1_000_000 and 0 < c["gmac"] < 1
         assert report["setup"]["per_config"][name]["image_size"] == 64
+        assert report["setup"]["per_config"][name]["lookahead_ms"] == 162.5
     assert report["setup"]["per_config"]["mobile"]["generator"] == "mobile"
     setup = report["setup"]
     assert setup["cpu"] and setup["cpu_count"] >= setup["usable_cpus"] >= 1
@@ -36,6 +37,22 @@ def test_bench_json_shape_and_table(tmp_path, capsys):
     assert table[0].split()[-4:] == ["p50", "p95", "max", "budget"]
     assert table[2].startswith("mobile") and table[2].endswith("%")
     assert table[-1].startswith(f"host: {setup['cpu']}, {setup['cpu_count']} logical cores")
+
+
+def test_bench_model_overrides_set_the_look_ahead(capsys):
+    """A shorter look-ahead is a model setting: bench measures it without a trained checkpoint (speed does not depend
+    on the weights), and the latency it prints moves with it."""
+    argv = ["bench", "--configs", "mobile", "--size", "64", "--repeats", "1", "--seconds", "1", "--threads", "1"]
+    assert main([*argv, "--json", "--no-int8", "model.audio_lookahead=2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["setup"]["per_config"]["mobile"]["lookahead_ms"] == 62.5  # (2 + 3) x 10 ms + 12.5 ms
+    latency = report["configs"]["mobile"]["stream_latency_ms"]
+    assert 62.5 <= latency["p50"] < 162.5  # L = 12 can never be under 162.5 ms
+
+
+def test_bench_takes_only_model_settings(capsys):
+    assert main(["bench", "--configs", "mobile", "train.lr=1"]) == 2
+    assert "only model.* settings" in capsys.readouterr().err
 
 
 def test_bench_compares_every_config_at_one_resolution_by_default():
