@@ -377,3 +377,15 @@ def test_fuser_only_training_keeps_the_renderer_exactly(tiny_dataset, tmp_path):
     records = metrics(tmp_path / "run")
     assert all(m["loss_gan"] == 0 and m["loss_geometry"] > 0 and m["loss_speech"] > 0 for m in records)
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_renderer_only_training_keeps_the_fuser_exactly(tiny_dataset, tmp_path):
+    run = tiny("train.steps=2", "train.train_only=renderer", "train.lambda_eyes=100")
+    trainer = Trainer(run, tiny_dataset, tmp_path / "run").setup()
+    generator = {k: v.clone() for k, v in trainer.model.generator.state_dict().items()}
+    fuser = {k: v.clone() for k, v in trainer.model.fuser.state_dict().items()}
+    trainer.fit()
+    assert all(torch.equal(fuser[k], v) for k, v in trainer.model.fuser.state_dict().items())
+    assert not all(torch.equal(generator[k], v) for k, v in trainer.model.generator.state_dict().items())
+    records = metrics(tmp_path / "run")
+    assert all(m["loss_d"] > 0 and m["loss_l1"] > 0 and m["loss_eyes"] > 0 for m in records)

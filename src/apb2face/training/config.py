@@ -35,8 +35,10 @@ class TrainConfig:
     # a warm start's discriminator is new: train it alone for this many steps before the generator sees its loss
     d_warmup_steps: int = 0
     # "fuser": train only the Audio-aware Fuser (landmark, eye-contour and speech terms); the renderer and the looks
-    # stay exactly the base's, and no discriminator runs (for hearing changes on a warm start)
-    train_only: Literal["all", "fuser"] = "all"
+    # stay exactly the base's, and no discriminator runs (for hearing changes on a warm start).
+    # "renderer": the fuser stays exactly the base's (what it hears, where it puts the lips and lids) and the
+    # reenactor learns to draw it (e.g. closed eyes after a fuser-only phase taught the fuser to close them)
+    train_only: Literal["all", "fuser", "renderer"] = "all"
     # share of training samples whose audio window is recomputed from a randomly degraded copy of the clip's audio
     # (gain, noise, reverberation, telephone band, G.711 codec; data/audio_augment.py): the fuser then hears what
     # users record, not only the clean synthetic speech
@@ -66,8 +68,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self._check_counts()
         self._check_rates()
-        if self.train_only not in ("all", "fuser"):
-            raise ValueError(f"train_only must be 'all' or 'fuser', got {self.train_only!r}")
+        if self.train_only not in ("all", "fuser", "renderer"):
+            raise ValueError(f"train_only must be 'all', 'fuser' or 'renderer', got {self.train_only!r}")
         if self.amp not in ("off", "bf16", "fp16"):
             raise ValueError(f"amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

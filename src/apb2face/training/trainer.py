@@ -108,7 +108,7 @@ class Trainer:
     def setup(self) -> Trainer:
         self.device = self._device()
         if self.dist.enabled and self.run.train.train_only != "all":
-            raise UserError("train.train_only=fuser runs in one process (not under torchrun)")
+            raise UserError(f"train.train_only={self.run.train.train_only} runs in one process (not under torchrun)")
         if self.dist.enabled and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.run.train.amp)
@@ -190,6 +190,9 @@ class Trainer:
         train = self.run.train
         torch.manual_seed(train.seed)
         self.model = APB2Face(self.run.model).to(self.device)
+        if train.train_only == "renderer":
+            # no gradient reaches the fuser, so Adam leaves it untouched (it skips parameters without a gradient)
+            self.model.fuser.requires_grad_(False)
         self.disc = PatchDiscriminator(self.run.model).to(self.device)
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=train.lr, betas=train.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=train.lr, betas=train.betas)
