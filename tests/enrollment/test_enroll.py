@@ -126,8 +126,12 @@ def test_bad_names_and_outputs_are_one_line(tmp_path, anna_video, capsys):
     assert "person name" in _one_line_exit_2(capsys, anna_video, "--name", "", "--out", out)
     assert "person name" in _one_line_exit_2(capsys, anna_video, "--name", "a/b", "--out", out)
     assert "name the person" in _one_line_exit_2(capsys, anna_video, "--out", out)
+    # several names for one video name the people in it, left to right: this video has one face
+    err = _one_line_exit_2(capsys, anna_video, "--name", "a", "--name", "b", "--name", "c", "--out", out)
+    assert "found 1 face, but 3 names were given (a, b, c)" in err and "anna.mp4" in err
+    assert not out.exists() and not (tmp_path / "ckpt.enroll-work").exists()
     assert "one per video" in _one_line_exit_2(
-        capsys, anna_video, "--name", "a", "--name", "b", "--name", "c", "--out", out
+        capsys, anna_video, anna_video.with_name("nope.mp4"), "--name", "a", "--name", "b", "--name", "c", "--out", out
     )
     assert "already has id00" in _one_line_exit_2(capsys, anna_video, "--name", "id00", "--out", out)
     assert "nothing to resume" in _one_line_exit_2(capsys, anna_video, "--name", "anna", "--out", out, "--resume")

@@ -3,6 +3,11 @@
     apb2face enroll anna.mp4 --name anna --out ckpt-anna
     apb2face enroll anna.mp4 ben.mp4 --name anna --name ben --out ckpt-team --minutes 30
     apb2face enroll videos/ --identity-map people.txt --out ckpt-team --base ckpt-anna
+    apb2face enroll interview.mp4 --name anna --name ben --out ckpt-team   # both in one video, left to right
+
+One video with several --name values (or an identity-map line 'PATTERN NAME,NAME') shows several people: each face,
+left to right, becomes its own person, trained only on the stretches where that face speaks (active-speaker
+detection, as `prepare --people`).
 
 The last 20 % of every video is held out; the rest fine-tunes the base checkpoint (default: the demo checkpoint)
 mixed with a replay of the base's own data, so its people do not drift. OUT gets the checkpoint, a model card
@@ -38,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="the person's name: one for all videos, or one per video in order",
+        help="the person's name: one for all videos, or one per video in order; several for one video name the "
+        "people in it, left to right",
     )
     parser.add_argument("--identity-map", type=Path, metavar="FILE", help="lines 'PATTERN NAME' (as in prepare)")
     parser.add_argument("--out", "-o", type=Path, required=True, metavar="CKPT", help="new checkpoint directory")
@@ -101,8 +107,11 @@ def _jobs(videos: list[Path], args: argparse.Namespace, prepare) -> list:  # noq
         raise UserError("give --name or --identity-map, not both")
     if not names and not args.identity_map:
         raise UserError("name the person: --name NAME (or --identity-map FILE for several people)")
-    if len(names) > 1 and len(names) != len(videos):
-        raise UserError(f"{len(names)} --name values for {len(videos)} videos: give one name, or one per video")
+    if len(names) > 1 and len(videos) > 1 and len(names) != len(videos):
+        raise UserError(
+            f"{len(names)} --name values for {len(videos)} videos: give one name, one per video, or several for "
+            "one video of several people"
+        )
     for name in names:
         try:
             check_name(name, "person")
@@ -114,6 +123,8 @@ def _jobs(videos: list[Path], args: argparse.Namespace, prepare) -> list:  # noq
         return prepare.make_jobs(videos, identity_map=prepare.read_identity_map(args.identity_map))
     if len(names) == 1:
         return prepare.make_jobs(videos, identity=names[0])
+    if len(videos) == 1:  # one video of several people, named left to right
+        return prepare.make_jobs(videos, people=names)
     return [job for video, name in zip(videos, names) for job in prepare.make_jobs([video], identity=name)]
 
 

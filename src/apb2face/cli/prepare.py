@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(first match wins; others are named after their file)",
     )
     parser.add_argument(
+        "--people",
+        metavar="NAME,NAME,... | auto",
+        help="the video shows several people: name each face left to right, or 'auto' for <identity>_face0, "
+        "_face1, ...; each face gets only the stretches where it speaks (active-speaker detection). An identity "
+        "map line 'PATTERN NAME,NAME' does the same for the videos it matches",
+    )
+    parser.add_argument(
         "--audio",
         type=Path,
         metavar="FILE",
@@ -94,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     videos = prepare.discover_videos(inputs)
     if not videos:
         raise UserError(f"no video files found in {' '.join(inputs)}")
-    jobs = prepare.make_jobs(videos, identity=args.identity, identity_map=rules, audio=args.audio)
+    jobs = prepare.make_jobs(
+        videos, identity=args.identity, identity_map=rules, audio=args.audio, people=_people(args.people)
+    )
     try:
         with new_output_dir(args.out) as out:
             return _prepare_into(out, jobs, cfg, args.workers)
@@ -120,12 +129,27 @@ def _prepare_into(out: Path, jobs: list[VideoJob], cfg: PrepareConfig, workers: 
         raise _NothingPrepared
     summary = prepare.finalize_dataset(out, results, cfg)
     print(prepare.summary_table(results))
+    turns = prepare.turns_table(results)
+    if turns:
+        print(turns)
     splits = ", ".join(f"{k} {v} clips" for k, v in summary["splits"].items())
     print(f"wrote {out}: {len(summary['identities'])} identities, {splits}; reports in {out / prepare.REPORTS_DIR}")
     if failed:
         print(f"{len(failed)} of {len(results)} videos failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _people(value: str | None) -> list[str] | None:
+    """--people: None (one person per video), [] (several, named automatically) or their names."""
+    if value is None:
+        return None
+    if value == "auto":
+        return []
+    names = [name.strip() for name in value.split(",")]
+    if any(not name for name in names):
+        raise UserError(f"--people: an empty name in {value!r} (give NAME,NAME,... or auto)")
+    return names
 
 
 def _expected_frames(jobs: list[VideoJob], fps: float) -> int:

@@ -120,6 +120,8 @@ def write_checkpoint(
                 shutil.copytree(request.base / AVATARS_DIR, tmp / AVATARS_DIR, dirs_exist_ok=True)
         for name in footage["identities"]:
             videos = [v for v in footage["videos"][name] if not is_photo(v)]
+            shared = {v for other, vs in footage["videos"].items() if other != name for v in vs}
+            videos = [v for v in videos if v not in shared]  # a video of several people is no one's avatar loop
             if videos:
                 write_avatar_clip(videos[0], tmp / AVATARS_DIR / f"{name}.mp4", cfg.avatar_seconds)
         write_json(tmp / ENROLLMENT_FILE, summary)

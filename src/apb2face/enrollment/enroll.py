@@ -54,7 +54,7 @@ class EnrollRequest:
 
     def fingerprint(self, cfg: EnrollConfig) -> dict[str, Any]:
         return {
-            "videos": [[j.path, j.identity] for j in self.jobs],
+            "videos": [[j.path, j.identity, *j.people] for j in self.jobs],
             "base": str(self.base.resolve()),
             "base_data": [str(p.resolve()) for p in self.base_data],
             "overrides": list(self.overrides),
@@ -78,7 +78,7 @@ def enroll(request: EnrollRequest, cfg: EnrollConfig, resume: bool = False) -> E
     """Run (or continue) an enrolment; see the module docstring."""
     base_config, base_raw = load_config(request.base)
     known = set(base_raw.get("identities") or [])
-    clash = sorted({j.identity for j in request.jobs} & known)
+    clash = sorted({name for j in request.jobs for name in (j.people or (j.identity,))} & known)
     if clash:
         raise UserError(f"the base checkpoint already has {', '.join(clash)}: choose another --name", request.base)
     work = _open_work(request, cfg, resume)

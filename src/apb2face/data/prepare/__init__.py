@@ -20,7 +20,11 @@ Per input video (one identity per video unless told otherwise), each step in the
       is clear
     clips: tracks cut at pauses in the (corrected) audio, min/max length; with         sync
       split=time, each video's last `test_fraction` of frames is cut off as test clips
-    report.json + contact sheet PNG per video                                          report
+    several people in one video (--people): every face tracked, left to right; who     people, track
+      speaks when from which face's mouth follows the audio (windowed correlation,    active_speaker
+      margin, minimum turn; silence = nobody); each face its own identity with only
+      the frames where it speaks
+    report.json + contact sheet PNG per video (per person), the turns listed           report
     all videos, in worker processes if asked; eyes normalised per identity once every  batch
       video is done; splits and dataset.json
 
@@ -42,7 +46,8 @@ from apb2face.data.prepare.jobs import (
     safe_name,
     sidecar_audio,
 )
-from apb2face.data.prepare.report import summary_table
+from apb2face.data.prepare.people import prepare_people_video
+from apb2face.data.prepare.report import summary_table, turns_table
 from apb2face.data.prepare.sync import OffsetEstimate, estimate_offset, plan_clips, runs, shift_audio, silence_mask
 from apb2face.data.prepare.video import prepare_video
 
@@ -60,6 +65,7 @@ __all__ = [
     "finalize_dataset",
     "make_jobs",
     "plan_clips",
+    "prepare_people_video",
     "prepare_video",
     "read_identity_map",
     "run_jobs",
@@ -69,4 +75,5 @@ __all__ = [
     "sidecar_audio",
     "silence_mask",
     "summary_table",
+    "turns_table",
 ]

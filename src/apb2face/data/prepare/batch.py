@@ -16,6 +16,7 @@ import numpy as np
 from apb2face.data import face
 from apb2face.data.format import DatasetMeta, DatasetWriter
 from apb2face.data.prepare.jobs import REPORTS_DIR, WORK_DIR, PrepareConfig, VideoJob, VideoResult
+from apb2face.data.prepare.people import prepare_people_video
 from apb2face.data.prepare.video import prepare_video
 from apb2face.errors import UserError
 from apb2face.io import atomic_path, write_json
@@ -25,21 +26,24 @@ log = logging.getLogger(__name__)
 
 def run_one(
     job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None, decode_threads: int = 0
-) -> VideoResult:
-    """Run one job, turning any failure into a one-line error naming the file (the batch goes on)."""
+) -> list[VideoResult]:
+    """Run one job (one result, or one per person for a video with several), turning any failure into a one-line
+    error naming the file (the batch goes on)."""
     try:
-        return prepare_video(job, out, cfg, progress, decode_threads)
+        if job.scene:
+            return prepare_people_video(job, out, cfg, progress, decode_threads)
+        return [prepare_video(job, out, cfg, progress, decode_threads)]
     except UserError as exc:
-        return VideoResult(job, error=str(exc))
+        return [VideoResult(job, error=str(exc))]
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 (an odd file must not stop the batch; the traceback goes to debug log)
         log.debug("%s", traceback.format_exc())
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        return VideoResult(job, error=f"{job.path}: failed ({type(exc).__name__}{': ' + detail if detail else ''})")
+        return [VideoResult(job, error=f"{job.path}: failed ({type(exc).__name__}{': ' + detail if detail else ''})")]
 
 
-def _pool_worker(job: VideoJob, out: str, cfg: PrepareConfig, queue) -> VideoResult:  # noqa: ANN001
+def _pool_worker(job: VideoJob, out: str, cfg: PrepareConfig, queue) -> list[VideoResult]:  # noqa: ANN001
     # K workers share the cores: one decoding thread each (FFmpeg's default is one per core)
     return run_one(job, Path(out), cfg, queue.put, decode_threads=1)
 
@@ -58,9 +62,10 @@ def run_jobs(
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> list[VideoResult]:
-    """Prepare every job, spread over `workers` processes; results in job order."""
+    """Prepare every job, spread over `workers` processes; results in job order (a video with several people gives
+    one result per person, left to right)."""
     if workers <= 1 or len(jobs) <= 1:
-        return [run_one(job, out, cfg, progress) for job in jobs]
+        return [r for job in jobs for r in run_one(job, out, cfg, progress)]
     import multiprocessing as mp
     import queue as queue_mod
     from concurrent.futures import ProcessPoolExecutor, wait
@@ -83,7 +88,7 @@ def run_jobs(
                         break
                     if progress is not None:
                         progress(count)
-            return [f.result() for f in futures]
+            return [r for f in futures for r in f.result()]
     finally:
         manager.shutdown()
 
@@ -161,6 +166,7 @@ def _video_summary(r: VideoResult) -> dict:
         "error": None,
         **{k: r.report.get(k) for k in keys},
         "clips": len(r.records),
+        **({"speaker_turns": r.report["speakers"]["turns"]} if "speakers" in r.report else {}),
     }
 
 

@@ -53,6 +53,15 @@ class PrepareConfig:
     test_fraction: float = 0.2
     seed: int = 0
     contact_tiles: int = 16
+    # several people in one video (a job with `people`): active-speaker detection, data/prepare/active_speaker.py
+    max_people: int = 4  # faces the mesh looks for in each frame
+    min_presence: float = 0.2  # a face seen in fewer of the frames is a false detection and dropped
+    speaker_window_seconds: float = 2.0  # mouth/audio correlation window
+    speaker_max_lag_frames: int = 6  # audio/video lags searched for the whole file
+    speaker_margin: float = 0.1  # the speaker's r must beat every other face's by this much
+    speaker_min_r: float = 0.1  # and reach this
+    speaker_min_turn_seconds: float = 1.0  # shorter turns go to their neighbours
+    speaker_bridge_seconds: float = 0.5  # shorter silences inside speech stay in the turn
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size > 2048:
@@ -65,6 +74,16 @@ class PrepareConfig:
             raise ValueError("need 0 < min_clip_seconds and max_clip_seconds >= 2 x min_clip_seconds")
         if self.detect_size < 128:
             raise ValueError(f"detect_size must be at least 128, got {self.detect_size}")
+        if not 2 <= self.max_people <= 10:
+            raise ValueError(f"max_people must be 2..10, got {self.max_people}")
+        if not 0.0 <= self.min_presence <= 1.0:
+            raise ValueError(f"min_presence must be in [0, 1], got {self.min_presence}")
+        if self.speaker_window_seconds * self.fps < 5 or self.speaker_max_lag_frames < 0:
+            raise ValueError("speaker_window_seconds must span at least 5 frames and speaker_max_lag_frames be >= 0")
+        if self.speaker_margin < 0 or not -1.0 <= self.speaker_min_r <= 1.0:
+            raise ValueError("speaker_margin must be >= 0 and speaker_min_r in [-1, 1]")
+        if self.speaker_min_turn_seconds <= 0 or self.speaker_bridge_seconds < 0:
+            raise ValueError("speaker_min_turn_seconds must be > 0 and speaker_bridge_seconds >= 0")
 
     @property
     def min_clip_frames(self) -> int:
@@ -78,6 +97,9 @@ class PrepareConfig:
     def samples_per_frame(self) -> float:
         return self.sample_rate / self.fps
 
+    def frames(self, seconds: float) -> int:
+        return max(1, round(seconds * self.fps))
+
 
 @dataclass(frozen=True)
 class VideoJob:
@@ -87,6 +109,17 @@ class VideoJob:
     identity: str
     stem: str
     audio: str | None = None  # a separate audio file; None = the video's own track
+    scene: bool = False  # several people in the video: each face its own identity, given the stretches it speaks
+    people: tuple[str, ...] = ()  # their names, left to right (empty: <identity>_face0, _face1, ... )
+
+    def person_names(self, faces: int) -> list[str]:
+        """The identity of each of `faces` faces, left to right (UserError when the names given do not fit)."""
+        if not self.people:
+            return [f"{self.identity}_face{i}" for i in range(faces)]
+        if len(self.people) != faces:
+            found = f"found {faces} face{'s' if faces != 1 else ''}"
+            raise UserError(f"{found}, but {len(self.people)} names were given ({', '.join(self.people)})", self.path)
+        return list(self.people)
 
 
 @dataclass
@@ -145,7 +178,8 @@ def safe_name(text: str) -> str:
 
 
 def read_identity_map(path: str | Path) -> list[tuple[str, str]]:
-    """Lines `PATTERN IDENTITY` (glob on the video's file name; '#' comments); the first matching line wins."""
+    """Lines `PATTERN IDENTITY` (glob on the video's file name; '#' comments); the first matching line wins.
+    `PATTERN NAME,NAME,...` names the people of a video with several, left to right."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -159,8 +193,9 @@ def read_identity_map(path: str | Path) -> list[tuple[str, str]]:
         parts = line.split()
         if len(parts) != 2:
             raise UserError(f"line {number}: expected 'PATTERN IDENTITY', got {line!r}", path)
-        if safe_name(parts[1]) != parts[1]:
-            raise UserError(f"line {number}: identity {parts[1]!r} may use only letters, digits, '_', '-', '.'", path)
+        for name in parts[1].split(","):
+            if safe_name(name) != name:
+                raise UserError(f"line {number}: identity {name!r} may use only letters, digits, '_', '-', '.'", path)
         rules.append((parts[0], parts[1]))
     return rules
 
@@ -171,23 +206,36 @@ def make_jobs(
     identity: str | None = None,
     identity_map: list[tuple[str, str]] | None = None,
     audio: str | Path | None = None,
+    people: list[str] | None = None,
 ) -> list[VideoJob]:
-    """One job per video: identity from --identity, else the first matching map rule, else the file's stem."""
+    """One job per video: identity from --identity, else the first matching map rule, else the file's stem.
+
+    `people` (or a map rule `NAME,NAME`) says the video shows several people: their names left to right, or an
+    empty list for automatic names (<identity>_face0, _face1, ...)."""
     if audio is not None and len(videos) != 1:
         raise UserError(f"--audio goes with exactly one video, got {len(videos)}")
-    if identity is not None and safe_name(identity) != identity:
-        raise UserError(f"identity {identity!r} may use only letters, digits, '_', '-', '.'")
+    for name in [identity] + list(people or []):
+        if name is not None and safe_name(name) != name:
+            raise UserError(f"identity {name!r} may use only letters, digits, '_', '-', '.'")
+    if people is not None and len(people) == 1:
+        raise UserError(f"one name ({people[0]}) for a video with several people: name each face, left to right")
+    if people and len(set(people)) != len(people):
+        raise UserError(f"the names of the people must differ, got {', '.join(people)}")
     jobs = []
     used: dict[tuple[str, str], int] = {}
     for video in videos:
         stem = safe_name(video.stem)
         ident = identity or _mapped_identity(video, identity_map or []) or stem
+        names = tuple(people or ())
+        if "," in ident:
+            names, ident = tuple(ident.split(",")), stem
         n = used.get((ident, stem), 0)
         used[(ident, stem)] = n + 1
         if n:
             stem = f"{stem}-{n + 1}"
         side = Path(audio) if audio is not None else sidecar_audio(video)
-        jobs.append(VideoJob(str(video), ident, stem, None if side is None else str(side)))
+        scene = people is not None or bool(names)
+        jobs.append(VideoJob(str(video), ident, stem, None if side is None else str(side), scene, names))
     return jobs
 
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from apb2face.data import face
+from apb2face.data.prepare.active_speaker import NOBODY, SpeakerDecision
 from apb2face.data.prepare.jobs import PrepareConfig, VideoJob, VideoResult
 from apb2face.data.prepare.sync import OffsetEstimate, runs
 from apb2face.data.prepare.track import Track
@@ -115,6 +116,60 @@ def video_report(job: VideoJob, cfg: PrepareConfig, f: VideoFacts) -> dict:
         "frames_per_second": round(track.n / max(f.seconds, 1e-6), 1),
         "config": asdict(cfg),
     }
+
+
+def speakers_report(decision: SpeakerDecision, names: list[str], cfg: PrepareConfig) -> dict:
+    """The `speakers` section of a video with several people: the faces left to right, the turns (start, end,
+    speaker) and the evidence: each face's mean mouth/audio correlation over each turn."""
+    fps = cfg.fps
+    return {
+        "faces": names,
+        "lag_frames": decision.lag,
+        "window_seconds": cfg.speaker_window_seconds,
+        "margin": cfg.speaker_margin,
+        "min_turn_seconds": cfg.speaker_min_turn_seconds,
+        "seconds": {
+            **{name: round(float((decision.labels == i).sum()) / fps, 2) for i, name in enumerate(names)},
+            "nobody": round(float((decision.labels == NOBODY).sum()) / fps, 2),
+        },
+        "turns": [
+            {
+                "start": round(t.start / fps, 2),
+                "end": round(t.end / fps, 2),
+                "start_frame": t.start,
+                "end_frame": t.end,
+                "speaker": names[t.speaker],
+                "r": {name: None if math.isnan(r) else round(r, 3) for name, r in zip(names, t.scores)},
+            }
+            for t in decision.turns
+        ],
+    }
+
+
+def turns_table(results: list[VideoResult]) -> str:
+    """The turns of every video with several people: one line per turn (start-end, speaker, each face's r);
+    empty when there is none."""
+    lines = []
+    seen: set[str] = set()
+    for r in results:
+        speakers = r.report.get("speakers") if r.error is None else None
+        if not speakers or r.job.path in seen:
+            continue
+        seen.add(r.job.path)
+        faces = speakers["faces"]
+        lines.append(
+            f"{Path(r.job.path).name}: {len(speakers['turns'])} turns, faces left to right: {', '.join(faces)} "
+            f"(r = mouth/audio correlation over the turn)"
+        )
+        width = max(map(len, faces))
+        for t in speakers["turns"]:
+            evidence = "  ".join(f"{name} {_r(t['r'][name])}" for name in faces)
+            lines.append(f"  {t['start']:7.2f}-{t['end']:7.2f} s  {t['speaker']:<{width}}  r: {evidence}")
+    return "\n".join(lines)
+
+
+def _r(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:+.2f}"
 
 
 def _offset_report(offset: OffsetEstimate, fps: float) -> dict:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from apb2face.data import face
+from apb2face.data.face_tracks import distinct, match_to_tracks
 from apb2face.data.prepare.jobs import PrepareConfig
 
 PROGRESS_EVERY = 25  # frames between progress reports
@@ -114,19 +115,78 @@ def detect_full_resolution(
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """Landmarks found on a copy scaled to at most `detect_size` (long side), mapped back to `image` pixels, and the
     scaled copy itself."""
+    small = _scaled_copy(image, detect_size)
+    lm = mesh.detect(small)
+    return (None if lm is None else _to_full_resolution(lm, image, small)), small
+
+
+def detect_all_full_resolution(
+    mesh: face.FaceMesh, image: np.ndarray, detect_size: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """`detect_full_resolution` for every face the mesh finds (a mesh made with max_faces > 1)."""
+    small = _scaled_copy(image, detect_size)
+    return [_to_full_resolution(lm, image, small) for lm in mesh.detect_all(small)], small
+
+
+def _scaled_copy(image: np.ndarray, detect_size: int) -> np.ndarray:
     ih, iw = image.shape[:2]
     scale = min(1.0, detect_size / max(ih, iw))
     if scale < 1.0:
-        small = cv2.resize(image, (max(1, round(iw * scale)), max(1, round(ih * scale))), interpolation=cv2.INTER_AREA)
-    else:
-        small = image
-    lm = mesh.detect(small)
-    if lm is not None:
-        sx, sy = iw / small.shape[1], ih / small.shape[0]
-        lm[:, 0] *= sx
-        lm[:, 1] *= sy
-        lm[:, 2] *= sx
-    return lm, small
+        return cv2.resize(image, (max(1, round(iw * scale)), max(1, round(ih * scale))), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def _to_full_resolution(lm: np.ndarray, image: np.ndarray, small: np.ndarray) -> np.ndarray:
+    sx, sy = image.shape[1] / small.shape[1], image.shape[0] / small.shape[0]
+    lm[:, 0] *= sx
+    lm[:, 1] *= sy
+    lm[:, 2] *= sx
+    return lm
+
+
+def analyse_people(
+    frames: Iterable[np.ndarray],
+    cfg: PrepareConfig,
+    work: Path,
+    stores: list[CropStore],
+    max_frames: int,
+    progress: Callable[[int], None],
+) -> list[Track]:
+    """`analyse` for every face of a scene with several people, in one pass: each frame's faces (up to
+    cfg.max_people) join the track whose last box is nearest (data/face_tracks.py), a face near none starts a new
+    one. Each track has its own crop store under `work` (appended to `stores`, for the caller to discard)."""
+    trackers: list[_FaceTracker] = []
+    last: list[tuple[float, float, float] | None] = []
+    scene_cut = _SceneCuts(cfg.scene_cut)
+    with face.FaceMesh(video=True, min_confidence=cfg.min_confidence, max_faces=cfg.max_people) as mesh:
+        for k, image in enumerate(frames):
+            if k >= max_frames:
+                break
+            found, small = detect_all_full_resolution(mesh, image, cfg.detect_size)
+            found = distinct([lm for lm in found if face.inter_ocular(lm) >= cfg.min_face], cfg.crop_scale)
+            cut = scene_cut(small)
+            boxes = [face.crop_box_from_landmarks(lm, cfg.crop_scale) for lm in found]
+            given = match_to_tracks(last, boxes)
+            for t, tracker in enumerate(trackers):
+                f = given.get(t)
+                tracker.add(None if f is None else found[f], cut, image)
+                if f is not None:
+                    last[t] = (boxes[f].cx, boxes[f].cy, boxes[f].side)
+                tracker.finalise_ready()
+            for f in sorted(set(range(len(found))) - set(given.values())):
+                stores.append(CropStore(work / f"face{len(trackers)}.u8", cfg.size))
+                tracker = _FaceTracker(cfg, stores[-1])
+                for _ in range(k):
+                    tracker.add(None, False, image)
+                tracker.add(found[f], cut, image)
+                trackers.append(tracker)
+                last.append((boxes[f].cx, boxes[f].cy, boxes[f].side))
+            if (k + 1) % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
+        for tracker in trackers:
+            tracker.finalise_ready(flush=True)
+    progress((trackers[0].n if trackers else 0) % PROGRESS_EVERY)
+    return [tracker.track() for tracker in trackers]
 
 
 class _SceneCuts:
@@ -170,9 +230,12 @@ class _FaceTracker:
 
     def observe(self, mesh: face.FaceMesh, image: np.ndarray) -> None:
         """Detect the face in the next frame and extend the current track, or start a new one, or mark no face."""
-        self.frame_size = image.shape[:2]
         lm, small = detect_full_resolution(mesh, image, self.cfg.detect_size)
-        cut = self.scene_cut(small)
+        self.add(lm, self.scene_cut(small), image)
+
+    def add(self, lm: np.ndarray | None, cut: bool, image: np.ndarray) -> None:
+        """The next frame's face (None: none), whether a shot starts there, and the frame itself."""
+        self.frame_size = image.shape[:2]
         if lm is not None and face.inter_ocular(lm) < self.cfg.min_face:
             lm = None
         if lm is None:

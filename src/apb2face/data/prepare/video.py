@@ -109,7 +109,7 @@ def prepare_video(
             audio.samples = shift_audio(audio.samples, offset.frames, cfg.samples_per_frame)
             rms = rms_per_frame(audio.samples, n, cfg.fps, cfg.sample_rate)
         clips, test_from = cut_clips(track.segment, rms, n, cfg)
-        _write_clips(job, out, cfg, track, crops, audio.samples, clips, test_from, offset, result, written)
+        write_clips(job, out, cfg, track, crops, audio.samples, clips, test_from, offset, result, written)
         if not clips:
             raise UserError(
                 f"no clip of at least {cfg.min_clip_seconds:g} s with a steady face "
@@ -130,7 +130,7 @@ def prepare_video(
             seconds=time.perf_counter() - t_start,
         )
         result.report = video_report(job, cfg, facts)
-        _write_reports(job, out, cfg, result.report, contact_sheet(track, crops, clips, rms, cfg, _title(job)))
+        write_reports(job, out, cfg, result.report, contact_sheet(track, crops, clips, rms, cfg, _title(job)))
         del crops
         return result
     except BaseException:
@@ -152,7 +152,7 @@ def _check_found_a_face(job: VideoJob, track: Track, n: int) -> None:
         raise UserError(f"no face found in any of {track.n} frames", job.path)
 
 
-def _write_clips(
+def write_clips(
     job: VideoJob,
     out: Path,
     cfg: PrepareConfig,
@@ -206,7 +206,7 @@ def _write_clips(
             result.test_clips.append(record.key)
 
 
-def _write_reports(job: VideoJob, out: Path, cfg: PrepareConfig, report: dict, sheet: np.ndarray) -> None:
+def write_reports(job: VideoJob, out: Path, cfg: PrepareConfig, report: dict, sheet: np.ndarray) -> None:
     """OUT/reports/<identity>__<stem>.json and .png (the contact sheet)."""
     reports = out / REPORTS_DIR
     reports.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from apb2face.data.face import FaceMesh, FaceSettings, crop_box_from_landmarks, crop_image
+from apb2face.data.face_tracks import distinct, match_to_tracks
 from apb2face.errors import UserError
 from apb2face.inference.faces import detect_video_faces, read_image
 from apb2face.inference.pipeline import IMAGE_SUFFIXES
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # only a type here: render, which defines SceneConfig, import
 log = logging.getLogger(__name__)
 
 IDENTIFY_SIDE = 256  # px: each face is cut at this size for the face recogniser
-MATCH_GATE = 0.6  # a detection joins a track whose last box centre is within this fraction of the box side
 
 
 @dataclass(frozen=True)
@@ -150,43 +150,17 @@ def associate(
     crop_scale: float,
     settings: FaceSettings,
 ) -> None:
-    """Give frame `index`'s faces to the tracks nearest to them (box centres, nearest pair first, within MATCH_GATE
-    box sides; the mesh does not keep its faces' order); a face near no track starts a new one."""
+    """Give frame `index`'s faces to the tracks nearest to them (`face_tracks.match_to_tracks`); a face near no
+    track starts a new one."""
     boxes = [crop_box_from_landmarks(lm, crop_scale) for lm in found]
-    pairs = []
-    for t, track in enumerate(tracks):
-        if track.last is None:
-            continue
-        cx, cy, side = track.last
-        for f, box in enumerate(boxes):
-            d = float(np.hypot(box.cx - cx, box.cy - cy)) / max(side, 1.0)
-            if d < MATCH_GATE:
-                pairs.append((d, t, f))
-    given: dict[int, int] = {}
-    taken: set[int] = set()
-    for _d, t, f in sorted(pairs):
-        if t not in given and f not in taken:
-            given[t] = f
-            taken.add(f)
+    given = match_to_tracks([track.last for track in tracks], boxes)
     for t, track in enumerate(tracks):
         track.add(found[given[t]] if t in given else None, frame)
     for f, landmarks in enumerate(found):
-        if f not in taken:
+        if f not in given.values():
             track = Tracklet(crop_scale, settings, index)
             track.add(landmarks, frame)
             tracks.append(track)
-
-
-def distinct(found: list[np.ndarray], crop_scale: float) -> list[np.ndarray]:
-    """The faces minus any second mesh on the same face (centres closer than MATCH_GATE / 2 box sides)."""
-    kept: list[np.ndarray] = []
-    boxes = []
-    for landmarks in found:
-        box = crop_box_from_landmarks(landmarks, crop_scale)
-        if all(np.hypot(box.cx - b.cx, box.cy - b.cy) >= MATCH_GATE / 2 * max(b.side, 1.0) for b in boxes):
-            kept.append(landmarks)
-            boxes.append(box)
-    return kept
 
 
 def identify_crop(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

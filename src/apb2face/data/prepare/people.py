@@ -1,0 +1,149 @@
+"""One video with several people (a job with `scene`): every tracked face becomes its own identity, and each gets
+only the stretches where that face is speaking.
+
+Faces are tracked in one pass (track.analyse_people) and ordered left to right; who speaks when is decided from the
+video itself (active_speaker: which face's mouth follows the audio at that moment; silence is nobody's); the
+audio/video offset is measured on the speaking faces' mouths; then each face's speaking frames are cut into clips
+and written like a one-person video's. Every person's report lists all the turns with the evidence.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from apb2face.data.audio import num_video_frames, rms_per_frame
+from apb2face.data.prepare.active_speaker import SpeakerDecision, speaker_turns
+from apb2face.data.prepare.jobs import WORK_DIR, PrepareConfig, VideoJob, VideoResult
+from apb2face.data.prepare.report import VideoFacts, contact_sheet, speakers_report, video_report
+from apb2face.data.prepare.sync import cut_clips, estimate_offset, shift_audio, silence_mask
+from apb2face.data.prepare.track import CropStore, Track, analyse_people
+from apb2face.data.prepare.video import load_job_audio, write_clips, write_reports
+from apb2face.data.video import ConstantRateFrames, probe
+from apb2face.errors import UserError
+
+
+def prepare_people_video(
+    job: VideoJob,
+    out: Path,
+    cfg: PrepareConfig,
+    progress: Callable[[int], None] | None = None,
+    decode_threads: int = 0,
+) -> list[VideoResult]:
+    """Prepare every person of one video into clips under `out`: one result per face, left to right (a face that
+    never speaks long enough is a result with an error). UserError naming the file when the video as a whole cannot
+    be prepared; on any failure the clips it wrote are removed."""
+    progress = progress or (lambda n: None)
+    t_start = time.perf_counter()
+    info = probe(job.path)
+    reader = ConstantRateFrames(job.path, cfg.fps, threads=decode_threads)
+    audio = load_job_audio(job, cfg, 0.0) if job.audio is not None else None  # a bad file fails before the pass
+    stores: list[CropStore] = []
+    written: list[Path] = []
+    try:
+        max_frames = num_video_frames(len(audio.samples), cfg.fps, cfg.sample_rate) if audio else 1 << 40
+        work = out / WORK_DIR / f"{job.identity}__{job.stem}"
+        tracks = analyse_people(reader, cfg, work, stores, max_frames, progress)
+        audio = audio or load_job_audio(job, cfg, reader.first_pts)
+        decoded = tracks[0].n if tracks else min(reader.frames, max_frames)
+        n = min(decoded, num_video_frames(len(audio.samples), cfg.fps, cfg.sample_rate))
+        order = people_left_to_right(job, tracks, n, cfg)
+        names = job.person_names(len(order))
+        rms = rms_per_frame(audio.samples, n, cfg.fps, cfg.sample_rate)
+        silent = silence_mask(rms, cfg.silence_db)
+        if silent.all():
+            raise UserError("no speech in the audio: nobody speaks, so no face can be given footage", job.path)
+        decision = detect_speakers([tracks[k] for k in order], rms, silent, n, cfg)
+        if not decision.turns:
+            raise UserError(
+                f"no face's mouth follows the speech clearly enough to say who speaks ({len(order)} faces)", job.path
+            )
+        offset = estimate_offset(speaking_mouth([tracks[k] for k in order], decision, n), rms, cfg)
+        if offset.applied:
+            audio.samples = shift_audio(audio.samples, offset.frames, cfg.samples_per_frame)
+            rms = rms_per_frame(audio.samples, n, cfg.fps, cfg.sample_rate)
+        turns = speakers_report(decision, names, cfg)
+        results = []
+        for i, k in enumerate(order):
+            person = VideoJob(job.path, names[i], job.stem, job.audio)
+            result = VideoResult(person)
+            track, crops = tracks[k], stores[k].close()
+            clips, test_from = cut_clips(np.where(decision.labels == i, track.segment[:n], -1), rms, n, cfg)
+            if not clips:
+                spoke = float((decision.labels == i).sum()) / cfg.fps
+                result.error = (
+                    f"{job.path}: {names[i]} (face {i + 1} from the left) speaks {spoke:.1f} s in all: no stretch of "
+                    f"at least {cfg.min_clip_seconds:g} s with a steady face"
+                )
+                results.append(result)
+                continue
+            write_clips(person, out, cfg, track, crops, audio.samples, clips, test_from, offset, result, written)
+            facts = VideoFacts(
+                info=info,
+                reader=reader,
+                track=track,
+                n=n,
+                clips=clips,
+                offset=offset,
+                audio_source=audio.source,
+                audio_shift=audio.start_shift,
+                audio_seconds=len(audio.samples) / cfg.sample_rate,
+                test_from=test_from,
+                seconds=time.perf_counter() - t_start,
+            )
+            result.report = {**video_report(person, cfg, facts), "speakers": turns}
+            sheet = contact_sheet(track, crops, clips, rms, cfg, f"{Path(job.path).name} -> {names[i]}")
+            write_reports(person, out, cfg, result.report, sheet)
+            results.append(result)
+        return results
+    except BaseException:
+        for clip_dir in written:
+            shutil.rmtree(clip_dir, ignore_errors=True)
+        raise
+    finally:
+        for store in stores:
+            store.discard()
+
+
+def people_left_to_right(job: VideoJob, tracks: list[Track], n: int, cfg: PrepareConfig) -> list[int]:
+    """Indices of the tracks seen in at least cfg.min_presence of the first n frames, by median box centre x
+    (UserError when fewer than two faces are left and no names were given)."""
+    if n == 0:
+        raise UserError("no frames decoded", job.path)
+    kept = [k for k, t in enumerate(tracks) if t.face[:n].mean() >= cfg.min_presence]
+    if not kept:
+        raise UserError(f"no face found in at least {cfg.min_presence:.0%} of the {n} frames", job.path)
+    order = sorted(kept, key=lambda k: float(np.nanmedian(tracks[k].boxes[:n, 0])))
+    if len(order) < 2 and not job.people:
+        raise UserError("found one face only; a video with several people needs two or more in view", job.path)
+    return order
+
+
+def detect_speakers(
+    tracks: list[Track], rms: np.ndarray, silent: np.ndarray, n: int, cfg: PrepareConfig
+) -> SpeakerDecision:
+    """Who speaks when over the first n frames (active_speaker.speaker_turns with the config's settings)."""
+    return speaker_turns(
+        np.stack([t.mouth[:n] for t in tracks]),
+        rms,
+        silent,
+        window=cfg.frames(cfg.speaker_window_seconds),
+        max_lag=cfg.speaker_max_lag_frames,
+        margin=cfg.speaker_margin,
+        min_r=cfg.speaker_min_r,
+        min_turn=cfg.frames(cfg.speaker_min_turn_seconds),
+        bridge=cfg.frames(cfg.speaker_bridge_seconds),
+    )
+
+
+def speaking_mouth(tracks: list[Track], decision: SpeakerDecision, n: int) -> np.ndarray:
+    """Per frame, the mouth opening of the face that speaks then (NaN in silence): what the offset is measured on."""
+    mouth = np.full(n, np.nan)
+    for i, track in enumerate(tracks):
+        mine = decision.labels == i
+        mouth[mine] = track.mouth[:n][mine]
+    return mouth
