@@ -17,6 +17,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -47,6 +48,13 @@ class Motion:
 
     def __len__(self) -> int:
         return len(self.pose)
+
+
+class MotionSource(Protocol):
+    """Anything that hands out per-frame motion in order: `take(n)` returns the next n frames (NaturalMotion, the
+    streaming session's supplied rows, a scene face's tracked or natural motion)."""
+
+    def take(self, count: int) -> Motion: ...
 
 
 class NaturalMotion:

@@ -266,12 +266,13 @@ def fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ 2. play order
 
 
-def pingpong(num_ticks: int, count: int) -> np.ndarray:
+def pingpong(num_ticks: int, count: int, start: int = 0) -> np.ndarray:
     """`count` tick indices playing 0..num_ticks-1 forward, then backward, then forward ... (the turning frames are
-    not repeated, so motion never stops or jumps)."""
+    not repeated, so motion never stops or jumps), from output frame `start` on (a stream takes them piece by
+    piece)."""
     if num_ticks < 1:
         raise ValueError("num_ticks must be at least 1")
-    k = np.arange(count)
+    k = np.arange(start, start + count)
     if num_ticks == 1:
         return np.zeros(count, np.int64)
     period = 2 * (num_ticks - 1)
@@ -407,6 +408,17 @@ class PasteJob:
     colour: ColourMatcher
 
 
+def paste_face(
+    frame: np.ndarray, crop: np.ndarray, track: FaceTrack, source: int, compose: ComposeConfig, colour: ColourMatcher
+) -> Pasted | None:
+    """Paste a generated `crop` into `frame` (in place) where `track` found its face in source frame `source`; None
+    where it was not found (the face passes through, and the colour matcher starts afresh after the gap)."""
+    if not track.found[source]:
+        colour.reset()
+        return None
+    return paste(frame, crop, track.box(source), track.points[source], compose, colour)
+
+
 def write_pasted(
     pipe: APB2FacePipeline,
     jobs: list[PasteJob],
@@ -437,15 +449,8 @@ def write_pasted(
         for i, k in enumerate(idx.tolist()):
             s = int(source[k])
             frame = frames(s).copy()
-            pasted: list[Pasted | None] = []
             with timer("blend"):
-                for job, crop in zip(jobs, crops):
-                    if job.track.found[s]:
-                        box, points = job.track.box(s), job.track.points[s]
-                        pasted.append(paste(frame, crop[i], box, points, compose, job.colour))
-                    else:
-                        job.colour.reset()
-                        pasted.append(None)
+                pasted = [paste_face(frame, c[i], job.track, s, compose, job.colour) for job, c in zip(jobs, crops)]
             passed += any(p is None for p in pasted)
             if on_frame is not None:
                 on_frame(k, s, frame, pasted)

@@ -38,7 +38,15 @@ import numpy as np
 
 from apb2face.data import audio as A
 from apb2face.errors import UserError
-from apb2face.inference.motion import DEFAULT_SEED, FILE_FPS, Motion, NaturalMotion, fit_length, read_table
+from apb2face.inference.motion import (
+    DEFAULT_SEED,
+    FILE_FPS,
+    Motion,
+    MotionSource,
+    NaturalMotion,
+    fit_length,
+    read_table,
+)
 from apb2face.inference.pipeline import APB2FacePipeline, Reference, check_fps
 from apb2face.inference.streaming_features import RowWindow, StreamingFeatures, samples_for_row
 
@@ -121,11 +129,13 @@ class StreamingSession:
         max_lag_s: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
         allow_unknown: bool = False,
+        motion: MotionSource | None = None,
     ) -> None:
         """realtime: drop (repeat) frames that would come out more than `max_lag_s` (default 2 frame periods) after
         the audio that made them ready, instead of falling further behind; `clock` is the wall clock that `arrived`
         times given to push() are read on. allow_unknown: render a photo of a person the checkpoint does not know
-        (see APB2FacePipeline.prepare_reference)."""
+        (see APB2FacePipeline.prepare_reference). motion: where each frame's pose and eyes come from
+        instead of seed / pose / eyes (e.g. a scene face's own motion, `inference.scene.streaming`)."""
         check_fps(fps)  # the same bounds as generate: a huge rate would ask for gigabytes of frames
         self.pipeline = pipeline
         self.fps = float(fps)
@@ -136,9 +146,10 @@ class StreamingSession:
         natural = NaturalMotion(self.fps, seed, centre=pipeline.sway_centre(self.reference))
         pose_rows = load_motion_rows(pose, 3, self.fps, "pose")
         eyes_rows = load_motion_rows(eyes, 2, self.fps, "blink")
-        self._motion = (
-            natural if pose_rows is None and eyes_rows is None else SuppliedMotion(natural, pose_rows, eyes_rows)
-        )
+        if motion is None:
+            supplied = pose_rows is not None or eyes_rows is not None
+            motion = SuppliedMotion(natural, pose_rows, eyes_rows) if supplied else natural
+        self._motion = motion
         self._features = StreamingFeatures()
         self._rows = RowWindow(self.window + ROW_MARGIN, A.NUM_FEATURES)
         self._resampler = None
@@ -190,7 +201,7 @@ class StreamingSession:
         time a chunk was received, not the time it is pushed)."""
         if self.finished:
             raise RuntimeError("push() after finish()")
-        pcm = _as_float_pcm(pcm)
+        pcm = as_float_pcm(pcm)
         if self.realtime:
             self._arrived = self._arrival(len(pcm), arrived)
         if self._resampler is not None:
@@ -324,7 +335,7 @@ class StreamingSession:
         )
 
 
-def _as_float_pcm(pcm: np.ndarray) -> np.ndarray:
+def as_float_pcm(pcm: np.ndarray) -> np.ndarray:
     pcm = np.asarray(pcm)
     if pcm.ndim != 1:
         pcm = pcm.reshape(-1)

@@ -16,6 +16,8 @@ Each step in the module named on its right::
     render: per face its speaker's track (or silence: a listener) drives the model; pose and   render
       blinks follow the tracked face in a video, natural motion per face for a still; every
       face pasted with the full-frame paste-back
+    stream: the same scene live, one audio stream per speaker pushed as it comes, full scene   streaming
+      frames out in order (`SceneStreamingSession`)
 """
 
 from apb2face.inference.scene.render import (
@@ -38,14 +40,17 @@ from apb2face.inference.scene.speakers import (
     speakers_from_files,
     speakers_from_timeline,
 )
-from apb2face.inference.scene.tracking import SceneTrack, track_scene
+from apb2face.inference.scene.streaming import SceneFrame, SceneStreamingSession
+from apb2face.inference.scene.tracking import SceneTrack, track_image, track_scene
 
 __all__ = [
     "ASSIGN",
     "SceneAudio",
     "SceneConfig",
     "SceneFace",
+    "SceneFrame",
     "SceneReport",
+    "SceneStreamingSession",
     "SceneTrack",
     "Turn",
     "cast_faces",
@@ -58,5 +63,6 @@ __all__ = [
     "speakers_from_channels",
     "speakers_from_files",
     "speakers_from_timeline",
+    "track_image",
     "track_scene",
 ]

@@ -177,7 +177,7 @@ def generate_scene(
     check_fps(track.fps)
     faces = cast_faces(pipe, track, audio.names, config.assign)
     n = A.num_video_frames(len(audio.mix), track.fps, audio.sample_rate)
-    ticks = np.zeros(1, np.int64) if track.still else track.faces[0].ticks()
+    ticks = scene_ticks(track)
     source = ticks[pingpong(len(ticks), n)]
     silence = np.zeros(len(audio.mix), np.float32)
     jobs = []
@@ -234,9 +234,20 @@ def face_motion(
     face = track.faces[index]
     if not track.still:
         return face.pose[source], face.eyes[source]
-    centre = tuple(float(v) for v in np.clip(face.pose[0], -MAX_CENTRE_POSE_DEG, MAX_CENTRE_POSE_DEG))
-    motion = NaturalMotion(track.fps, config.seed + index, centre=centre).take(len(source))
+    motion = still_motion(track, index, config).take(len(source))
     return motion.pose, motion.eyes
+
+
+def still_motion(track: SceneTrack, index: int, config: SceneConfig) -> NaturalMotion:
+    """The natural motion of face `index` of a still, from its first frame on (see `face_motion`)."""
+    centre = tuple(float(v) for v in np.clip(track.faces[index].pose[0], -MAX_CENTRE_POSE_DEG, MAX_CENTRE_POSE_DEG))
+    return NaturalMotion(track.fps, config.seed + index, centre=centre)
+
+
+def scene_ticks(track: SceneTrack) -> np.ndarray:
+    """The source frame at each tick of the scene's rate (a still: its one frame); output frame k shows
+    `ticks[pingpong(len(ticks), ...)[k]]`."""
+    return np.zeros(1, np.int64) if track.still else track.faces[0].ticks()
 
 
 @contextlib.contextmanager

@@ -64,12 +64,20 @@ def track_scene(
     crop_scale = settings.crop_scale if crop_scale is None else crop_scale
     path = Path(path)
     if is_image(path):
-        return track_still(path, config, settings, crop_scale)
+        return track_image(read_image(path), config, crop_scale, path)
     return track_scene_video(path, config, settings, crop_scale, timer)
 
 
-def track_still(path: Path, config: SceneConfig, settings: FaceSettings, crop_scale: float) -> SceneTrack:
-    image = read_image(path)
+def track_image(
+    image: np.ndarray, config: SceneConfig, crop_scale: float | None = None, path: str | Path = "scene"
+) -> SceneTrack:
+    """Every face of a still scene given as pixels ((H, W, 3) uint8 RGB, e.g. received by a server); `path` only
+    names it in messages."""
+    settings = FaceSettings()
+    crop_scale = settings.crop_scale if crop_scale is None else crop_scale
+    path = Path(path)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise UserError(f"a scene image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}", path)
     if image.shape[0] * image.shape[1] > MAX_FRAME_PIXELS:
         raise UserError(f"image is {image.shape[1]}x{image.shape[0]}; a scene takes up to 4K (4096x2304)", path)
     with FaceMesh(video=False, min_confidence=settings.min_confidence, max_faces=config.max_faces) as mesh:
