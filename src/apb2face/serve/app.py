@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from apb2face import __version__
 from apb2face.errors import UserError
 from apb2face.serve import live as L
+from apb2face.serve import live_scene as LS
 from apb2face.serve.config import ServeConfig
 from apb2face.serve.engine import Engine
 from apb2face.serve.errors import ApiError, error_response, install_handlers
@@ -229,8 +230,7 @@ async def live_session(websocket: WebSocket, state: State, config: ServeConfig) 
     try:
         await websocket.accept()
         try:
-            options = L.parse_start(json.loads(await websocket.receive_text()), state.engine.identities)
-            worker = await run_in_threadpool(L.LiveWorker, state.engine, config, options, lambda _item: None)
+            worker, ready = await _start_worker(json.loads(await websocket.receive_text()), state, config)
         except (UserError, ValueError, KeyError) as exc:
             await websocket.send_text(json.dumps({"type": "error", "error": str(exc)}))
             await websocket.close(1008)
@@ -238,21 +238,10 @@ async def live_session(websocket: WebSocket, state: State, config: ServeConfig) 
         loop = asyncio.get_running_loop()
         outbox: asyncio.Queue = asyncio.Queue()
         worker.emit = lambda item: loop.call_soon_threadsafe(outbox.put_nowait, item)
-        await websocket.send_text(
-            json.dumps(
-                {
-                    "type": "ready",
-                    "identity": options.identity,
-                    "fps": 25,
-                    "size": state.engine.image_size,
-                    "sample_rate": L.RATE,
-                    "lookahead_ms": round(worker.lookahead_ms, 1),
-                }
-            )
-        )
+        await websocket.send_text(json.dumps(ready))
         worker.start()
         latencies: list[float] = []
-        sender = asyncio.create_task(L.pump(websocket, outbox, options.format, latencies))
+        sender = asyncio.create_task(L.pump(websocket, outbox, worker.options.format, latencies))
         receiver = asyncio.create_task(_receive(websocket, worker))
         done, _pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         if receiver in done and receiver.result():  # the client sent end: the worker sends what is left
@@ -276,7 +265,27 @@ async def live_session(websocket: WebSocket, state: State, config: ServeConfig) 
         state.capacity.release()
 
 
-async def _receive(websocket: WebSocket, worker: L.LiveWorker) -> bool:
+async def _start_worker(start: Any, state: State, config: ServeConfig) -> tuple[Any, dict]:
+    """The worker of a new session and its ready message: a scene session when the first message has "scene", else
+    one face (live.py)."""
+    if isinstance(start, dict) and "scene" in start:
+        scene = await run_in_threadpool(LS.parse_scene_start, start, config)
+        worker = await run_in_threadpool(LS.LiveSceneWorker, state.engine, config, scene, lambda _item: None)
+        return worker, worker.ready_message()
+    options = L.parse_start(start, state.engine.identities)
+    worker = await run_in_threadpool(L.LiveWorker, state.engine, config, options, lambda _item: None)
+    ready = {
+        "type": "ready",
+        "identity": options.identity,
+        "fps": 25,
+        "size": state.engine.image_size,
+        "sample_rate": L.RATE,
+        "lookahead_ms": round(worker.lookahead_ms, 1),
+    }
+    return worker, ready
+
+
+async def _receive(websocket: WebSocket, worker: L.LiveWorker | LS.LiveSceneWorker) -> bool:
     """Client messages into the worker's queue until the client leaves (False) or sends end (True)."""
     while True:
         message = await websocket.receive()

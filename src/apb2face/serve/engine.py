@@ -42,6 +42,14 @@ class Engine:
         with self.reference_lock:
             return StreamingSession(self.pipeline, reference, **kwargs)
 
+    def scene_session(self, scene: np.ndarray, speakers: tuple[str, ...], config: Any, **kwargs: Any) -> Any:
+        """A `SceneStreamingSession` over a still scene given as pixels (its faces found and cast to identities)."""
+        from apb2face.inference.scene import SceneStreamingSession, track_image
+
+        track = track_image(scene, config, crop_scale=self.pipeline.crop_scale)
+        with self.reference_lock:
+            return SceneStreamingSession(self.pipeline, track, speakers, config, **kwargs)
+
     def speak(self, text: str, voice: str = "en-us") -> tuple[np.ndarray, int]:
         """espeak-ng speech of `text`: (float32 mono audio, sample rate)."""
         synthesize = _synthesize()

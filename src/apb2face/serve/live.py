@@ -259,17 +259,23 @@ class LiveWorker:
         self._send_frames(self.session.push(pcm, arrived))
 
     def _send_frames(self, frames: list) -> None:
-        import cv2
-
         for frame in frames:
-            bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
-            if self.options.format == "png":
-                ok, data = cv2.imencode(".png", bgr)
-            else:
-                ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
-            assert ok
+            data = encode_image(frame.image, self.options.format, self.config.jpeg_quality)
             arrived, input_sample = self.clock.lookup(int(round(frame.timestamp * RATE)))
-            self.emit(("frame", frame.index, frame.timestamp, arrived, input_sample, data.tobytes()))
+            self.emit(("frame", frame.index, frame.timestamp, arrived, input_sample, data))
+
+
+def encode_image(image: np.ndarray, fmt: str, jpeg_quality: int) -> bytes:
+    """An RGB frame as PNG or JPEG bytes, as a frame message carries it."""
+    import cv2
+
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if fmt == "png":
+        ok, data = cv2.imencode(".png", bgr)
+    else:
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    assert ok
+    return data.tobytes()
 
 
 def frame_message(item: tuple, fmt: str, latencies: list[float]) -> bytes:
