@@ -59,7 +59,9 @@ def test_full_frame_without_a_driving_video_needs_an_avatar(tiny_checkpoint: Pat
     cv2.imwrite(str(photo), cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR))
     rc = main(["generate", "--reference", str(photo), "--audio", str(wav), "--full-frame", "--out", str(out)])
     assert rc == 2 and "--reference NAME" in capsys.readouterr().err and not out.exists()
-    rc = main(["generate", "--reference", "id00", "--audio", str(wav), "--full-frame", "--out", str(out)])
+    # an identity without avatars/NAME.mp4 in a checkpoint whose meta.replay has no recipe that renders it
+    args = ["--reference", "astronaut", "--audio", str(wav), "--full-frame", "--checkpoint", str(tiny_checkpoint)]
+    rc = main(["generate", *args, "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "has no avatar clip" in err and err.count("\n") == 1 and not out.exists()
 
@@ -97,3 +99,38 @@ def test_a_video_without_a_face_is_one_line(tiny_checkpoint: Path, inputs, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no face found in any frame" in err[0] and str(empty) in err[0]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_built_in_person_talks_over_their_avatar_loop_and_rests_in_silence(tmp_path: Path, monkeypatch) -> None:
+    """`generate --checkpoint <demo> --reference id01 --audio X --full-frame` with no --driving: the loop is made from
+    the demo checkpoint's synth recipe, and over 3 s of silence between two sentences the mouth, as the face mesh
+    reads it off the output, is closed and still compared with the speech."""
+    import numpy as np
+
+    from apb2face.data import audio as A
+    from apb2face.data.synth.speech import synthesize
+    from apb2face.data.video import iter_frames
+    from apb2face.evaluation.face_measure import measure_face_mesh
+    from apb2face.inference.pipeline import default_checkpoint
+
+    monkeypatch.setenv("APB2FACE_CACHE", str(tmp_path / "cache"))
+    speech = synthesize("Hello there, how are you doing today?").audio
+    pcm = np.concatenate([speech, np.zeros(3 * A.SAMPLE_RATE, np.float32), speech])
+    wav = write_wav(tmp_path / "talk.wav", pcm, A.SAMPLE_RATE)
+    out = tmp_path / "o.mp4"
+    args = ["--checkpoint", str(default_checkpoint()), "--reference", "id01", "--audio", str(wav), "--full-frame"]
+    assert main(["generate", *args, "--out", str(out)]) == 0
+    info = probe(out)
+    assert (info.width, info.height) == (256, 256) and info.has_audio
+    frames = np.stack([f for _t, f in iter_frames(out)])
+    mouth = measure_face_mesh(frames, video=True).mouth
+    t = np.arange(len(frames)) / info.fps
+    first = len(speech) / A.SAMPLE_RATE
+    # the audio window reaches 0.52 s back and 0.12 s ahead of a frame: these frames hear only silence
+    quiet, talk = mouth[(t > first + 0.6) & (t < first + 2.8)], mouth[(t > 0.3) & (t < first)]
+    assert np.isfinite(quiet).all() and np.isfinite(talk).mean() > 0.9
+    talk = talk[np.isfinite(talk)]
+    assert np.median(quiet) < 0.6 * np.median(talk), (np.median(quiet), np.median(talk))
+    assert np.percentile(quiet, 95) < 0.6 * np.percentile(talk, 95)
+    assert np.std(quiet) < 0.025

@@ -165,3 +165,38 @@ def test_unknown_face_is_refused_unless_allow_unknown(tiny_checkpoint, tmp_path,
     assert "apb2face enroll" in one_line_error(capsys) and not (tmp_path / "a.mp4").exists()
     assert main([*args, "--out", str(tmp_path / "b.mp4"), "--allow-unknown"]) == 0
     assert probe(tmp_path / "b.mp4").num_frames == 20
+
+
+# ------------------------------------------------------------------------------------------------- --full-frame
+
+
+def test_full_frame_streams_over_the_avatar_loop(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """A built-in person's avatar loop (made from the checkpoint's synth recipe into the cache): the MP4 has the
+    loop's size, one frame per 40 ms of audio, and the summary gives the paste cost."""
+    from tests.inference.test_avatar import builtin_checkpoint
+
+    monkeypatch.setenv("APB2FACE_CACHE", str(tmp_path / "cache"))
+    checkpoint = builtin_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
+    wav = write_wav(tmp_path / "speech.wav", noise_speech(1.2), 16000)
+    out = tmp_path / "full.mp4"
+    argv = ["stream", "--checkpoint", str(checkpoint), "--reference", "id00", "--audio-in", str(wav)]
+    assert main([*argv, "--full-frame", "--region", "mouth", "--out", str(out)]) == 0
+    assert "256x256 full frames, paste " in capsys.readouterr().err
+    info = probe(out)
+    assert (info.width, info.height, info.num_frames) == (256, 256, 30) and info.has_audio
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--region", "mouth"], "--region needs --full-frame"),
+        (["--full-frame", "--pose", "pose.csv"], "--pose and --blink cannot be used with --full-frame"),
+        (["--full-frame"], "has no avatar clip"),  # the tiny checkpoint has no avatars/ and no synth recipe
+    ],
+)
+def test_full_frame_bad_input(tiny_checkpoint, tmp_path, capsys, extra, message):
+    os.chdir(tmp_path)
+    wav = write_wav(tmp_path / "speech.wav", noise_speech(0.5), 16000)
+    assert main([*stream_args(tiny_checkpoint), "--audio-in", str(wav), "--out", "x.mp4", *extra]) == 2
+    assert message in one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav"]

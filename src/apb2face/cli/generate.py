@@ -9,8 +9,8 @@ With --full-frame the --driving video itself is re-voiced: the output has the vi
 each frame the original with the face (--region face) or the lower face (--region mouth) replaced by the generated
 one; the video plays forward and backward while the new audio lasts; frames without a face pass through; the new
 audio replaces the old (--mix keeps the old under it). Without --driving, --full-frame renders over the identity's
-avatar clip (avatars/NAME.mp4 in the checkpoint; `apb2face enroll` keeps one), its face track cached after the
-first call. See docs/full-frame.md.
+avatar clip (avatars/NAME.mp4 in the checkpoint, which `apb2face enroll` keeps; a built-in person's is rendered from
+the checkpoint's synth recipe once per machine), its face track cached after the first call. See docs/full-frame.md.
 
 With --scene an image or video with several people is voiced: --speaker NAME=AUDIO per person (or --audio with one
 channel per --speaker NAME, or --audio with a --timeline of start,end,name turns); each face is matched to a
@@ -211,9 +211,8 @@ def full_frame(args: argparse.Namespace, pipe: object, audio: object, sample_rat
     progress bar."""
     from tqdm import tqdm
 
-    from apb2face.inference.avatar import avatar_clip, cached_track
+    from apb2face.inference.avatar import load_avatar
     from apb2face.inference.compose import ComposeConfig
-    from apb2face.inference.pipeline import default_checkpoint
     from apb2face.inference.revoice import RevoiceConfig, revoice
 
     config = RevoiceConfig(
@@ -226,8 +225,8 @@ def full_frame(args: argparse.Namespace, pipe: object, audio: object, sample_rat
     if video is None:
         if args.reference not in pipe.identities:
             raise UserError("--full-frame without --driving renders over an identity's avatar clip: --reference NAME")
-        video = avatar_clip(args.checkpoint or default_checkpoint(), args.reference)
-        track = cached_track(video, config, pipe.crop_scale)
+        avatar = load_avatar(pipe, args.reference, config)
+        video, track = avatar.video, avatar.track
     progress = tqdm(desc="re-voice", unit="frame", leave=False, delay=0.5, disable=None)
     try:
         with output_errors(args.out):

@@ -8,6 +8,8 @@ machine cannot keep up with repeats frames rather than falling behind (docs/real
 --out OUT.mp4 writes video + audio incrementally; --out - writes raw rgb24 frames to stdout (e.g. into `ffplay -f
 rawvideo -pixel_format rgb24 -video_size SxS -framerate 25 -i -`). The summary (frames, speed, look-ahead, live
 latency, repeated frames) goes to stderr.
+--full-frame streams over the identity's avatar loop (as `generate --full-frame` without --driving): each frame is
+the loop's frame, at its size and frame rate, with the face pasted in (--region face|mouth); see docs/full-frame.md.
 """
 
 from __future__ import annotations
@@ -63,6 +65,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose", type=Path, metavar="FILE", help="head pose per frame: yaw,pitch,roll degrees")
     parser.add_argument("--blink", type=Path, metavar="FILE", help="eye openness per frame: left,right in [0, 1]")
     parser.add_argument("--fps", type=float, default=25.0, help="output frame rate (default: 25)")
+    parser.add_argument(
+        "--full-frame",
+        action="store_true",
+        help="stream full frames over the identity's avatar loop (its size and frame rate; --fps is not used)",
+    )
+    parser.add_argument(
+        "--region",
+        choices=("face", "mouth"),  # apb2face.inference.compose.REGIONS (not imported here: --help stays fast)
+        default=None,
+        help="with --full-frame: paste the whole face, or only the mouth (the real eyes stay) (default: face)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,18 +84,22 @@ def run(args: argparse.Namespace) -> int:
 
     check_arguments(args)
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, backend=args.backend, int8=args.int8)
-    source = open_source(args, pipe)
-    motion = {"seed": args.seed, "pose": args.pose, "eyes": args.blink}
     live = args.realtime or args.audio_in == "-"  # a live source: repeat frames rather than fall behind it
-    session = StreamingSession(
-        pipe,
-        args.reference,
-        fps=args.fps,
-        sample_rate=source.rate,
-        realtime=live,
-        allow_unknown=args.allow_unknown,
-        **motion,
-    )
+    if args.full_frame:
+        session = avatar_session(args, pipe, live)
+        source = open_source(args, pipe, session.fps)
+    else:
+        source = open_source(args, pipe, args.fps)
+        motion = {"seed": args.seed, "pose": args.pose, "eyes": args.blink}
+        session = StreamingSession(
+            pipe,
+            args.reference,
+            fps=args.fps,
+            sample_rate=source.rate,
+            realtime=live,
+            allow_unknown=args.allow_unknown,
+            **motion,
+        )
     log.info(
         "streaming %s with %s (%s): look-ahead %.0f ms of audio per frame",
         args.reference,
@@ -90,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         args.backend,
         session.lookahead_s * 1000,
     )
-    with open_sink(args.out, args.fps, source) as sink:
+    with open_sink(args.out, session.fps, source) as sink:
         timing = stream_frames(session, source, sink)
     print(summary(timing, session, args), file=sys.stderr)
     return 0
@@ -109,6 +126,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--sample-rate must be between 8000 and 192000, got {args.sample_rate}")
     if args.realtime and args.audio_in == "-":
         raise UserError("--realtime applies to file input (stdin already arrives in real time)")
+    if args.full_frame and (args.pose is not None or args.blink is not None):
+        raise UserError("--pose and --blink cannot be used with --full-frame (the avatar loop gives the motion)")
+    if args.region is not None and not args.full_frame:
+        raise UserError("--region needs --full-frame")
     if args.out not in (None, "-"):
         out = Path(args.out)
         if out.suffix.lower() != ".mp4":
@@ -129,12 +150,26 @@ class Source:
     mux_audio: tuple[np.ndarray, int] | None = None
 
 
-def open_source(args: argparse.Namespace, pipe: Any) -> Source:
+def avatar_session(args: argparse.Namespace, pipe: Any, live: bool) -> Any:
+    """A session over the identity's avatar loop (apb2face.inference.avatar_stream), the loop made and tracked first
+    if this machine has not yet."""
+    from apb2face.inference.avatar import load_avatar
+    from apb2face.inference.avatar_stream import AvatarSession
+    from apb2face.inference.compose import ComposeConfig
+    from apb2face.inference.revoice import RevoiceConfig
+
+    avatar = load_avatar(pipe, args.reference, RevoiceConfig())
+    rate = args.sample_rate if args.audio_in == "-" else 16000  # a file is decoded to 16 kHz (open_source)
+    compose = ComposeConfig(region=args.region or "face")
+    return AvatarSession(pipe, avatar, compose=compose, sample_rate=rate, realtime=live)
+
+
+def open_source(args: argparse.Namespace, pipe: Any, fps: float) -> Source:
     from apb2face.data import audio as A
 
     if args.audio_in == "-":
         return Source("stdin", _stdin_chunks(_stdin_fd(), args.sample_rate, args.chunk_ms), args.sample_rate)
-    driving = pipe.prepare_audio(args.audio_in, None, args.fps)
+    driving = pipe.prepare_audio(args.audio_in, None, fps)
     pcm = A.resample(driving.audio, driving.sample_rate, A.SAMPLE_RATE)  # exactly what `generate` analyses
     chunks = _file_chunks(pcm, args.chunk_ms, args.realtime)
     return Source(args.audio_in, chunks, A.SAMPLE_RATE, driving.num_frames, (driving.audio, driving.sample_rate))
@@ -208,12 +243,12 @@ def stream_frames(session: Any, source: Source, sink: Sink) -> Timing:
             sink.audio(chunk)
             for frame in session.push(chunk):
                 timing.latencies_ms.append((time.perf_counter() - start - frame.timestamp) * 1000)
-                sink.frame(frame.image)
+                sink.frame(frame.image if frame.full_frame is None else frame.full_frame)
                 progress.update()
         if session.samples == 0:  # the offline pipeline refuses empty audio too: no frame can show no audio
             raise UserError("no audio received (the input ended before its first sample)", source.name)
         for frame in session.finish(source.num_frames):
-            sink.frame(frame.image)
+            sink.frame(frame.image if frame.full_frame is None else frame.full_frame)
             progress.update()
     timing.frames = session.next_frame
     timing.wall_s = time.perf_counter() - start
@@ -232,6 +267,9 @@ def summary(timing: Timing, session: Any, args: argparse.Namespace) -> str:
         if live.size:
             p50, p95 = np.percentile(live, [50, 95])
             text += f"; audio-to-frame latency p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+    if getattr(session, "blended", 0):  # a full-frame stream (AvatarSession): what pasting cost per frame
+        paste_ms = session.blend_seconds / session.blended * 1000
+        text += f"; {session.size[1]}x{session.size[0]} full frames, paste {paste_ms:.1f} ms/frame"
     if session.realtime:
         text += f"; {session.repeated_frames} frames repeated to keep up, in {session.overloads} overload episode(s)"
     return text + (f"; wrote {args.out}" if args.out not in (None, "-") else "")

@@ -12,13 +12,13 @@ An enrolled checkpoint lists its base's sources plus its own new people, so enro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apb2face.data.synth.recipe import check_recipe, recipe_digest
 from apb2face.errors import UserError
 from apb2face.io import cache_root
 
@@ -44,9 +44,6 @@ class ReplaySource:
         return {"synth": self.synth} if self.synth is not None else {"dataset": self.dataset}
 
 
-SYNTH_KEYS = ("identities", "clips_per_identity", "size", "seed")
-
-
 def replay_sources(meta: dict[str, Any], checkpoint: Path) -> list[ReplaySource]:
     """The sources in a checkpoint's `meta.replay`, checked (a checkpoint is untrusted input)."""
     raw = meta.get(REPLAY_KEY)
@@ -62,10 +59,7 @@ def replay_sources(meta: dict[str, Any], checkpoint: Path) -> list[ReplaySource]
     sources = []
     for item in raw:
         if isinstance(item, dict) and set(item) == {"synth"} and isinstance(item["synth"], dict):
-            recipe = item["synth"]
-            if set(recipe) != set(SYNTH_KEYS) or not all(isinstance(recipe[k], int) for k in SYNTH_KEYS):
-                raise UserError(f"a synth replay source needs the integers {', '.join(SYNTH_KEYS)}", where)
-            sources.append(ReplaySource(synth={k: recipe[k] for k in SYNTH_KEYS}))
+            sources.append(ReplaySource(synth=check_recipe(item["synth"], where)))
         elif isinstance(item, dict) and set(item) == {"dataset"} and isinstance(item["dataset"], str):
             relative = Path(item["dataset"])
             if relative.is_absolute() or ".." in relative.parts:
@@ -87,8 +81,7 @@ def materialise(source: ReplaySource, checkpoint: Path, cache: Path | None = Non
     from apb2face.data.synth import SynthConfig, generate
 
     recipe = source.synth or {}
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    folder = (cache or cache_root()) / "builtin" / digest
+    folder = (cache or cache_root()) / "builtin" / recipe_digest(recipe)
     if (folder / "dataset.json").is_file():
         return folder
     log.info("regenerating the base checkpoint's built-in people into %s (once per machine)", folder)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ import torch
 from apb2face.data import audio as A
 from apb2face.data.identity import SAME_PERSON_DISTANCE, FaceEmbedder, IdentityMatch, closest_identity
 from apb2face.errors import UserError
+from apb2face.inference.compose import ComposeConfig
 from apb2face.inference.faces import align_face, as_rgb_uint8, measure_pose, read_image
 from apb2face.inference.limits import DEFAULT_MAX_SECONDS, MAX_FPS, MIN_FPS
 from apb2face.inference.motion import (
@@ -44,6 +45,9 @@ from apb2face.inference.motion import (
     motion_from_video,
 )
 from apb2face.inference.streaming_features import RowWindow, StreamingFeatures
+
+if TYPE_CHECKING:
+    from apb2face.inference.avatar import FullFrames
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +117,11 @@ class APB2FacePipeline:
         meta: dict | None = None,
         device: str | torch.device = "cpu",
         backend: Any = None,
+        checkpoint: str | Path | None = None,
     ) -> None:
         """`backend`: None runs `model` in PyTorch; otherwise an object with `encode_reference(crop)` and
         `step(features, windows, pose, eyes) -> (frames, landmarks)` (apb2face.inference.export.OnnxBackend) runs
-        steps 4-6 instead, and `model` may be None."""
+        steps 4-6 instead, and `model` may be None. `checkpoint`: the folder it was loaded from (its avatar clips)."""
         if model is None and backend is None:
             raise ValueError("a model or a backend is required")
         self.device = torch.device(device)
@@ -125,6 +130,7 @@ class APB2FacePipeline:
         self.config = config
         self.references = dict(references)
         self.meta = dict(meta or {})
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.crop_scale = self.meta.get("crop_scale")  # None: prepare's default, the one the dataset used
         self._cache: OrderedDict[tuple, ReferenceState] = OrderedDict()
         self._embedder: FaceEmbedder | None = None  # created on the first photo reference
@@ -153,13 +159,13 @@ class APB2FacePipeline:
             from apb2face.inference.export import load_onnx
 
             onnx = load_onnx(path, int8=int8)
-            return cls(None, onnx.config, onnx.references, onnx.meta, "cpu", backend=onnx.backend)
+            return cls(None, onnx.config, onnx.references, onnx.meta, "cpu", backend=onnx.backend, checkpoint=path)
         if backend != "torch":
             raise UserError(f"unknown backend {backend!r} (known: torch, onnx)")
         from apb2face.models.modeling import load_pretrained
 
         pre = load_pretrained(path, device=device)
-        return cls(pre.model, pre.config, pre.references, pre.meta, device)
+        return cls(pre.model, pre.config, pre.references, pre.meta, device, checkpoint=path)
 
     @property
     def identities(self) -> list[str]:
@@ -421,13 +427,28 @@ class APB2FacePipeline:
         batch_size: int = 16,
         max_seconds: float | None = DEFAULT_MAX_SECONDS,
         allow_unknown: bool = False,
+        full_frame: bool = False,
+        compose: ComposeConfig | None = None,
     ) -> tuple[DrivingAudio, Motion, Iterator[tuple[np.ndarray, np.ndarray]]]:
         """Checks every input first, then returns (audio, motion, an iterator of (frames, landmarks) batches).
 
         The CLI writes batches as they come (bounded memory, a progress bar); `__call__` collects them. Audio longer
         than `max_seconds` (None: no limit) is refused; so is a photo of someone the checkpoint does not know, unless
         `allow_unknown` (`prepare_reference`).
+
+        `full_frame=True`: the frames are whole video frames with the generated face pasted in (`compose`, default
+        `ComposeConfig()`): the `driving` video re-voiced, or without one the identity's avatar loop (see
+        `full_frames`). The video gives the size, the frame rate (`fps` is not used) and the motion (no `pose`,
+        `eyes`).
         """
+        if full_frame:
+            full = self.full_frames(
+                reference, audio, sample_rate=sample_rate, driving=driving, compose=compose, batch_size=batch_size,
+                max_seconds=max_seconds, allow_unknown=allow_unknown, pose=pose, eyes=eyes,
+            )  # fmt: skip
+            return full.driving, full.motion, full.batches
+        if compose is not None:
+            raise UserError("compose applies to full_frame=True only")
         check_fps(fps)
         if batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {batch_size}")
@@ -445,6 +466,38 @@ class APB2FacePipeline:
 
         return driving_audio, motion, batches()
 
+    def full_frames(
+        self,
+        reference: Reference,
+        audio: AudioInput,
+        *,
+        sample_rate: int | None = None,
+        driving: str | Path | None = None,
+        compose: ComposeConfig | None = None,
+        batch_size: int = 16,
+        max_seconds: float | None = DEFAULT_MAX_SECONDS,
+        allow_unknown: bool = False,
+        pose: Any = None,
+        eyes: Any = None,
+    ) -> FullFrames:
+        """Full-frame generation, checked: the `driving` video re-voiced with `audio`, or without one the identity's
+        avatar loop (its checkpoint's `avatars/NAME.mp4`, or a built-in person's clip made from the checkpoint's
+        synth recipe), played forward and backward for as long as the audio lasts. Returns the audio, the motion
+        (the video's own pose and blinks), the video's frame rate and size, and the (frames, landmarks) batches,
+        computed as they are taken (`apb2face.inference.avatar.full_frames`)."""
+        if pose is not None or eyes is not None:
+            raise UserError("pose and eyes cannot be given with full_frame (the video gives the head pose and blinks)")
+        if batch_size < 1:
+            raise UserError(f"batch_size must be at least 1, got {batch_size}")
+        # avatar and revoice build on this module, so they are imported when used
+        from apb2face.inference.avatar import full_frames
+        from apb2face.inference.revoice import RevoiceConfig
+
+        config = RevoiceConfig(compose=compose or ComposeConfig(), batch_size=batch_size, max_seconds=max_seconds)
+        return full_frames(
+            self, reference, audio, config, sample_rate=sample_rate, driving=driving, allow_unknown=allow_unknown
+        )
+
     def __call__(
         self,
         reference: Reference,
@@ -459,20 +512,23 @@ class APB2FacePipeline:
         batch_size: int = 16,
         max_seconds: float | None = DEFAULT_MAX_SECONDS,
         allow_unknown: bool = False,
+        full_frame: bool = False,
+        compose: ComposeConfig | None = None,
     ) -> APB2FaceOutput:
-        driving_audio, motion, batches = self.generate(
-            reference,
-            audio,
-            sample_rate=sample_rate,
-            pose=pose,
-            eyes=eyes,
-            driving=driving,
-            fps=fps,
-            seed=seed,
-            batch_size=batch_size,
-            max_seconds=max_seconds,
-            allow_unknown=allow_unknown,
-        )
+        """Everything `generate` yields, collected. With `full_frame=True` the frames are whole video frames at the
+        video's (or avatar clip's) rate, which `fps` of the output says: every frame is held, so for long audio use
+        `generate` or `apb2face.inference.revoice.revoice` (writes the MP4 as it goes)."""
+        if full_frame:
+            full = self.full_frames(
+                reference, audio, sample_rate=sample_rate, driving=driving, compose=compose, batch_size=batch_size,
+                max_seconds=max_seconds, allow_unknown=allow_unknown, pose=pose, eyes=eyes,
+            )  # fmt: skip
+            driving_audio, motion, batches, fps = full.driving, full.motion, full.batches, full.fps
+        else:
+            driving_audio, motion, batches = self.generate(
+                reference, audio, sample_rate=sample_rate, pose=pose, eyes=eyes, driving=driving, fps=fps, seed=seed,
+                batch_size=batch_size, max_seconds=max_seconds, allow_unknown=allow_unknown, compose=compose,
+            )  # fmt: skip
         frames, landmarks = zip(*batches)
         return APB2FaceOutput(
             frames=np.concatenate(frames),

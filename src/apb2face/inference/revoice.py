@@ -419,6 +419,50 @@ def paste_face(
     return paste(frame, crop, track.box(source), track.points[source], compose, colour)
 
 
+@dataclass(frozen=True)
+class PastedBatch:
+    """One batch of output frames with every job's face pasted in."""
+
+    index: np.ndarray  # (n,) output frame indices
+    sources: np.ndarray  # (n,) the source frame each shows
+    frames: list[np.ndarray]  # n full frames (H, W, 3) uint8, copies the caller owns
+    pasted: list[list[Pasted | None]]  # per frame, one entry per job (None where that face was not found)
+    landmarks: list[np.ndarray]  # per job, (n, K, 2) the fuser's landmarks in [0, 1] of the crop
+
+
+def paste_batches(
+    pipe: APB2FacePipeline,
+    jobs: list[PasteJob],
+    source: np.ndarray,
+    frames: Callable[[int], np.ndarray],
+    fps: float,
+    compose: ComposeConfig,
+    batch_size: int,
+    timer: StageTimer,
+) -> Iterator[PastedBatch]:
+    """Output frames 0..n-1 (n = len(source), at `fps`) in batches: frame k is source frame `source[k]` (`frames(s)`,
+    a cached array: it is copied) with every job's face generated and pasted (in job order)."""
+    n = len(source)
+    batches = [pipe.window_batches(job.driving.chunks(), n, fps, batch_size) for job in jobs]
+    for per_job in zip(*batches):
+        idx = per_job[0][0]
+        crops, landmarks = [], []
+        with timer("generate"):
+            for job, (_idx, windows) in zip(jobs, per_job):
+                crop, marks = pipe.step(job.reference, windows, job.pose[idx], job.eyes[idx])
+                crops.append(crop)
+                landmarks.append(marks)
+        sources = np.asarray(source[idx], np.int64)
+        out, pasted_all = [], []
+        for i, s in enumerate(sources.tolist()):
+            frame = frames(s).copy()
+            with timer("blend"):
+                pasted = [paste_face(frame, c[i], job.track, s, compose, job.colour) for job, c in zip(jobs, crops)]
+            out.append(frame)
+            pasted_all.append(pasted)
+        yield PastedBatch(idx, sources, out, pasted_all, landmarks)
+
+
 def write_pasted(
     pipe: APB2FacePipeline,
     jobs: list[PasteJob],
@@ -432,42 +476,80 @@ def write_pasted(
     progress: Callable[[int], None] | None = None,
     on_frame: Callable[[int, int, np.ndarray, list[Pasted | None]], None] | None = None,
 ) -> int:
-    """Write output frames 0..n-1 (n = len(source)): frame k is source frame `source[k]` (`frames(s)`, a cached
-    array: it is copied) with every job's face generated and pasted (in job order). `sound` (at the writer's audio
-    rate) is pushed batch by batch. `on_frame(k, s, frame, pasted)` sees each frame before encoding, `pasted` one
-    entry per job (None where that face was not found). Returns the output frames where some face passed through."""
-    n = len(source)
+    """Write the frames of `paste_batches` to `writer`, with `sound` (at the writer's audio rate) pushed batch by
+    batch. `on_frame(k, s, frame, pasted)` sees each frame before encoding, `pasted` one entry per job (None where
+    that face was not found). Returns the output frames where some face passed through."""
     seconds_per_frame = writer.audio_rate / writer.fps
-    batches = [pipe.window_batches(job.driving.chunks(), n, writer.fps, batch_size) for job in jobs]
     written_samples = passed = 0
-    for per_job in zip(*batches):
-        idx = per_job[0][0]
-        crops = []
-        with timer("generate"):
-            for job, (_idx, windows) in zip(jobs, per_job):
-                crops.append(pipe.step(job.reference, windows, job.pose[idx], job.eyes[idx])[0])
-        for i, k in enumerate(idx.tolist()):
-            s = int(source[k])
-            frame = frames(s).copy()
-            with timer("blend"):
-                pasted = [paste_face(frame, c[i], job.track, s, compose, job.colour) for job, c in zip(jobs, crops)]
+    for batch in paste_batches(pipe, jobs, source, frames, writer.fps, compose, batch_size, timer):
+        for k, s, frame, pasted in zip(batch.index.tolist(), batch.sources.tolist(), batch.frames, batch.pasted):
             passed += any(p is None for p in pasted)
             if on_frame is not None:
                 on_frame(k, s, frame, pasted)
             with timer("encode"):
                 writer.write_frame(frame)
         with timer("encode"):
-            upto = min(len(sound), int(round((idx[-1] + 1) * seconds_per_frame)))
+            upto = min(len(sound), int(round((batch.index[-1] + 1) * seconds_per_frame)))
             writer.write_audio(sound[written_samples:upto])
             written_samples = upto
         if progress is not None:
-            progress(len(idx))
+            progress(len(batch.index))
     with timer("encode"):
         writer.write_audio(sound[written_samples:])
     return passed
 
 
 # ------------------------------------------------------------------------------------------------- 5. the whole
+
+
+@dataclass(frozen=True)
+class RevoicePlan:
+    """Everything a re-voice renders from, checked: the new audio, the video's face track, the source frame of each
+    output frame (ping-pong) and the face to paste (its pose and blinks per output frame)."""
+
+    driving: DrivingAudio
+    track: FaceTrack
+    source: np.ndarray  # (n,) source frame index per output frame
+    job: PasteJob
+
+
+def plan_revoice(
+    pipe: APB2FacePipeline,
+    reference: Reference,
+    video: str | Path,
+    audio: AudioInput,
+    config: RevoiceConfig,
+    sample_rate: int | None = None,
+    allow_unknown: bool = False,
+    track: FaceTrack | None = None,
+    timer: StageTimer | None = None,
+) -> RevoicePlan:
+    """The cheap checks first (a bad reference or audio fails before the video is decoded), then the face track
+    (`track_video`, unless the caller has it: an avatar clip's cached one)."""
+    fps = probe(video).fps if track is None else track.fps
+    check_fps(fps)
+    ref = pipe.prepare_reference(reference, allow_unknown=allow_unknown)
+    driving = pipe.prepare_audio(audio, sample_rate, fps, config.max_seconds)
+    if track is None:
+        track = track_video(video, config, timer, crop_scale=pipe.crop_scale)
+    ticks = track.ticks()
+    source = ticks[pingpong(len(ticks), driving.num_frames)]
+    job = PasteJob(ref, driving, track, track.pose[source], track.eyes[source], ColourMatcher(config.compose))
+    return RevoicePlan(driving, track, source, job)
+
+
+def full_frame_batches(
+    pipe: APB2FacePipeline, video: str | Path, plan: RevoicePlan, config: RevoiceConfig
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(full frames (n, H, W, 3) uint8, landmarks (n, K, 2)) per batch of the re-voiced `video`, as `revoice` pastes
+    them, without encoding: `APB2FacePipeline.generate(full_frame=True)`."""
+    timer = StageTimer()
+    chunk = cache_frames(plan.track.shape, config.cache_megabytes)
+    with FrameReader(video, plan.track.pts, chunk, timer) as reader:
+        for batch in paste_batches(
+            pipe, [plan.job], plan.source, reader.__getitem__, plan.track.fps, config.compose, config.batch_size, timer
+        ):
+            yield np.stack(batch.frames), batch.landmarks[0]
 
 
 @dataclass(frozen=True)
@@ -507,18 +589,9 @@ def revoice(
     config = config or RevoiceConfig()
     started = time.perf_counter()
     timer = StageTimer()
-    # the cheap checks first: a bad reference or audio file fails before the video is decoded
-    fps = probe(video).fps
-    check_fps(fps)
-    ref = pipe.prepare_reference(reference, allow_unknown=allow_unknown)
-    driving = pipe.prepare_audio(audio, sample_rate, fps, config.max_seconds)
-    if track is None:
-        track = track_video(video, config, timer, crop_scale=pipe.crop_scale)
-    n = driving.num_frames
-    source = track.ticks()[pingpong(len(track.ticks()), n)]
-    pose, eyes = track.pose[source], track.eyes[source]
+    plan = plan_revoice(pipe, reference, video, audio, config, sample_rate, allow_unknown, track, timer)
+    track, job, driving, source, n = plan.track, plan.job, plan.driving, plan.source, len(plan.source)
     sound = soundtrack(driving.audio, driving.sample_rate, video, config)
-    job = PasteJob(ref, driving, track, pose, eyes, ColourMatcher(config.compose))
     chunk = cache_frames(track.shape, config.cache_megabytes)
     with (
         Mp4Writer(

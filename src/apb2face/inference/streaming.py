@@ -70,6 +70,8 @@ class StreamFrame:
     eyes: np.ndarray  # (2,) openness
     ready_sample: int  # input samples (16 kHz) received when the frame was rendered
     repeated: bool = False  # real-time mode under overload: not rendered, the previous frame's image shown again
+    full_frame: np.ndarray | None = None  # (H, W, 3) uint8: the avatar loop's frame with `image` pasted in
+    # (`inference.avatar_stream.AvatarSession`); None in a crop stream
 
 
 class SuppliedMotion:

@@ -236,11 +236,12 @@ def accessory_colours(spec: IdentitySpec) -> dict:
     return {name: spec.extras[key] for name, key in keys.items() if name in spec.accessories}
 
 
-def build_identity(spec: IdentitySpec, size: int) -> FaceModel:
+def build_identity(spec: IdentitySpec, size: int, zoom: float = 1.0) -> FaceModel:
     """The renderable face of one identity: base portrait edited (background, skin, hair, eyes, lips, facial hair)
-    and its mesh reshaped."""
+    and its mesh reshaped. `zoom` < 1 frames a wider view than the dataset's face crop (`face_render.frame_geometry`:
+    the avatar clips of the built-in people)."""
     base = base_face(spec.base, spec.mirrored)
-    canon, origin, basis, iod, shape, scale = _geometry(base, spec, size)
+    canon, origin, basis, iod, shape, scale = _geometry(base, spec, size, zoom)
     factor = scale / iod
     p = portrait_at_output_scale(base, factor, scale)
     lab = cv2.cvtColor(np.clip(p.image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -254,7 +255,15 @@ def build_identity(spec: IdentitySpec, size: int) -> FaceModel:
     p.image = place_on_background(p, spec.background)
     texture = np.clip(p.image + 0.5, 0, 255).astype(np.uint8)
     return face_render.build_model(
-        texture, origin * factor, basis, iod * factor, canon, shape, size, accessories=accessory_colours(spec)
+        texture,
+        origin * factor,
+        basis,
+        iod * factor,
+        canon,
+        shape,
+        size,
+        accessories=accessory_colours(spec),
+        zoom=zoom,
     )
 
 
@@ -281,10 +290,10 @@ def build_photo_identity(base: BaseFace, spec: IdentitySpec, size: int) -> FaceM
     return face_render.build_model(texture, origin * factor, basis, iod * factor, canon, shape, size)
 
 
-def _geometry(base: BaseFace, spec: IdentitySpec, size: int) -> tuple:
+def _geometry(base: BaseFace, spec: IdentitySpec, size: int, zoom: float = 1.0) -> tuple:
     """(canon, origin, basis, iod, shape, scale): the base mesh frontalised, reshaped for the spec, and the output
-    scale (pixels per canonical unit) at `size`."""
+    scale (pixels per canonical unit) at `size` and `zoom`."""
     canon, origin, basis, iod = face_render.frontalize(base.points)
     shape = shape_warp(canon, spec)
-    scale, _ = face_render.frame_geometry(shape, size)
+    scale, _ = face_render.frame_geometry(shape, size, zoom)
     return canon, origin, basis, iod, shape, scale

@@ -137,11 +137,12 @@ def ring_points(canon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(pts), np.concatenate(follow)
 
 
-def frame_geometry(canon: np.ndarray, size: int) -> tuple[float, np.ndarray]:
+def frame_geometry(canon: np.ndarray, size: int, zoom: float = 1.0) -> tuple[float, np.ndarray]:
     """Scale (px per unit) and canonical-origin pixel so that the frontal face fills the frame like a
-    `face.crop_box_from_landmarks` crop does."""
+    `face.crop_box_from_landmarks` crop does (`zoom` 1), or a smaller part of it around the same centre (`zoom`
+    0.5: that crop is half the frame's side, and the frame shows the shoulders and the background around it)."""
     lo, hi = canon[:NUM_MESH, :2].min(0), canon[:NUM_MESH, :2].max(0)
-    side = CROP_SCALE * float((hi - lo).max())
+    side = CROP_SCALE * float((hi - lo).max()) / zoom
     scale = size / side
     box_centre = (lo + hi) / 2 + np.array([0.0, 0.05 * (hi - lo)[1]])
     centre = np.array([size / 2, size / 2]) - scale * box_centre
@@ -187,12 +188,14 @@ def build_model(
     size: int,
     accessories: dict | None = None,
     mouth_colour: tuple = (72, 18, 24),
+    zoom: float = 1.0,
 ) -> FaceModel:
     """Assemble a FaceModel. `canon` are the base face's canonical mesh points (478, 3), texture pixels are
-    tex_origin + tex_scale * P @ tex_basis; `shape` is `canon` after this identity's face-shape warp."""
+    tex_origin + tex_scale * P @ tex_basis; `shape` is `canon` after this identity's face-shape warp; `zoom` frames
+    it as `frame_geometry` says."""
     rings_c, ring_follow = ring_points(canon)
     rings_s, _ = ring_points(shape)
-    scale, centre = frame_geometry(shape, size)
+    scale, centre = frame_geometry(shape, size, zoom)
     border_px = border_points(size)
     border_c = np.column_stack([(border_px - centre) / scale, np.full(len(border_px), 2.0)])
     verts_c = np.concatenate([canon, rings_c, border_c])
