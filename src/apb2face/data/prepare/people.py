@@ -57,7 +57,7 @@ def prepare_people_video(
         silent = silence_mask(rms, cfg.silence_db)
         if silent.all():
             raise UserError("no speech in the audio: nobody speaks, so no face can be given footage", job.path)
-        decision = detect_speakers([tracks[k] for k in order], rms, silent, n, cfg)
+        decision = detect_speakers(np.stack([tracks[k].mouth[:n] for k in order]), rms, silent, cfg)
         if not decision.turns:
             raise UserError(
                 f"no face's mouth follows the speech clearly enough to say who speaks ({len(order)} faces)", job.path
@@ -123,12 +123,11 @@ def people_left_to_right(job: VideoJob, tracks: list[Track], n: int, cfg: Prepar
     return order
 
 
-def detect_speakers(
-    tracks: list[Track], rms: np.ndarray, silent: np.ndarray, n: int, cfg: PrepareConfig
-) -> SpeakerDecision:
-    """Who speaks when over the first n frames (active_speaker.speaker_turns with the config's settings)."""
+def detect_speakers(mouths: np.ndarray, rms: np.ndarray, silent: np.ndarray, cfg: PrepareConfig) -> SpeakerDecision:
+    """Who speaks when: `mouths` (faces, n) the mouth opening of each face, left to right (active_speaker.speaker_turns
+    with the config's settings)."""
     return speaker_turns(
-        np.stack([t.mouth[:n] for t in tracks]),
+        mouths,
         rms,
         silent,
         window=cfg.frames(cfg.speaker_window_seconds),
