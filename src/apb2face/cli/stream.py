@@ -10,6 +10,9 @@ rawvideo -pixel_format rgb24 -video_size SxS -framerate 25 -i -`). The summary (
 latency, repeated frames) goes to stderr.
 --full-frame streams over the identity's avatar loop (as `generate --full-frame` without --driving): each frame is
 the loop's frame, at its size and frame rate, with the face pasted in (--region face|mouth); see docs/full-frame.md.
+--scene IMAGE|VIDEO with one --speaker NAME=AUDIO per person streams a scene of several people (as `generate --scene`
+with files): the files are fed in --chunk-ms chunks, the speakers taking turns as live streams arrive, and the MP4
+holds full scene frames (equal to `generate --scene --batch-size 1`'s) with the speakers' mix; see docs/scene.md.
 """
 
 from __future__ import annotations
@@ -37,15 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--reference",
-        required=True,
         metavar="IMAGE|IDENTITY",
-        help="a photo with a face or the name of an identity bundled in the checkpoint",
+        help="a photo with a face or the name of an identity bundled in the checkpoint; required unless --scene",
     )
     parser.add_argument(
         "--audio-in",
-        required=True,
         metavar="FILE|-",
-        help="driving audio: a file FFmpeg reads, or - for raw s16le mono PCM on stdin",
+        help="driving audio: a file FFmpeg reads, or - for raw s16le mono PCM on stdin; required unless --scene",
     )
     parser.add_argument(
         "--out",
@@ -76,6 +77,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --full-frame: paste the whole face, or only the mouth (the real eyes stay) (default: face)",
     )
+    scene = parser.add_argument_group("scene (several people, each with their own voice; see docs/scene.md)")
+    scene.add_argument("--scene", type=Path, metavar="IMAGE|VIDEO", help="an image or video with several people")
+    scene.add_argument(
+        "--speaker",
+        action="append",
+        metavar="NAME=AUDIO",
+        help="with --scene, repeatable: that person's own speech, streamed in turns with the other speakers'",
+    )
+    scene.add_argument(
+        "--assign",
+        choices=("identity", "left-to-right"),  # apb2face.inference.scene.ASSIGN
+        default="identity",
+        help="with --scene: match faces to speakers by who they are (face embedding), or give the i-th --speaker "
+        "the i-th face from the left (default: identity)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from apb2face.inference.streaming import StreamingSession
 
     check_arguments(args)
+    if args.scene is not None:
+        return scene(args)
     pipe = APB2FacePipeline.from_pretrained(args.checkpoint, backend=args.backend, int8=args.int8)
     live = args.realtime or args.audio_in == "-"  # a live source: repeat frames rather than fall behind it
     if args.full_frame:
@@ -120,6 +138,12 @@ def check_arguments(args: argparse.Namespace) -> None:
 
     check_backend(args)
     check_fps(args.fps)
+    if args.scene is not None:
+        speakers = check_scene_arguments(args)
+        inputs: tuple[Path | str | None, ...] = (args.scene, *(path for _name, path in speakers))
+    else:
+        check_single_face(args)
+        inputs = (None if args.audio_in == "-" else args.audio_in, args.reference, args.pose, args.blink)
     if not 5.0 <= args.chunk_ms <= 1000.0:
         raise UserError(f"--chunk-ms must be between 5 and 1000, got {args.chunk_ms}")
     if not 8000 <= args.sample_rate <= 192000:
@@ -135,7 +159,21 @@ def check_arguments(args: argparse.Namespace) -> None:
         if out.suffix.lower() != ".mp4":
             raise UserError("output must be an .mp4 file (or - for raw frames on stdout)", out)
         check_writable(out)
-        check_not_an_input(out, None if args.audio_in == "-" else args.audio_in, args.reference, args.pose, args.blink)
+        check_not_an_input(out, *inputs)
+    if args.scene is not None and not args.scene.is_file():
+        raise UserError("file not found", args.scene)
+
+
+def check_single_face(args: argparse.Namespace) -> None:
+    """Without --scene: one --reference and one --audio-in; the scene flags need --scene."""
+    if args.speaker is not None:
+        raise UserError("--speaker needs --scene")
+    if args.assign != "identity":
+        raise UserError("--assign needs --scene")
+    if args.reference is None:
+        raise UserError("--reference is required (or --scene with --speaker NAME=AUDIO for several people)")
+    if args.audio_in is None:
+        raise UserError("--audio-in is required (a file, or - for PCM on stdin)")
 
 
 @dataclass
@@ -144,7 +182,7 @@ class Source:
     MP4 (a file's own audio, as `generate` muxes it; None: the chunks themselves as they arrive)."""
 
     name: str
-    chunks: Iterator[np.ndarray]
+    chunks: Iterator[Any]  # PCM arrays; for a scene (speaker, PCM) pairs (its mix is muxed: mux_audio is set)
     rate: int
     num_frames: int | None = None
     mux_audio: tuple[np.ndarray, int] | None = None
@@ -208,9 +246,9 @@ class Mp4Sink(Sink):
 
 
 @contextlib.contextmanager
-def open_sink(out: str | None, fps: float, source: Source) -> Iterator[Sink]:
+def open_sink(out: str | None, fps: float, source: Source, **encoding: Any) -> Iterator[Sink]:
     """The MP4 is created here, before the first chunk is read: an output that cannot be created fails at once, and
-    nothing is left of it if the stream fails."""
+    nothing is left of it if the stream fails. encoding: Mp4Writer's size, crf and preset (default: its own)."""
     from apb2face.data.video import Mp4Writer
 
     if out is None:
@@ -219,7 +257,7 @@ def open_sink(out: str | None, fps: float, source: Source) -> Iterator[Sink]:
         yield RawSink(sys.stdout.buffer)
     else:
         rate = source.mux_audio[1] if source.mux_audio else source.rate
-        with Mp4Writer(out, fps=fps, audio_rate=rate) as writer:
+        with Mp4Writer(out, fps=fps, audio_rate=rate, **encoding) as writer:
             if source.mux_audio is not None:
                 writer.write_audio(source.mux_audio[0])
             yield Mp4Sink(writer, mux_chunks=source.mux_audio is None)
@@ -243,16 +281,22 @@ def stream_frames(session: Any, source: Source, sink: Sink) -> Timing:
             sink.audio(chunk)
             for frame in session.push(chunk):
                 timing.latencies_ms.append((time.perf_counter() - start - frame.timestamp) * 1000)
-                sink.frame(frame.image if frame.full_frame is None else frame.full_frame)
+                sink.frame(picture(frame))
                 progress.update()
         if session.samples == 0:  # the offline pipeline refuses empty audio too: no frame can show no audio
             raise UserError("no audio received (the input ended before its first sample)", source.name)
         for frame in session.finish(source.num_frames):
-            sink.frame(frame.image if frame.full_frame is None else frame.full_frame)
+            sink.frame(picture(frame))
             progress.update()
     timing.frames = session.next_frame
     timing.wall_s = time.perf_counter() - start
     return timing
+
+
+def picture(frame: Any) -> np.ndarray:
+    """What a frame shows: the crop, a full-frame stream's full frame, or a scene's frame (SceneFrame.image)."""
+    full = getattr(frame, "full_frame", None)
+    return frame.image if full is None else full
 
 
 def summary(timing: Timing, session: Any, args: argparse.Namespace) -> str:
@@ -276,16 +320,18 @@ def summary(timing: Timing, session: Any, args: argparse.Namespace) -> str:
 
 
 def _file_chunks(pcm: np.ndarray, chunk_ms: float, realtime: bool) -> Iterator[np.ndarray]:
+    """Chunks of 16 kHz PCM along its last axis (a scene's tracks, (speakers, samples), are cut together)."""
     from apb2face.data import audio as A
 
+    length = pcm.shape[-1]
     step = max(1, int(round(chunk_ms / 1000 * A.SAMPLE_RATE)))
     start = time.perf_counter()
-    for lo in range(0, len(pcm), step):
+    for lo in range(0, length, step):
         if realtime:  # a chunk is available once its last sample has been spoken
-            wait = start + min(lo + step, len(pcm)) / A.SAMPLE_RATE - time.perf_counter()
+            wait = start + min(lo + step, length) / A.SAMPLE_RATE - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
-        yield pcm[lo : lo + step]
+        yield pcm[..., lo : lo + step]
 
 
 def _stdin_fd() -> int:
@@ -314,3 +360,105 @@ def _stdin_chunks(fd: int, rate: int, chunk_ms: float) -> Iterator[np.ndarray]:
         carry = data[whole:]
         if whole:
             yield np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
+
+
+# ------------------------------------------------------------------------------------------------------- --scene
+
+
+def check_scene_arguments(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """--scene takes its faces, size and motion from the scene and one audio file per --speaker NAME=AUDIO (parsed
+    as `generate --scene` parses them); returns the (name, file) pairs."""
+    from apb2face.inference.scene import check_names, parse_speaker
+
+    for flag, value in (
+        ("--reference", args.reference), ("--audio-in", args.audio_in), ("--pose", args.pose),
+        ("--blink", args.blink), ("--region", args.region),
+    ):  # fmt: skip
+        if value is not None:
+            raise UserError(f"{flag} cannot be used with --scene (the scene gives the faces, --speaker the audio)")
+    if args.full_frame:
+        raise UserError("--full-frame cannot be used with --scene (a scene is always full frame)")
+    if not args.speaker:
+        raise UserError("--scene needs --speaker NAME=AUDIO (one per person who speaks)")
+    speakers = [parse_speaker(text) for text in args.speaker]
+    files = [(name, path) for name, path in speakers if path is not None]
+    if len(files) != len(speakers):
+        name = next(name for name, path in speakers if path is None)
+        raise UserError(f"--speaker {name} needs =AUDIO: stream --scene takes one audio file per speaker")
+    check_names([name for name, _path in files])
+    return files
+
+
+class SceneFeed:
+    """A `SceneStreamingSession` as `stream_frames` and `summary` drive a session: a chunk is (speaker, PCM)."""
+
+    def __init__(self, session: Any, realtime: bool) -> None:
+        self.session = session
+        self.realtime = realtime
+        self.fps = session.fps
+        self.lookahead_s = session.lookahead_s
+
+    def push(self, chunk: tuple[str, np.ndarray]) -> list[Any]:
+        name, pcm = chunk
+        return self.session.push(name, pcm)
+
+    def finish(self, num_frames: int | None) -> list[Any]:
+        return self.session.finish(num_frames)
+
+    @property
+    def samples(self) -> int:
+        """16 kHz samples of the longest stream."""
+        return max(self.session.received.values())
+
+    @property
+    def next_frame(self) -> int:
+        return self.session.next_frame
+
+    @property
+    def repeated_frames(self) -> int:
+        """Real-time mode: the most frames any face showed again instead of rendering them."""
+        return max(face.repeated_frames for face in self.session.sessions)
+
+    @property
+    def overloads(self) -> int:
+        return max(face.overloads for face in self.session.sessions)
+
+
+def scene_source(audio: Any, fps: float, chunk_ms: float, realtime: bool) -> Source:
+    """The speakers' tracks (`SceneAudio`, padded to one length as `generate --scene` pads them) at 16 kHz as
+    `generate` analyses them, cut into --chunk-ms chunks, each speaker's chunk in turn; the MP4 plays their mix."""
+    from apb2face.data import audio as A
+
+    tracks = np.stack([A.resample(track, audio.sample_rate, A.SAMPLE_RATE) for track in audio.tracks])
+    chunks = (pair for block in _file_chunks(tracks, chunk_ms, realtime) for pair in zip(audio.names, block))
+    frames = A.num_video_frames(len(audio.mix), fps, audio.sample_rate)
+    return Source(", ".join(audio.names), chunks, A.SAMPLE_RATE, frames, (audio.mix, audio.sample_rate))
+
+
+def scene(args: argparse.Namespace) -> int:
+    """Stream every person of --scene (apb2face.inference.scene.SceneStreamingSession) into one output."""
+    from apb2face.inference.pipeline import APB2FacePipeline
+    from apb2face.inference.scene import SceneConfig, SceneStreamingSession, speakers_from_files
+
+    config = SceneConfig(assign=args.assign, fps=args.fps, seed=args.seed)
+    audio = speakers_from_files(check_scene_arguments(args))
+    pipe = APB2FacePipeline.from_pretrained(args.checkpoint, backend=args.backend, int8=args.int8)
+    with SceneStreamingSession(pipe, args.scene, audio.names, config, realtime=args.realtime) as session:
+        feed = SceneFeed(session, args.realtime)
+        source = scene_source(audio, session.fps, args.chunk_ms, args.realtime)
+        log.info(
+            "streaming %s (%dx%d) with %s (%s), speakers %s: look-ahead %.0f ms of audio per frame",
+            args.scene,
+            session.shape[1],
+            session.shape[0],
+            args.checkpoint or "the demo checkpoint",
+            args.backend,
+            ", ".join(audio.names),
+            session.lookahead_s * 1000,
+        )
+        render = config.render  # the offline scene's encoder settings: the same frames decode to the same pixels
+        encoding = {"size": session.shape, "crf": render.crf, "preset": render.preset}
+        with open_sink(args.out, session.fps, source, **encoding) as sink:
+            timing = stream_frames(feed, source, sink)
+    print(summary(timing, feed, args), file=sys.stderr)
+    return 0
