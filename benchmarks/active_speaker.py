@@ -13,11 +13,16 @@ with the same --out re-decides in seconds (delete the .npz files, or pass --fres
 The pairs are split: TUNED pairs were looked at while the detector's settings were chosen; HELD_OUT pairs are other
 people, never looked at while tuning, and are the figure that counts.
 
+Two detectors are compared on the same tracks: `rms` (the faces' mouths against the audio's loudness, what `prepare
+--people --listen-with loudness` does) and `fuser` (against the mouth opening the demo checkpoint's fuser draws for the
+audio, `prepare --people`'s default). The expected mouth is cached in the .npz too (`expected`).
+
 Per true turn the decision is the speaker the detector gave most of that turn's time to (nobody when it gave none).
 Printed: per turn the truth, the decision and each face's mean score, the share of turns right per interview, per
 group and over all (target >= 90 %), and the share of the frames given to a speaker that went to the right one.
 
     .venv/bin/python benchmarks/active_speaker.py --out outputs/active_speaker [--pairs held-out] [--fresh]
+        [--detector rms|fuser|both]
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from apb2face.data.prepare.sync import silence_mask
 from apb2face.data.prepare.track import analyse_people
 from apb2face.data.prepare.video import load_job_audio
 from apb2face.data.video import ConstantRateFrames, write_video
+from apb2face.inference.listen import FuserListener
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 FPS = 25.0
@@ -139,6 +145,14 @@ def interview(pair: Pair, seed: int, path: Path) -> list[tuple[int, int, int]]:
     return turns
 
 
+def expected_mouth(video: Path, cfg: PrepareConfig, n: int, listener: FuserListener) -> np.ndarray:
+    """The mouth opening the fuser draws for the interview's soundtrack, per frame (what `prepare` gives the
+    detector by default)."""
+    job = VideoJob(str(video), "interview", "interview", None, True, ("left", "right"))
+    audio = load_job_audio(job, cfg, ConstantRateFrames(video, cfg.fps).first_pts)
+    return listener(audio.samples, n, cfg.fps)
+
+
 def track_interview(video: Path, cfg: PrepareConfig, work: Path) -> dict[str, np.ndarray]:
     """What `prepare --people` measures before it decides: per face (left to right) the mouth opening, the share of
     frames it is seen in and a few mesh points; the audio RMS per frame and the silence mask."""
@@ -181,56 +195,66 @@ def main() -> None:
     parser.add_argument("--pairs", choices=("all", "tuned", "held-out"), default="all")
     parser.add_argument("--fresh", action="store_true", help="track again even where a cached .npz exists")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--detector", choices=("rms", "fuser", "both"), default="both")
     args = parser.parse_args()
     if not REAL.is_dir():
         raise SystemExit(f"real clips not found at {REAL}")
     cfg = PrepareConfig(size=64)
     groups = [("tuned", TUNED), ("held-out", HELD_OUT)]
     groups = [g for g in groups if args.pairs in ("all", g[0])]
+    detectors = ("rms", "fuser") if args.detector == "both" else (args.detector,)
+    listener = FuserListener()  # the demo checkpoint
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.out or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         summary = []
-        for group, pairs in groups:
-            turns_right = turns_all = frames_right = frames_given = 0
-            for i, pair in enumerate(pairs):
-                seed = args.seed + i + (0 if group == "tuned" else 100)
-                cache = folder / f"interview_{group}{i}.npz"
-                if args.fresh or not cache.exists():
+        for detector in detectors:
+            for group, pairs in groups:
+                turns_right = turns_all = frames_right = frames_given = 0
+                for i, pair in enumerate(pairs):
+                    seed = args.seed + i + (0 if group == "tuned" else 100)
+                    cache = folder / f"interview_{group}{i}.npz"
                     video = folder / f"interview_{group}{i}.mp4"
-                    truth = interview(pair, seed, video)
-                    signals = track_interview(video, cfg, folder / "work")
-                    np.savez_compressed(cache, truth=np.array(truth), pair=pair.name, **signals)
-                data = np.load(cache)
-                truth = [tuple(int(v) for v in t) for t in data["truth"]]
-                mouths, rms, silent = data["mouths"], data["rms"], data["silent"]
-                decision = detect_speakers(mouths, rms, silent, cfg)
-                labels = decision.labels
-                rows = judge(truth, labels, decision.scores)
-                seen = ", ".join(f"{v:.0%}" for v in data["all_seen"])
-                print(f"\n{group} {i}: {pair.name} (faces seen in {seen} of the frames; lag {decision.lag})")
-                print("   start-end s   truth  decision   score left  score right")
-                names = ("left", "right", "nobody")
-                for a, b, s, d, r in rows:
-                    mark = "ok" if s == d else "WRONG"
-                    extra = "".join(f"   {v:+.2f}    " for v in r)
-                    print(f"  {a / FPS:5.1f}-{b / FPS:5.1f}   {names[s]:>5}  {names[d]:>8}   {extra} {mark}")
-                got = sum(s == d for _a, _b, s, d, _r in rows)
-                print(f"  turns right: {got} / {len(rows)}")
-                summary.append((group, pair.name, got, len(rows)))
-                turns_all, turns_right = turns_all + len(rows), turns_right + got
-                true_at = np.concatenate([np.full(b - a, s) for a, b, s in truth])[: len(labels)]
-                given = labels >= 0
-                frames_right += int((labels[given] == true_at[given]).sum())
-                frames_given += int(given.sum())
-                (folder / f"interview_{group}{i}.truth.json").write_text(json.dumps(truth))
-            print(
-                f"\n{group}: {turns_right} / {turns_all} turns right ({turns_right / max(turns_all, 1):.0%}; target "
-                f">= 90 %); frames given to a speaker: {frames_right / max(frames_given, 1):.1%} to the right one"
-            )
-        print("\n| group | interview (left + right) | turns right |\n|---|---|---|")
-        for group, name, got, total in summary:
-            print(f"| {group} | {name} | {got} / {total} |")
+                    if args.fresh or not cache.exists():
+                        truth = interview(pair, seed, video)
+                        signals = track_interview(video, cfg, folder / "work")
+                        np.savez_compressed(cache, truth=np.array(truth), pair=pair.name, **signals)
+                    data = dict(np.load(cache))
+                    if detector == "fuser" and "expected" not in data:  # a cache from before the fuser detector
+                        data["expected"] = expected_mouth(video, cfg, data["mouths"].shape[1], listener)
+                        np.savez_compressed(cache, **data)
+                    truth = [tuple(int(v) for v in t) for t in data["truth"]]
+                    mouths, rms, silent = data["mouths"], data["rms"], data["silent"]
+                    expected = data["expected"] if detector == "fuser" else None
+                    decision = detect_speakers(mouths, rms, silent, cfg, expected)
+                    labels = decision.labels
+                    rows = judge(truth, labels, decision.scores)
+                    seen = ", ".join(f"{v:.0%}" for v in data["all_seen"])
+                    lags = decision.lags or (decision.lag,)
+                    print(f"\n{detector} {group} {i}: {pair.name} (faces seen in {seen} of the frames; lag {lags})")
+                    print("   start-end s   truth  decision   score left  score right")
+                    names = ("left", "right", "nobody")
+                    for a, b, s, d, r in rows:
+                        mark = "ok" if s == d else "WRONG"
+                        extra = "".join(f"   {v:+.2f}    " for v in r)
+                        print(f"  {a / FPS:5.1f}-{b / FPS:5.1f}   {names[s]:>5}  {names[d]:>8}   {extra} {mark}")
+                    got = sum(s == d for _a, _b, s, d, _r in rows)
+                    print(f"  turns right: {got} / {len(rows)}")
+                    summary.append((detector, group, pair.name, got, len(rows)))
+                    turns_all, turns_right = turns_all + len(rows), turns_right + got
+                    true_at = np.concatenate([np.full(b - a, s) for a, b, s in truth])[: len(labels)]
+                    given = labels >= 0
+                    frames_right += int((labels[given] == true_at[given]).sum())
+                    frames_given += int(given.sum())
+                    (folder / f"interview_{group}{i}.truth.json").write_text(json.dumps(truth))
+                print(
+                    f"\n{detector} {group}: {turns_right} / {turns_all} turns right "
+                    f"({turns_right / max(turns_all, 1):.0%}; target >= 90 %); frames given to a speaker: "
+                    f"{frames_right / max(frames_given, 1):.1%} to the right one"
+                )
+        print("\n| detector | group | interview (left + right) | turns right |\n|---|---|---|---|")
+        for detector, group, name, got, total in summary:
+            print(f"| {detector} | {group} | {name} | {got} / {total} |")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from apb2face.errors import UserError
 
 if TYPE_CHECKING:
     from apb2face.data.prepare import PrepareConfig, VideoJob
+    from apb2face.inference.listen import FuserListener
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the video shows several people: name each face left to right, or 'auto' for <identity>_face0, "
         "_face1, ...; each face gets only the stretches where it speaks (active-speaker detection). An identity "
         "map line 'PATTERN NAME,NAME' does the same for the videos it matches",
+    )
+    parser.add_argument(
+        "--listen-with",
+        metavar="CHECKPOINT | demo | loudness",
+        default="demo",
+        help="with --people: the speaker is the face whose mouth does what this checkpoint's fuser draws for the "
+        "audio (default: demo, the bundled checkpoint); 'loudness': the face whose mouth follows the audio's "
+        "loudness (no checkpoint)",
     )
     parser.add_argument(
         "--audio",
@@ -104,15 +113,32 @@ def run(args: argparse.Namespace) -> int:
     jobs = prepare.make_jobs(
         videos, identity=args.identity, identity_map=rules, audio=args.audio, people=_people(args.people)
     )
+    listener = _listener(args.listen_with, jobs)
     try:
         with new_output_dir(args.out) as out:
-            return _prepare_into(out, jobs, cfg, args.workers)
+            return _prepare_into(out, jobs, cfg, args.workers, listener)
     except _NothingPrepared:
         print(f"apb2face prepare: no video could be prepared; nothing written to {args.out}", file=sys.stderr)
         return 1
 
 
-def _prepare_into(out: Path, jobs: list[VideoJob], cfg: PrepareConfig, workers: int) -> int:
+def _listener(value: str, jobs: list[VideoJob]) -> FuserListener | None:
+    """--listen-with: the fuser that tells the active-speaker detection what mouth the audio calls for (None: no
+    video has several people, or 'loudness')."""
+    if value == "loudness" or not any(job.scene for job in jobs):
+        return None
+    from apb2face.inference.listen import FuserListener
+
+    if value == "demo":
+        return FuserListener(None)
+    if not Path(value).is_dir():
+        raise UserError("--listen-with: not a checkpoint folder (give a checkpoint, demo or loudness)", value)
+    return FuserListener(value)
+
+
+def _prepare_into(
+    out: Path, jobs: list[VideoJob], cfg: PrepareConfig, workers: int, listener: FuserListener | None = None
+) -> int:
     """Prepare every job into `out`, print each failure as one line and the summary table; the exit status."""
     from tqdm import tqdm
 
@@ -121,7 +147,7 @@ def _prepare_into(out: Path, jobs: list[VideoJob], cfg: PrepareConfig, workers: 
     with tqdm(
         total=_expected_frames(jobs, cfg.fps) or None, unit="frame", desc=f"prepare {len(jobs)} video(s)", disable=None
     ) as bar:
-        results = prepare.run_jobs(jobs, out, cfg, workers=workers, progress=bar.update)
+        results = prepare.run_jobs(jobs, out, cfg, workers=workers, progress=bar.update, listener=listener)
     failed = [r for r in results if r.error is not None]
     for r in failed:
         print(f"apb2face prepare: error: {r.error}", file=sys.stderr)

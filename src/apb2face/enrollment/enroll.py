@@ -136,7 +136,7 @@ def _footage(request: EnrollRequest, out: Path, size: int, cfg: EnrollConfig) ->
     """The new people's dataset: prepared from videos, or rendered from one photo."""
     photos = [j for j in request.jobs if is_photo(j.path)]
     if not photos:
-        return prepare_footage(request.jobs, out, size, cfg)
+        return prepare_footage(request.jobs, out, size, cfg, listen_with=request.base)
     if len(photos) != len(request.jobs) or len(photos) > 1:
         raise UserError("enrol from one photo, or from videos: one photo per call, not mixed with videos")
     return photo_footage(photos[0], out, size, cfg)

@@ -19,6 +19,7 @@ from apb2face.data.identity import SAME_PERSON_DISTANCE, FaceEmbedder
 from apb2face.data.prepare import PrepareConfig, VideoJob, VideoResult, finalize_dataset, run_jobs
 from apb2face.enrollment.config import EnrollConfig
 from apb2face.errors import UserError
+from apb2face.inference.listen import FuserListener
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,14 @@ def prepare_footage(
     size: int,
     cfg: EnrollConfig,
     progress: Callable[[int], None] | None = None,
+    listen_with: Path | None = None,
 ) -> Footage:
     """Prepare every job into `out` (a new folder), drop the people whose footage fails a check, write the dataset.
-    UserError when nobody is left."""
+    A video with several people is split by who speaks when, the speaker being the face whose mouth does what the
+    fuser of `listen_with` (None: the demo checkpoint) draws for the audio. UserError when nobody is left."""
     prepare_cfg = PrepareConfig(size=size, split="time", test_fraction=cfg.test_fraction)
-    results = run_jobs(jobs, out, prepare_cfg, progress=progress)
+    listener = FuserListener(listen_with) if any(job.scene for job in jobs) else None
+    results = run_jobs(jobs, out, prepare_cfg, progress=progress, listener=listener)
     failures = [f"{r.job.path}: {r.error}" for r in results if r.error is not None]
     ok = [r for r in results if r.error is None]
     people = sorted({r.job.identity for r in ok})

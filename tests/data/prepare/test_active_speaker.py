@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from apb2face.data.prepare import active_speaker as asd
 
@@ -80,3 +81,39 @@ def test_speaker_turns_with_a_missing_face_and_no_speech() -> None:
         mouths, np.zeros(n), np.ones(n, bool), window=50, max_lag=2, margin=0.1, min_r=0.1, min_turn=25, bridge=8
     )
     assert quiet.turns == [] and (quiet.labels == asd.NOBODY).all()
+
+
+def test_high_pass_removes_drift_and_keeps_missing_frames() -> None:
+    t = np.arange(200.0)
+    fast = np.sin(2 * np.pi * t / 6)  # syllables
+    v = fast + 0.01 * t  # a slow drift (a smile growing)
+    v[50:55] = np.nan
+    out = asd.high_pass(v, 13)
+    assert np.isnan(out[50:55]).all() and np.isfinite(out[60:]).all()
+    inner = slice(20, 180)
+    ok = np.isfinite(out[inner])
+    assert abs(np.nanmean(out[inner])) < 0.05  # the drift is gone
+    assert np.corrcoef(out[inner][ok], fast[inner][ok])[0, 1] > 0.95
+
+
+def test_speaker_turns_with_an_expected_mouth_and_a_lag_per_face() -> None:
+    rng = np.random.default_rng(3)
+    n, turn = 600, 150
+    talk = [_talk(n, rng), _talk(n, rng)]  # what each person says, as a mouth opening
+    truth = np.repeat([0, 1, 0, 1], turn)
+    expected = np.stack(talk)[truth, np.arange(n)]  # the mouth the soundtrack calls for
+    # both faces always move (the listener talks to itself); face 0 is a frame early, face 1 3 frames late and smiles
+    mouths = np.stack([np.nan_to_num(asd.shifted(talk[0], 1)), np.nan_to_num(asd.shifted(talk[1], -3))])
+    mouths[1] += np.linspace(0, 2, n)
+    mouths += 0.05 * rng.random((2, n))
+    rms = np.ones(n)  # flat loudness: the RMS envelope alone could not tell
+    silent = np.zeros(n, bool)
+    kw = dict(window=50, max_lag=5, margin=0.1, min_r=0.1, min_turn=25, bridge=8)
+    got = asd.speaker_turns(mouths, rms, silent, expected=expected, detrend=13, **kw)
+    assert got.lags == (1, -3)
+    assert [t.speaker for t in got.turns] == [0, 1, 0, 1]
+    assert (got.labels == truth).mean() > 0.9
+    loudness = asd.speaker_turns(mouths, rms, silent, **kw)  # a flat envelope cannot tell the turns apart
+    assert [t.speaker for t in loudness.turns] != [0, 1, 0, 1]
+    with pytest.raises(ValueError, match="expected mouth"):
+        asd.speaker_turns(mouths, rms, silent, expected=expected[:-1], **kw)

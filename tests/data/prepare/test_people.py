@@ -67,10 +67,12 @@ def interview_video(two_people: Dataset, tmp_path_factory: pytest.TempPathFactor
     return path, interview(two_people, path)
 
 
-def test_each_face_gets_its_own_turns(interview_video: tuple[Path, list], tmp_path: Path, capsys) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("listen", ["demo", "loudness"])  # the fuser's expected mouth (default), or the audio's RMS
+def test_each_face_gets_its_own_turns(interview_video: tuple[Path, list], tmp_path: Path, capsys, listen: str) -> None:  # noqa: ANN001
     video, truth = interview_video
     out = tmp_path / "ds"
-    code = main(["prepare", str(video), "--out", str(out), "--people", "anna,ben", "--size", "64"])
+    args = ["prepare", str(video), "--out", str(out), "--people", "anna,ben", "--size", "64", "--listen-with", listen]
+    code = main(args)
     printed = capsys.readouterr().out
     assert code == 0, printed
     ds = Dataset(out)
@@ -131,6 +133,10 @@ def test_bad_input_one_line(two_people: Dataset, tmp_path: Path, capsys) -> None
     assert code == 1 and "found one face only" in _one_line_error(capsys)
     assert main(["prepare", str(alone), "--out", str(tmp_path / "o3"), "--people", "anna"]) == 2
     assert "name each face" in _one_line_error(capsys)
+    nowhere = str(tmp_path / "no_checkpoint")
+    code = main(["prepare", str(alone), "--out", str(tmp_path / "o5"), "--people", "a,b", "--listen-with", nowhere])
+    assert code == 2
+    assert "--listen-with" in _one_line_error(capsys) and not (tmp_path / "o5").exists()
     assert main(["prepare", str(alone), "--out", str(tmp_path / "o4"), "--people", "anna,anna"]) == 2
     assert "must differ" in _one_line_error(capsys)
 

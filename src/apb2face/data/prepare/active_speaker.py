@@ -7,6 +7,12 @@ goes to the face whose correlation beats every other face's by `margin` (and rea
 nobody. Undecided frames and short silences take the label of their neighbours, and a turn shorter than `min_turn`
 is given to its neighbours (`label_frames`). `speaker_turns` returns the turns with the evidence: the mean
 correlation of every face over each turn.
+
+With an *expected* mouth (`speaker_turns(..., expected=...)`: per frame, the mouth opening the audio calls for, e.g.
+what a checkpoint's fuser draws for it; the data layer takes it as given) each face's mouth is compared with that
+instead of the envelope: both have their drift slower than `detrend` frames removed (`high_pass`: a smile, a head
+turn), and each face has its own lag, the one in +-max_lag at which it follows the expected mouth best over the file
+(`face_scores_per_lag`): the faces of one scene may come from recordings with different offsets.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ class SpeakerDecision:
     labels: np.ndarray  # (n,) int
     scores: np.ndarray  # (faces, n) windowed r at `lag` (NaN where a face is missing)
     turns: list[Turn]
-    lag: int  # frames; > 0: a mouth movement at t sounds at t + lag
+    lag: int  # frames; > 0: a mouth movement at t sounds at t + lag (with an expected mouth: the first face's)
+    lags: tuple[int, ...] = ()  # per face, with an expected mouth (each face's own lag); empty otherwise
 
 
 def speech_envelope(rms: np.ndarray, smooth: int = 3) -> np.ndarray:
@@ -101,6 +108,51 @@ def face_scores(mouths: np.ndarray, envelope: np.ndarray, window: int, max_lag: 
         if value > best_value + 1e-9 or best_scores is None:
             best_lag, best_value, best_scores = lag, value, scores
     return best_scores, best_lag
+
+
+def box_mean(values: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over `width` frames (the ends repeat the edge values)."""
+    values = np.asarray(values, np.float64)
+    if width <= 1 or values.size == 0:
+        return values
+    padded = np.pad(values, (width // 2, width - 1 - width // 2), mode="edge")
+    return np.convolve(padded, np.ones(width) / width, mode="valid")
+
+
+def interpolate_missing(values: np.ndarray) -> np.ndarray:
+    """NaN frames filled linearly from the nearest finite ones (all zeros when fewer than two are finite)."""
+    v = np.asarray(values, np.float64).copy()
+    ok = np.isfinite(v)
+    if ok.sum() < 2:
+        return np.zeros_like(v)
+    at = np.arange(len(v))
+    v[~ok] = np.interp(at[~ok], at[ok], v[ok])
+    return v
+
+
+def high_pass(values: np.ndarray, width: int) -> np.ndarray:
+    """`values` less their `width`-frame moving average: what changes faster than `width` frames (NaN stays NaN;
+    missing frames are bridged linearly for the average only)."""
+    filled = interpolate_missing(values)
+    return np.where(np.isfinite(values), filled - box_mean(filled, width), np.nan)
+
+
+def face_scores_per_lag(
+    mouths: np.ndarray, reference: np.ndarray, window: int, max_lag: int
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Windowed r of every face's mouth (faces, n) with `reference`, each face at the lag in +-max_lag where its mean
+    r over the file is highest (ties go to the smaller lag); (scores, lags)."""
+    scores, lags = [], []
+    for mouth in mouths:
+        best_lag, best_value, best = 0, -np.inf, np.full(len(reference), np.nan)
+        for lag in sorted(range(-max_lag, max_lag + 1), key=abs):
+            r = windowed_correlation(mouth, shifted(reference, lag), window)
+            value = float(np.mean(r[np.isfinite(r)])) if np.isfinite(r).any() else -np.inf
+            if value > best_value + 1e-9:
+                best_lag, best_value, best = lag, value, r
+        scores.append(best)
+        lags.append(best_lag)
+    return np.stack(scores), tuple(lags)
 
 
 def frame_decisions(scores: np.ndarray, silent: np.ndarray, margin: float, min_r: float) -> np.ndarray:
@@ -181,13 +233,26 @@ def speaker_turns(
     min_r: float,
     min_turn: int,
     bridge: int,
+    expected: np.ndarray | None = None,
+    detrend: int = 13,
 ) -> SpeakerDecision:
     """Who speaks when: `mouths` (faces, n) mouth opening per frame (NaN where a face is missing), `rms` (n,) audio
-    RMS per frame, `silent` (n,) frames without speech. All lengths in frames."""
+    RMS per frame, `silent` (n,) frames without speech; `expected` (n,) the mouth opening the audio calls for (None:
+    the faces follow the RMS envelope instead), compared after removing drift slower than `detrend` frames. All
+    lengths in frames."""
     mouths = np.asarray(mouths, np.float64)
     if mouths.ndim != 2 or mouths.shape[1] != len(rms) or len(silent) != len(rms):
         raise ValueError(f"mouths {mouths.shape}, rms {len(rms)} and silent {len(silent)} frames do not match")
-    scores, lag = face_scores(mouths, speech_envelope(rms), window, max_lag)
+    lags: tuple[int, ...] = ()
+    if expected is None:
+        scores, lag = face_scores(mouths, speech_envelope(rms), window, max_lag)
+    else:
+        expected = np.asarray(expected, np.float64)
+        if expected.shape != (len(rms),):
+            raise ValueError(f"expected mouth {expected.shape} and rms {len(rms)} frames do not match")
+        detrended = np.stack([high_pass(m, detrend) for m in mouths])
+        scores, lags = face_scores_per_lag(detrended, high_pass(expected, detrend), window, max_lag)
+        lag = lags[0] if lags else 0
     decisions = frame_decisions(scores, silent, margin, min_r)
     labels = label_frames(decisions, min_turn, bridge)
     decided = decisions >= 0
@@ -198,7 +263,7 @@ def speaker_turns(
         use = decided[a:b] if decided[a:b].any() else np.ones(b - a, bool)
         per_face = tuple(_mean_finite(scores[f, a:b][use]) for f in range(len(scores)))
         turns.append(Turn(a, b, label, per_face))
-    return SpeakerDecision(labels, scores, turns, lag)
+    return SpeakerDecision(labels, scores, turns, lag, lags)
 
 
 def _mean_finite(values: np.ndarray) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 from apb2face.data import face
 from apb2face.data.format import DatasetMeta, DatasetWriter
 from apb2face.data.prepare.jobs import REPORTS_DIR, WORK_DIR, PrepareConfig, VideoJob, VideoResult
-from apb2face.data.prepare.people import prepare_people_video
+from apb2face.data.prepare.people import Listener, prepare_people_video
 from apb2face.data.prepare.video import prepare_video
 from apb2face.errors import UserError
 from apb2face.io import atomic_path, write_json
@@ -25,13 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def run_one(
-    job: VideoJob, out: Path, cfg: PrepareConfig, progress: Callable[[int], None] | None, decode_threads: int = 0
+    job: VideoJob,
+    out: Path,
+    cfg: PrepareConfig,
+    progress: Callable[[int], None] | None,
+    decode_threads: int = 0,
+    listener: Listener | None = None,
 ) -> list[VideoResult]:
     """Run one job (one result, or one per person for a video with several), turning any failure into a one-line
-    error naming the file (the batch goes on)."""
+    error naming the file (the batch goes on). `listener`: see people.prepare_people_video."""
     try:
         if job.scene:
-            return prepare_people_video(job, out, cfg, progress, decode_threads)
+            return prepare_people_video(job, out, cfg, progress, decode_threads, listener)
         return [prepare_video(job, out, cfg, progress, decode_threads)]
     except UserError as exc:
         return [VideoResult(job, error=str(exc))]
@@ -43,9 +48,15 @@ def run_one(
         return [VideoResult(job, error=f"{job.path}: failed ({type(exc).__name__}{': ' + detail if detail else ''})")]
 
 
-def _pool_worker(job: VideoJob, out: str, cfg: PrepareConfig, queue) -> list[VideoResult]:  # noqa: ANN001
+def _pool_worker(
+    job: VideoJob,
+    out: str,
+    cfg: PrepareConfig,
+    queue,
+    listener: Listener | None,  # noqa: ANN001
+) -> list[VideoResult]:
     # K workers share the cores: one decoding thread each (FFmpeg's default is one per core)
-    return run_one(job, Path(out), cfg, queue.put, decode_threads=1)
+    return run_one(job, Path(out), cfg, queue.put, decode_threads=1, listener=listener)
 
 
 def _init_pool_worker() -> None:
@@ -61,11 +72,13 @@ def run_jobs(
     cfg: PrepareConfig,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    listener: Listener | None = None,
 ) -> list[VideoResult]:
     """Prepare every job, spread over `workers` processes; results in job order (a video with several people gives
-    one result per person, left to right)."""
+    one result per person, left to right). `listener` (picklable when workers > 1) tells a video with several people
+    what mouth the audio calls for (people.prepare_people_video)."""
     if workers <= 1 or len(jobs) <= 1:
-        return [r for job in jobs for r in run_one(job, out, cfg, progress)]
+        return [r for job in jobs for r in run_one(job, out, cfg, progress, listener=listener)]
     import multiprocessing as mp
     import queue as queue_mod
     from concurrent.futures import ProcessPoolExecutor, wait
@@ -77,7 +90,7 @@ def run_jobs(
         with ProcessPoolExecutor(
             max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init_pool_worker
         ) as pool:
-            futures = [pool.submit(_pool_worker, job, str(out), cfg, q) for job in jobs]
+            futures = [pool.submit(_pool_worker, job, str(out), cfg, q, listener) for job in jobs]
             pending = set(futures)
             while pending:
                 _, pending = wait(pending, timeout=0.2)

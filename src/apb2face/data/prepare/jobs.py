@@ -62,6 +62,11 @@ class PrepareConfig:
     speaker_min_r: float = 0.1  # and reach this
     speaker_min_turn_seconds: float = 1.0  # shorter turns go to their neighbours
     speaker_bridge_seconds: float = 0.5  # shorter silences inside speech stay in the turn
+    # ... when the caller gives an expected mouth (prepare --listen-with): these replace window, max lag and margin
+    speaker_listen_window_seconds: float = 2.5  # mouth/expected-mouth correlation window
+    speaker_listen_max_lag_frames: int = 8  # lags searched, for each face on its own
+    speaker_listen_margin: float = 0.15
+    speaker_listen_detrend_seconds: float = 0.5  # slower drift of both mouths is removed before correlating
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size > 2048:
@@ -84,6 +89,10 @@ class PrepareConfig:
             raise ValueError("speaker_margin must be >= 0 and speaker_min_r in [-1, 1]")
         if self.speaker_min_turn_seconds <= 0 or self.speaker_bridge_seconds < 0:
             raise ValueError("speaker_min_turn_seconds must be > 0 and speaker_bridge_seconds >= 0")
+        if self.speaker_listen_window_seconds * self.fps < 5 or self.speaker_listen_max_lag_frames < 0:
+            raise ValueError("speaker_listen_window_seconds must span 5 frames and speaker_listen_max_lag_frames >= 0")
+        if self.speaker_listen_margin < 0 or self.speaker_listen_detrend_seconds <= 0:
+            raise ValueError("speaker_listen_margin must be >= 0 and speaker_listen_detrend_seconds > 0")
 
     @property
     def min_clip_frames(self) -> int:

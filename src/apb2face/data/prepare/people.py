@@ -26,6 +26,9 @@ from apb2face.data.prepare.video import load_job_audio, write_clips, write_repor
 from apb2face.data.video import ConstantRateFrames, probe
 from apb2face.errors import UserError
 
+# listener(samples, num_frames, fps) -> (num_frames,) the mouth opening the 16 kHz mono audio calls for in each frame
+Listener = Callable[[np.ndarray, int, float], np.ndarray]
+
 
 def prepare_people_video(
     job: VideoJob,
@@ -33,10 +36,12 @@ def prepare_people_video(
     cfg: PrepareConfig,
     progress: Callable[[int], None] | None = None,
     decode_threads: int = 0,
+    listener: Listener | None = None,
 ) -> list[VideoResult]:
     """Prepare every person of one video into clips under `out`: one result per face, left to right (a face that
-    never speaks long enough is a result with an error). UserError naming the file when the video as a whole cannot
-    be prepared; on any failure the clips it wrote are removed."""
+    never speaks long enough is a result with an error). `listener` gives the mouth the audio calls for (the speaker
+    is the face whose mouth does that); None: the face whose mouth follows the audio's loudness. UserError naming
+    the file when the video as a whole cannot be prepared; on any failure the clips it wrote are removed."""
     progress = progress or (lambda n: None)
     t_start = time.perf_counter()
     info = probe(job.path)
@@ -57,7 +62,8 @@ def prepare_people_video(
         silent = silence_mask(rms, cfg.silence_db)
         if silent.all():
             raise UserError("no speech in the audio: nobody speaks, so no face can be given footage", job.path)
-        decision = detect_speakers(np.stack([tracks[k].mouth[:n] for k in order]), rms, silent, cfg)
+        expected = None if listener is None else np.asarray(listener(audio.samples, n, cfg.fps), np.float64)[:n]
+        decision = detect_speakers(np.stack([tracks[k].mouth[:n] for k in order]), rms, silent, cfg, expected)
         if not decision.turns:
             raise UserError(
                 f"no face's mouth follows the speech clearly enough to say who speaks ({len(order)} faces)", job.path
@@ -123,19 +129,25 @@ def people_left_to_right(job: VideoJob, tracks: list[Track], n: int, cfg: Prepar
     return order
 
 
-def detect_speakers(mouths: np.ndarray, rms: np.ndarray, silent: np.ndarray, cfg: PrepareConfig) -> SpeakerDecision:
-    """Who speaks when: `mouths` (faces, n) the mouth opening of each face, left to right (active_speaker.speaker_turns
-    with the config's settings)."""
+def detect_speakers(
+    mouths: np.ndarray, rms: np.ndarray, silent: np.ndarray, cfg: PrepareConfig, expected: np.ndarray | None = None
+) -> SpeakerDecision:
+    """Who speaks when: `mouths` (faces, n) the mouth opening of each face, left to right; `expected` (n,) the mouth
+    opening the audio calls for (a Listener's), None to follow the RMS envelope (active_speaker.speaker_turns with
+    the config's settings)."""
+    listen = expected is not None
     return speaker_turns(
         mouths,
         rms,
         silent,
-        window=cfg.frames(cfg.speaker_window_seconds),
-        max_lag=cfg.speaker_max_lag_frames,
-        margin=cfg.speaker_margin,
+        window=cfg.frames(cfg.speaker_listen_window_seconds if listen else cfg.speaker_window_seconds),
+        max_lag=cfg.speaker_listen_max_lag_frames if listen else cfg.speaker_max_lag_frames,
+        margin=cfg.speaker_listen_margin if listen else cfg.speaker_margin,
         min_r=cfg.speaker_min_r,
         min_turn=cfg.frames(cfg.speaker_min_turn_seconds),
         bridge=cfg.frames(cfg.speaker_bridge_seconds),
+        expected=expected,
+        detrend=cfg.frames(cfg.speaker_listen_detrend_seconds),
     )
 
 
