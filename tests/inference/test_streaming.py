@@ -103,6 +103,25 @@ def test_stream_equals_offline_frame_for_frame(pipe):
     assert np.abs(batched.frames.astype(int) - offline.frames.astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_stream_equals_offline_with_a_short_look_ahead(checkpoint, tmp_path, lookahead):
+    """A model trained with little or no look-ahead (for latency) streams the offline frames too, from the first."""
+    import json
+    import shutil
+
+    short = Path(shutil.copytree(checkpoint, tmp_path / "short"))
+    config = json.loads((short / "config.json").read_text())
+    config["model"]["audio_lookahead"] = lookahead
+    (short / "config.json").write_text(json.dumps(config))
+    pipe = APB2FacePipeline.from_pretrained(short)
+    pcm = noise_speech(1.2)
+    offline = pipe("anna", pcm, sample_rate=16000, seed=5, batch_size=1)
+    session = StreamingSession(pipe, "anna", seed=5)
+    frames = push_in_chunks(session, pcm, [320, 17, 1000])
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
+    assert session.lookahead_s == pytest.approx((lookahead + 3) * 0.010 + 0.0125)
+
+
 def test_frames_come_out_with_bounded_lookahead(pipe):
     pcm = noise_speech(3.0)
     session = StreamingSession(pipe, "anna", seed=0)

@@ -357,7 +357,8 @@ class APB2FacePipeline:
         for start in range(0, num_frames, batch_size):
             idx = np.arange(start, min(num_frames, start + batch_size))
             centres = A.frame_centre(idx, fps)
-            while rows.count < int(centres[-1]) + lookahead and not features.finished:
+            # a window ends at row centre + lookahead - 1; even with no look-ahead it needs one row to clip to
+            while rows.count < max(int(centres[-1]) + lookahead, 1) and not features.finished:
                 block = next(blocks, None)
                 rows.extend(features.finish() if block is None else features.push(block))
             # mid-track every needed row exists; past the end the last row repeats, as in frame_windows

@@ -243,7 +243,9 @@ class StreamingSession:
             n = self.next_frame
             centre = int(A.frame_centre(n, self.fps))
             if final_rows is None:
-                if self._rows.count < centre + self.lookahead:
+                # the window's last row is centre + lookahead - 1; with no look-ahead the first frame still needs
+                # one row (row 0, repeated before the start, as frame_windows clips)
+                if self._rows.count < max(centre + self.lookahead, 1):
                     break
             elif n >= last_frame:
                 break
