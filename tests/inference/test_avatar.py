@@ -50,8 +50,12 @@ def cache(tmp_path_factory: pytest.TempPathFactory):
 def pipe(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, cache: Path) -> APB2FacePipeline:
     import torch
 
+    # one thread for these tiny models, restored after: a global thread count left behind changes the float results
+    # of later tests that compare an in-process run with a subprocess (exact resume)
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    return APB2FacePipeline.from_pretrained(builtin_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("b") / "c"))
+    yield APB2FacePipeline.from_pretrained(builtin_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("b") / "c"))
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
