@@ -379,6 +379,29 @@ def test_fuser_only_training_keeps_the_renderer_exactly(tiny_dataset, tmp_path):
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
 
 
+def test_eye_decoupling_counts_only_the_non_eye_points_and_trains_them_still(tiny_dataset, tmp_path):
+    from apb2face.training.losses import LEFT_EYE_SLICE, MOUTH_SLICE, eye_decouple_l1
+
+    run = tiny("train.steps=1")
+    trainer = Trainer(run, tiny_dataset, tmp_path / "probe").setup()
+    batch = next(iter(trainer._loader(0)))
+    _, anchor = trainer.model.fuse(batch["audio"], batch["pose"], batch["eyes"])
+    anchor = anchor.detach()
+    blinked = anchor.clone()
+    blinked[:, LEFT_EYE_SLICE, 1] += 0.05  # only an eye closes
+    assert eye_decouple_l1(blinked, anchor).item() == 0.0
+    lips = anchor.clone()
+    lips[:, MOUTH_SLICE, 1] += 0.05  # the lips move with it
+    assert eye_decouple_l1(lips, anchor).item() > 1e-3
+
+    decouple = ("train.lambda_geometry=0", "train.lambda_eye_decouple=1000", "train.lr=1e-3")
+    run = tiny("train.steps=8", "train.log_interval=1", "train.train_only=fuser", *decouple)
+    Trainer(run, tiny_dataset, tmp_path / "run").setup().fit()
+    records = metrics(tmp_path / "run")
+    assert records[0]["loss_eye_decouple"] > 0
+    assert records[-1]["loss_eye_decouple"] < 0.5 * records[0]["loss_eye_decouple"]
+
+
 def test_renderer_only_training_keeps_the_fuser_exactly(tiny_dataset, tmp_path):
     run = tiny("train.steps=2", "train.train_only=renderer", "train.lambda_eyes=100")
     trainer = Trainer(run, tiny_dataset, tmp_path / "run").setup()

@@ -30,6 +30,10 @@ class TrainConfig:
     lambda_eyes: float = 0.0
     # landmark L1 on the eye contours alone (the fuser): in the all-points term a closing eye weighs almost nothing
     lambda_eye_geometry: float = 0.0
+    # the fuser again with the eye input of another sample in the batch: L1 between its non-eye landmarks and the
+    # ones it predicts for the true eye input. Without it a fuser taught to close the eyes (lambda_eye_geometry)
+    # also moves the lips with the eye input, and the renderer then opens the mouth in a silent blink
+    lambda_eye_decouple: float = 0.0
     # frames with closed eyes appear this many times per epoch (blinks are ~2 % of frames)
     blink_repeat: int = 1
     # a warm start's discriminator is new: train it alone for this many steps before the generator sees its loss
@@ -105,6 +109,7 @@ class TrainConfig:
             "lambda_eyes",
             "lambda_speech",
             "lambda_eye_geometry",
+            "lambda_eye_decouple",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -38,6 +38,7 @@ LOSS_KEYS = (
     "loss_mouth",
     "loss_eyes",
     "loss_speech",
+    "loss_eye_decouple",
 )
 
 
@@ -94,6 +95,21 @@ def eye_points_l1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Landmark L1 over the two eye contours only (B, K, 2 geometry points)."""
     eyes = torch.cat([pred[:, RIGHT_EYE_SLICE], pred[:, LEFT_EYE_SLICE]], 1)
     return F.l1_loss(eyes, torch.cat([true[:, RIGHT_EYE_SLICE], true[:, LEFT_EYE_SLICE]], 1))
+
+
+def non_eye_points(points: torch.Tensor) -> torch.Tensor:
+    """(B, K - eye points, 2): every geometry point except the two eye contours."""
+    keep = torch.ones(points.shape[1], dtype=torch.bool, device=points.device)
+    keep[RIGHT_EYE_SLICE] = False
+    keep[LEFT_EYE_SLICE] = False
+    return points[:, keep]
+
+
+def eye_decouple_l1(moved: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """L1 between the non-eye points of a prediction made with another eye input (`moved`) and the prediction made
+    with the true one (`anchor`, detached: the landmark term decides where those points go, this term only that
+    the eye input does not move them)."""
+    return F.l1_loss(non_eye_points(moved), non_eye_points(anchor).detach())
 
 
 def lip_shape(points: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:

@@ -53,7 +53,15 @@ from apb2face.training.config import RunConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
 from apb2face.training.distributed import Distributed
 from apb2face.training.images import image_grid
-from apb2face.training.losses import LOSS_KEYS, eye_points_l1, eyes_l1, lip_shape_l1, lsgan, mouth_l1
+from apb2face.training.losses import (
+    LOSS_KEYS,
+    eye_decouple_l1,
+    eye_points_l1,
+    eyes_l1,
+    lip_shape_l1,
+    lsgan,
+    mouth_l1,
+)
 from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
 log = logging.getLogger(__name__)
@@ -351,17 +359,26 @@ class Trainer:
         return dict(zip(LOSS_KEYS, values.float().cpu().tolist())), fake.detach(), landmarks.detach()
 
     def _landmark_losses(self, batch: Batch, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The fuser's terms: (landmark L1, speech lip-shape L1, their weighted sum with the eye-contour term)."""
+        """The fuser's terms: (landmark L1, speech lip-shape L1, eye decoupling L1, their weighted sum with the
+        eye-contour term)."""
         train = self.run.train
         loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
         eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
         loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_geometry * 0
+        loss_decouple = self._eye_decouple_loss(batch, landmarks) if train.lambda_eye_decouple else loss_geometry * 0
         weighted = (
             train.lambda_geometry * loss_geometry
             + train.lambda_eye_geometry * eye_geometry
             + train.lambda_speech * loss_speech
+            + train.lambda_eye_decouple * loss_decouple
         )
-        return loss_geometry, loss_speech, weighted
+        return loss_geometry, loss_speech, loss_decouple, weighted
+
+    def _eye_decouple_loss(self, batch: Batch, landmarks: torch.Tensor) -> torch.Tensor:
+        """The fuser once more with each sample's eye input taken from the next sample (a roll of the batch: no
+        random draw, so resume stays exact; blink_repeat makes closed eyes common in a batch)."""
+        _, moved = self.model.fuse(batch["audio"], batch["pose"], batch["eyes"].roll(1, 0))
+        return eye_decouple_l1(moved.float(), landmarks.float())
 
     def _update_generator(self, loss: torch.Tensor) -> None:
         self.opt_g.zero_grad(set_to_none=True)
@@ -376,12 +393,17 @@ class Trainer:
         self.model.train()
         with self._autocast():
             _, landmarks = self.model.fuse(batch["audio"], batch["pose"], batch["eyes"])
-            loss_geometry, loss_speech, loss = self._landmark_losses(batch, landmarks)
+            loss_geometry, loss_speech, loss_decouple, loss = self._landmark_losses(batch, landmarks)
         self._update_generator(loss)
         with torch.no_grad(), self._autocast():
             fake, _ = self.model(batch["reference"], batch["audio"], batch["pose"], batch["eyes"])
         values = dict.fromkeys(LOSS_KEYS, 0.0)
-        values.update(loss_g=loss.item(), loss_geometry=loss_geometry.item(), loss_speech=float(loss_speech.detach()))
+        values.update(
+            loss_g=loss.item(),
+            loss_geometry=loss_geometry.item(),
+            loss_speech=float(loss_speech.detach()),
+            loss_eye_decouple=float(loss_decouple.detach()),
+        )
         return values, fake.detach(), landmarks.detach()
 
     def _set_learning_rate(self) -> None:
@@ -417,7 +439,8 @@ class Trainer:
         return loss_d, loss_real, loss_fake
 
     def _generator_step(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech). D is frozen; the plain
+        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_eye_decouple). D is
+        frozen; the plain
         module avoids a DDP reduction for gradients nobody uses."""
         train, target = self.run.train, batch["target"]
         self.disc.requires_grad_(False)
@@ -425,7 +448,7 @@ class Trainer:
             pred = self.disc(batch["reference"], fake).float()
             loss_gan = lsgan(pred, real=True)
             loss_l1 = F.l1_loss(fake.float(), target)
-            loss_geometry, loss_speech, fuser_terms = self._landmark_losses(batch, landmarks)
+            loss_geometry, loss_speech, loss_decouple, fuser_terms = self._landmark_losses(batch, landmarks)
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
             loss_eyes = eyes_l1(fake.float(), target, batch["landmarks"]) if train.lambda_eyes else loss_l1 * 0
             loss_g = (
@@ -437,7 +460,7 @@ class Trainer:
             )
         self._update_generator(loss_g)
         self.disc.requires_grad_(True)
-        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech
+        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_decouple
 
     def _speech_loss(self, batch: Batch) -> torch.Tensor:
         """Lip shape of the fuser's geometry for the real-speech samples vs the real lips (the fuser alone)."""
