@@ -285,7 +285,7 @@ async def _start_worker(start: Any, state: State, config: ServeConfig) -> tuple[
     return worker, ready
 
 
-async def _receive(websocket: WebSocket, worker: L.LiveWorker | LS.LiveSceneWorker) -> bool:
+async def _receive(websocket: WebSocket, worker: L.SessionWorker) -> bool:
     """Client messages into the worker's queue until the client leaves (False) or sends end (True)."""
     while True:
         message = await websocket.receive()

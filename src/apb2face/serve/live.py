@@ -43,8 +43,6 @@ from apb2face.errors import UserError
 from apb2face.serve.config import ServeConfig
 from apb2face.serve.engine import Engine
 
-log = logging.getLogger(__name__)
-
 RATE = A.SAMPLE_RATE
 TEXT_BLOCK = RATE // 25  # spoken text is fed in 40 ms blocks at the speed of speech
 MAX_CHUNK_S = 2.0
@@ -102,6 +100,13 @@ def parse_start(message: Any, identities: list[str]) -> LiveOptions:
     identity = message.get("identity")
     if identity not in identities:
         raise UserError(f"unknown identity {str(identity)[:40]!r} (known: {', '.join(identities)})")
+    rate, fmt, idle = parse_stream_options(message)
+    return LiveOptions(identity=identity, sample_rate=rate, format=fmt, idle=idle)
+
+
+def parse_stream_options(message: dict) -> tuple[int, str, bool]:
+    """(sample_rate, format, idle) of a first message, as every kind of session takes them; UserError for the
+    client when one is not acceptable."""
     rate = message.get("sample_rate", RATE)
     if not isinstance(rate, int) or isinstance(rate, bool) or not 8000 <= rate <= 192000:
         raise UserError("sample_rate must be an integer between 8000 and 192000")
@@ -111,7 +116,16 @@ def parse_start(message: Any, identities: list[str]) -> LiveOptions:
     idle = message.get("idle", True)
     if not isinstance(idle, bool):
         raise UserError("idle must be true or false")
-    return LiveOptions(identity=identity, sample_rate=rate, format=fmt, idle=idle)
+    return rate, fmt, idle
+
+
+def decode_pcm16(data: bytes, sample_rate: int) -> np.ndarray:
+    """A client's PCM16 chunk as float samples; UserError for the client when it is cut mid-sample or too long."""
+    if len(data) % 2:
+        raise UserError("PCM16 chunks must have an even number of bytes")
+    if len(data) / 2 > MAX_CHUNK_S * sample_rate:
+        raise UserError(f"PCM chunks must be at most {MAX_CHUNK_S:g} s long")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
 class ArrivalClock:
@@ -139,26 +153,22 @@ class ArrivalClock:
         return self._times[i], None if end is None else max(0, end - (self._ends[i] - sample))
 
 
-class LiveWorker:
-    """The rendering thread of one session: takes inputs from a queue, emits messages through `emit` (called from
-    this thread; the app hands them to the event loop)."""
+class SessionWorker:
+    """The rendering thread of one session, as the app drives it: inputs go into a queue (from the event loop), one
+    thread takes them and emits messages through `emit` (called from that thread; the app hands them to the event
+    loop), then None once it is done. A kind of session says how to take an input (`_take`), what to do when none
+    has come for `live_idle_ms` (`_idle`) and how to end (`_finish`)."""
 
-    def __init__(self, engine: Engine, config: ServeConfig, options: LiveOptions, emit: Callable[[Any], None]) -> None:
-        self.engine = engine
+    thread_name = "apb2face-live"
+    what = "live session"  # as failures are logged
+
+    def __init__(self, config: ServeConfig, options: Any, emit: Callable[[Any], None], session: Any) -> None:
         self.config = config
         self.options = options
         self.emit = emit
+        self.session = session
         self.inputs: queue.Queue = queue.Queue()
-        self.session = engine.streaming_session(options.identity, seed=0, realtime=True)
-        self.clock = ArrivalClock()
-        self.samples = 0
-        self.input_samples = 0  # of the client's audio, at 16 kHz
-        self._resampler = None
-        if options.sample_rate != RATE:
-            import soxr
-
-            self._resampler = soxr.ResampleStream(options.sample_rate, RATE, 1, dtype="float32")
-        self._thread = threading.Thread(target=self._run, name="apb2face-live", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
 
     @property
     def lookahead_ms(self) -> float:
@@ -172,20 +182,10 @@ class LiveWorker:
 
     # called from the event loop
     def pcm(self, data: bytes) -> None:
-        if len(data) % 2:
-            raise UserError("PCM16 chunks must have an even number of bytes")
-        if len(data) / 2 > MAX_CHUNK_S * self.options.sample_rate:
-            raise UserError(f"PCM chunks must be at most {MAX_CHUNK_S:g} s long")
-        self.inputs.put(("pcm", np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, time.perf_counter()))
+        raise NotImplementedError
 
     def text(self, text: Any, voice: Any) -> None:
-        if not isinstance(text, str) or not text.strip():
-            raise UserError("text must be a non-empty string")
-        if len(text) > self.config.max_text_chars:
-            raise UserError(f"text is longer than {self.config.max_text_chars} characters")
-        if not isinstance(voice, str) or not voice.replace("-", "").replace("+", "").isalnum() or len(voice) > 20:
-            raise UserError("voice must be an espeak-ng voice name like en-us or en-gb+f3")
-        self.inputs.put(("text", text, voice))
+        raise NotImplementedError
 
     def end(self) -> None:
         self.inputs.put(("end",))
@@ -198,9 +198,11 @@ class LiveWorker:
         try:
             self._loop()
         except Exception as exc:  # a session's failure ends that session only
-            log.exception("live session failed")
+            # logged under the module of the kind of session, so a log names which kind failed
+            logging.getLogger(type(self).__module__).exception("%s failed", self.what)
             self.emit({"type": "error", "error": f"internal error ({type(exc).__name__})"})
         finally:
+            self._close()
             self.emit(None)
 
     def _loop(self) -> None:
@@ -210,24 +212,79 @@ class LiveWorker:
                 item = self.inputs.get(timeout=idle_s)
             except queue.Empty:
                 if self.options.idle:
-                    self._push(np.zeros(int(RATE * idle_s), np.float32), time.perf_counter())
+                    self._idle(idle_s)
                 continue
             kind = item[0]
             if kind == "stop":
                 return
             if kind == "end":
-                if self._resampler is not None:  # the resampler's last samples
-                    tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-                    self._push(tail, time.perf_counter(), from_client=True)
-                frames = self.session.finish()
-                self._send_frames(frames)
-                self.emit({"type": "end", "frames": self.session.next_frame, "samples": self.samples})
+                self._finish()
                 return
-            if kind == "pcm":
-                pcm = item[1] if self._resampler is None else self._resampler.resample_chunk(item[1])
-                self._push(pcm, item[2], from_client=True)
-            elif kind == "text":
-                self._speak(item[1], item[2])
+            self._take(item)
+
+    def _take(self, item: tuple) -> None:
+        """One input the event loop queued (other than end and stop)."""
+        raise NotImplementedError
+
+    def _idle(self, seconds: float) -> None:
+        """No input for `seconds` in an idle session: feed silence so that the faces idle."""
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """The client sent end: render what is left and emit the end message."""
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        """Free what the session holds once the thread ends (nothing by default)."""
+
+
+class LiveWorker(SessionWorker):
+    """The rendering thread of a one-face session."""
+
+    def __init__(self, engine: Engine, config: ServeConfig, options: LiveOptions, emit: Callable[[Any], None]) -> None:
+        session = engine.streaming_session(options.identity, seed=0, realtime=True)
+        super().__init__(config, options, emit, session)
+        self.engine = engine
+        self.clock = ArrivalClock()
+        self.samples = 0
+        self.input_samples = 0  # of the client's audio, at 16 kHz
+        self._resampler = None
+        if options.sample_rate != RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(options.sample_rate, RATE, 1, dtype="float32")
+
+    # called from the event loop
+    def pcm(self, data: bytes) -> None:
+        self.inputs.put(("pcm", decode_pcm16(data, self.options.sample_rate), time.perf_counter()))
+
+    def text(self, text: Any, voice: Any) -> None:
+        if not isinstance(text, str) or not text.strip():
+            raise UserError("text must be a non-empty string")
+        if len(text) > self.config.max_text_chars:
+            raise UserError(f"text is longer than {self.config.max_text_chars} characters")
+        if not isinstance(voice, str) or not voice.replace("-", "").replace("+", "").isalnum() or len(voice) > 20:
+            raise UserError("voice must be an espeak-ng voice name like en-us or en-gb+f3")
+        self.inputs.put(("text", text, voice))
+
+    # the thread
+    def _take(self, item: tuple) -> None:
+        if item[0] == "pcm":
+            pcm = item[1] if self._resampler is None else self._resampler.resample_chunk(item[1])
+            self._push(pcm, item[2], from_client=True)
+        elif item[0] == "text":
+            self._speak(item[1], item[2])
+
+    def _idle(self, seconds: float) -> None:
+        self._push(np.zeros(int(RATE * seconds), np.float32), time.perf_counter())
+
+    def _finish(self) -> None:
+        if self._resampler is not None:  # the resampler's last samples
+            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self._push(tail, time.perf_counter(), from_client=True)
+        frames = self.session.finish()
+        self._send_frames(frames)
+        self.emit({"type": "end", "frames": self.session.next_frame, "samples": self.samples})
 
     def _speak(self, text: str, voice: str) -> None:
         try:

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
-import queue
 import struct
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,10 +37,16 @@ from apb2face.inference.scene.render import ASSIGN, SceneConfig
 from apb2face.serve.config import ServeConfig
 from apb2face.serve.engine import Engine
 from apb2face.serve.errors import ApiError
-from apb2face.serve.live import FORMATS, MAX_CHUNK_S, RATE, ArrivalClock, encode_image, unpack
+from apb2face.serve.live import (
+    RATE,
+    ArrivalClock,
+    SessionWorker,
+    decode_pcm16,
+    encode_image,
+    parse_stream_options,
+    unpack,
+)
 from apb2face.serve.media import check_photo
-
-log = logging.getLogger(__name__)
 
 MAX_SPEAKERS = 16  # a scene's face mesh looks for at most this many faces
 
@@ -81,15 +84,7 @@ def parse_scene_start(message: dict, config: ServeConfig) -> SceneOptions:
     assign = message.get("assign", "identity")
     if assign not in ASSIGN:
         raise UserError(f"assign must be one of {', '.join(ASSIGN)}")
-    rate = message.get("sample_rate", RATE)
-    if not isinstance(rate, int) or isinstance(rate, bool) or not 8000 <= rate <= 192000:
-        raise UserError("sample_rate must be an integer between 8000 and 192000")
-    fmt = message.get("format", "jpeg")
-    if fmt not in FORMATS:
-        raise UserError(f"format must be one of {', '.join(FORMATS)}")
-    idle = message.get("idle", True)
-    if not isinstance(idle, bool):
-        raise UserError("idle must be true or false")
+    rate, fmt, idle = parse_stream_options(message)
     return SceneOptions(pixels, tuple(speakers), assign, rate, fmt, idle)
 
 
@@ -113,25 +108,20 @@ class Speaker:
         return self._resampler.resample_chunk(pcm, last=last)
 
 
-class LiveSceneWorker:
-    """The rendering thread of one scene session (the counterpart of `live.LiveWorker`, with the same interface for
-    the app: pcm, text, end, stop, start, join)."""
+class LiveSceneWorker(SessionWorker):
+    """The rendering thread of one scene session (the counterpart of `live.LiveWorker`: the same interface for the
+    app, with one tagged audio stream per speaker and no text)."""
+
+    thread_name = "apb2face-live-scene"
+    what = "live scene session"
 
     def __init__(
         self, engine: Engine, config: ServeConfig, options: SceneOptions, emit: Callable[[Any], None]
     ) -> None:
-        self.config = config
-        self.options = options
-        self.emit = emit
-        self.inputs: queue.Queue = queue.Queue()
         scene = SceneConfig(assign=options.assign)
-        self.session = engine.scene_session(options.scene, options.speakers, scene, realtime=True)
+        session = engine.scene_session(options.scene, options.speakers, scene, realtime=True)
+        super().__init__(config, options, emit, session)
         self.speakers = {name: Speaker(options.sample_rate) for name in options.speakers}
-        self._thread = threading.Thread(target=self._run, name="apb2face-live-scene", daemon=True)
-
-    @property
-    def lookahead_ms(self) -> float:
-        return self.session.lookahead_s * 1000
 
     def ready_message(self) -> dict:
         height, width = self.session.shape
@@ -148,12 +138,6 @@ class LiveSceneWorker:
             "faces": faces,
         }
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
     # called from the event loop
     def pcm(self, data: bytes) -> None:
         try:
@@ -163,62 +147,37 @@ class LiveSceneWorker:
         name = header.get("speaker") if isinstance(header, dict) else None
         if name not in self.speakers:
             raise UserError(f"unknown speaker {str(name)[:40]!r} (speakers: {', '.join(self.options.speakers)})")
-        if len(payload) % 2:
-            raise UserError("PCM16 chunks must have an even number of bytes")
-        if len(payload) / 2 > MAX_CHUNK_S * self.options.sample_rate:
-            raise UserError(f"PCM chunks must be at most {MAX_CHUNK_S:g} s long")
-        pcm = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
-        self.inputs.put(("pcm", name, pcm, time.perf_counter()))
+        self.inputs.put(("pcm", name, decode_pcm16(payload, self.options.sample_rate), time.perf_counter()))
 
     def text(self, _text: Any, _voice: Any) -> None:
         raise UserError("a scene session takes each speaker's audio, not text")
 
-    def end(self) -> None:
-        self.inputs.put(("end",))
-
-    def stop(self) -> None:
-        self.inputs.put(("stop",))
-
     # the thread
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:  # a session's failure ends that session only
-            log.exception("live scene session failed")
-            self.emit({"type": "error", "error": f"internal error ({type(exc).__name__})"})
-        finally:
-            self.session.close()
-            self.emit(None)
+    def _take(self, item: tuple) -> None:
+        _, name, pcm, arrived = item
+        speaker = self.speakers[name]
+        speaker.last_arrival = arrived
+        self._push(name, speaker.resample(pcm), arrived, from_client=True)
+        if self.options.idle:  # speakers silent for a while do not hold the others back
+            now = time.perf_counter()
+            idle_s = self.config.live_idle_ms / 1000
+            self._fill([n for n, s in self.speakers.items() if now - s.last_arrival > idle_s])
 
-    def _loop(self) -> None:
-        idle_s = self.config.live_idle_ms / 1000
-        while True:
-            try:
-                item = self.inputs.get(timeout=idle_s)
-            except queue.Empty:
-                if self.options.idle:  # nobody speaks: every face idles
-                    self._fill(list(self.speakers))
-                    for name in self.speakers:
-                        self._push(name, np.zeros(int(RATE * idle_s), np.float32), time.perf_counter())
-                continue
-            kind = item[0]
-            if kind == "stop":
-                return
-            if kind == "end":
-                for name, speaker in self.speakers.items():  # the resamplers' last samples
-                    self._push(name, speaker.resample(np.zeros(0, np.float32), last=True), time.perf_counter(), True)
-                self._fill(list(self.speakers))  # streams that ended early: silence (as finish() pads them)
-                self._send(self.session.finish())
-                samples = self.session.received
-                self.emit({"type": "end", "frames": self.session.next_frame, "samples": samples})
-                return
-            _, name, pcm, arrived = item
-            speaker = self.speakers[name]
-            speaker.last_arrival = arrived
-            self._push(name, speaker.resample(pcm), arrived, from_client=True)
-            if self.options.idle:  # speakers silent for a while do not hold the others back
-                now = time.perf_counter()
-                self._fill([n for n, s in self.speakers.items() if now - s.last_arrival > idle_s])
+    def _idle(self, seconds: float) -> None:  # nobody speaks: every face idles
+        self._fill(list(self.speakers))
+        for name in self.speakers:
+            self._push(name, np.zeros(int(RATE * seconds), np.float32), time.perf_counter())
+
+    def _finish(self) -> None:
+        for name, speaker in self.speakers.items():  # the resamplers' last samples
+            self._push(name, speaker.resample(np.zeros(0, np.float32), last=True), time.perf_counter(), True)
+        self._fill(list(self.speakers))  # streams that ended early: silence (as finish() pads them)
+        self._send(self.session.finish())
+        samples = self.session.received
+        self.emit({"type": "end", "frames": self.session.next_frame, "samples": samples})
+
+    def _close(self) -> None:
+        self.session.close()  # a scene's decoder
 
     def _push(self, name: str, pcm: np.ndarray, arrived: float, from_client: bool = False) -> None:
         if len(pcm) == 0:
