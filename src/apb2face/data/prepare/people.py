@@ -19,10 +19,10 @@ import numpy as np
 from apb2face.data.audio import num_video_frames, rms_per_frame
 from apb2face.data.prepare.active_speaker import SpeakerDecision, speaker_turns
 from apb2face.data.prepare.jobs import WORK_DIR, PrepareConfig, VideoJob, VideoResult
-from apb2face.data.prepare.report import VideoFacts, contact_sheet, speakers_report, video_report
+from apb2face.data.prepare.report import speakers_report
 from apb2face.data.prepare.sync import cut_clips, estimate_offset, shift_audio, silence_mask
 from apb2face.data.prepare.track import CropStore, Track, analyse_people
-from apb2face.data.prepare.video import load_job_audio, write_clips, write_reports
+from apb2face.data.prepare.video import VideoPass, load_job_audio, write_face
 from apb2face.data.video import ConstantRateFrames, probe
 from apb2face.errors import UserError
 
@@ -73,6 +73,7 @@ def prepare_people_video(
             audio.samples = shift_audio(audio.samples, offset.frames, cfg.samples_per_frame)
             rms = rms_per_frame(audio.samples, n, cfg.fps, cfg.sample_rate)
         turns = speakers_report(decision, names, cfg)
+        source = VideoPass(info, reader, audio, rms, n, offset, t_start)
         results = []
         for i, k in enumerate(order):
             person = VideoJob(job.path, names[i], job.stem, job.audio)
@@ -87,23 +88,10 @@ def prepare_people_video(
                 )
                 results.append(result)
                 continue
-            write_clips(person, out, cfg, track, crops, audio.samples, clips, test_from, offset, result, written)
-            facts = VideoFacts(
-                info=info,
-                reader=reader,
-                track=track,
-                n=n,
-                clips=clips,
-                offset=offset,
-                audio_source=audio.source,
-                audio_shift=audio.start_shift,
-                audio_seconds=len(audio.samples) / cfg.sample_rate,
-                test_from=test_from,
-                seconds=time.perf_counter() - t_start,
+            title = f"{Path(job.path).name} -> {names[i]}"
+            write_face(
+                person, out, cfg, source, track, crops, clips, test_from, result, written, title, {"speakers": turns}
             )
-            result.report = {**video_report(person, cfg, facts), "speakers": turns}
-            sheet = contact_sheet(track, crops, clips, rms, cfg, f"{Path(job.path).name} -> {names[i]}")
-            write_reports(person, out, cfg, result.report, sheet)
             results.append(result)
         return results
     except BaseException:

@@ -21,7 +21,7 @@ from apb2face.data.prepare.jobs import REPORTS_DIR, WORK_DIR, PrepareConfig, Vid
 from apb2face.data.prepare.report import VideoFacts, contact_sheet, video_report
 from apb2face.data.prepare.sync import OffsetEstimate, cut_clips, estimate_offset, shift_audio
 from apb2face.data.prepare.track import CropStore, Track, analyse
-from apb2face.data.video import ConstantRateFrames, probe
+from apb2face.data.video import ConstantRateFrames, VideoInfo, probe
 from apb2face.errors import UserError
 from apb2face.io import atomic_path, write_json
 
@@ -33,6 +33,20 @@ class _Audio:
     samples: np.ndarray
     source: str  # "own track" or the file's name
     start_shift: float  # seconds of alignment applied to the container's audio start
+
+
+@dataclass
+class VideoPass:
+    """What the pass over one video gives every face written from it: the source, its aligned audio and loudness per
+    frame, the frames covered by both video and audio, the offset applied, and when the video was begun."""
+
+    info: VideoInfo
+    reader: ConstantRateFrames
+    audio: _Audio
+    rms: np.ndarray  # (n,) of the aligned audio
+    n: int
+    offset: OffsetEstimate
+    started: float  # time.perf_counter() at the start: the report's time taken
 
 
 def stream_start(path: str) -> tuple[float, float | None]:
@@ -109,28 +123,14 @@ def prepare_video(
             audio.samples = shift_audio(audio.samples, offset.frames, cfg.samples_per_frame)
             rms = rms_per_frame(audio.samples, n, cfg.fps, cfg.sample_rate)
         clips, test_from = cut_clips(track.segment, rms, n, cfg)
-        write_clips(job, out, cfg, track, crops, audio.samples, clips, test_from, offset, result, written)
         if not clips:
             raise UserError(
                 f"no clip of at least {cfg.min_clip_seconds:g} s with a steady face "
                 f"({int(track.face[:n].sum())} of {n} frames had a face)",
                 job.path,
             )
-        facts = VideoFacts(
-            info=info,
-            reader=reader,
-            track=track,
-            n=n,
-            clips=clips,
-            offset=offset,
-            audio_source=audio.source,
-            audio_shift=audio.start_shift,
-            audio_seconds=len(audio.samples) / cfg.sample_rate,
-            test_from=test_from,
-            seconds=time.perf_counter() - t_start,
-        )
-        result.report = video_report(job, cfg, facts)
-        write_reports(job, out, cfg, result.report, contact_sheet(track, crops, clips, rms, cfg, _title(job)))
+        source = VideoPass(info, reader, audio, rms, n, offset, t_start)
+        write_face(job, out, cfg, source, track, crops, clips, test_from, result, written, _title(job))
         del crops
         return result
     except BaseException:
@@ -150,6 +150,41 @@ def _check_found_a_face(job: VideoJob, track: Track, n: int) -> None:
         raise UserError("no frames decoded", job.path)
     if not track.face[:n].any():
         raise UserError(f"no face found in any of {track.n} frames", job.path)
+
+
+def write_face(
+    job: VideoJob,
+    out: Path,
+    cfg: PrepareConfig,
+    source: VideoPass,
+    track: Track,
+    crops: np.ndarray,
+    clips: list[tuple[int, int]],
+    test_from: int | None,
+    result: VideoResult,
+    written: list[Path],
+    title: str,
+    extra_report: dict | None = None,
+) -> None:
+    """One face's output, as a one-person video and each person of a several-people video write it: its clips
+    (`write_clips`), then its report (`video_report`, `extra_report`'s keys added, kept in `result`) and contact
+    sheet titled `title` (`write_reports`)."""
+    write_clips(job, out, cfg, track, crops, source.audio.samples, clips, test_from, source.offset, result, written)
+    facts = VideoFacts(
+        info=source.info,
+        reader=source.reader,
+        track=track,
+        n=source.n,
+        clips=clips,
+        offset=source.offset,
+        audio_source=source.audio.source,
+        audio_shift=source.audio.start_shift,
+        audio_seconds=len(source.audio.samples) / cfg.sample_rate,
+        test_from=test_from,
+        seconds=time.perf_counter() - source.started,
+    )
+    result.report = {**video_report(job, cfg, facts), **(extra_report or {})}
+    write_reports(job, out, cfg, result.report, contact_sheet(track, crops, clips, source.rms, cfg, title))
 
 
 def write_clips(
