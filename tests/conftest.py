@@ -1,8 +1,10 @@
-"""Test gating: `slow` tests run only with RUN_SLOW=1; `real` tests need ../shared/data/real and skip without it."""
+"""Test gating: `slow` tests run only with RUN_SLOW=1; `real` tests need ../shared/data/real and skip without it.
+And fixtures that tests in several folders use."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def real_dir() -> Path:
     return SHARED_REAL
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module's tiny models (a second gains nothing, and OpenMP barriers crawl on a shared,
+    busy 2-core machine), the previous count restored after: a global thread count left behind changes the float
+    results of later tests that compare an in-process run with a subprocess (exact resume)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

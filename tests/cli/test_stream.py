@@ -16,16 +16,7 @@ from apb2face.data import audio as A
 from apb2face.data.video import iter_frames, probe
 from tests.inference.helpers import noise_speech, write_wav
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP barriers crawl on a shared, busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def s16le(pcm: np.ndarray) -> bytes:

@@ -14,16 +14,7 @@ from apb2face.cli.main import main
 from apb2face.data.video import iter_frames, probe
 from tests.inference.helpers import make_scene_checkpoint, noise_speech, speech, two_person_scene, write_wav
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP barriers crawl on a shared, busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

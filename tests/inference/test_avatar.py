@@ -47,15 +47,10 @@ def cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, cache: Path) -> APB2FacePipeline:
-    import torch
-
-    # one thread for these tiny models, restored after: a global thread count left behind changes the float results
-    # of later tests that compare an in-process run with a subprocess (exact resume)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield APB2FacePipeline.from_pretrained(builtin_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("b") / "c"))
-    torch.set_num_threads(before)
+def pipe(
+    one_torch_thread: None, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, cache: Path
+) -> APB2FacePipeline:
+    return APB2FacePipeline.from_pretrained(builtin_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("b") / "c"))
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from tests.inference.test_export import make_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
 
 def push_in_chunks(session: StreamingSession, pcm: np.ndarray, sizes: list[int]) -> list:
     frames, lo, k = [], 0, 0
@@ -30,17 +32,6 @@ def push_in_chunks(session: StreamingSession, pcm: np.ndarray, sizes: list[int])
         lo += sizes[k % len(sizes)]
         k += 1
     return frames + session.finish()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP barriers crawl on a shared, busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------------------ features

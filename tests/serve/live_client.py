@@ -33,25 +33,45 @@ def connect_when_free(url: str, timeout: float = 30.0, **kwargs: object):
 def stream_audio(url: str, identity: str, pcm: np.ndarray, chunk: int = 640, **start: object):
     """Send 16 kHz float audio as PCM16 chunks then end; returns (ready, frames [(header, payload)], other, end)."""
     data = (np.clip(pcm, -1, 1) * 32767).astype("<i2")
-    frames, other = [], []
     with connect_when_free(url) as ws:
         ws.send(json.dumps({"identity": identity, "sample_rate": 16000, "idle": False, **start}))
         ready = json.loads(ws.recv(timeout=60))
         for lo in range(0, len(data), chunk):
             ws.send(data[lo : lo + chunk].tobytes())
         ws.send(json.dumps({"end": True}))
-        end = None
-        for message in ws:  # until the server closes
-            if isinstance(message, str):
-                item = json.loads(message)
-                if item["type"] == "end":
-                    end = item
-                else:
-                    other.append(item)
-            else:
-                header, payload = unpack(message)
-                (frames if header["type"] == "frame" else other).append((header, payload))
+        frames, other, end = receive_until_end(ws)
     return ready, frames, other, end
+
+
+def receive_until_end(ws) -> tuple[list[tuple[dict, bytes]], list, dict | None]:
+    """Every message until the server closes: (frames [(header, payload)], the others (JSON ones as dicts, binary
+    ones as (header, payload)), the end message or None)."""
+    frames, other, end = [], [], None
+    for message in ws:
+        if isinstance(message, str):
+            item = json.loads(message)
+            if item["type"] == "end":
+                end = item
+            else:
+                other.append(item)
+        else:
+            header, payload = unpack(message)
+            (frames if header["type"] == "frame" else other).append((header, payload))
+    return frames, other, end
+
+
+def refused_start(url: str, start: str, timeout: float = 60.0) -> str:
+    """The error a bad first message gets; the server must then close the session with 1008 (policy violation)."""
+    import pytest
+    import websockets.exceptions
+
+    with connect_when_free(url) as ws:
+        ws.send(start)
+        error = json.loads(ws.recv(timeout=timeout))["error"]
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 1008
+    return error
 
 
 def decode(payload: bytes) -> np.ndarray:

@@ -15,6 +15,7 @@ from apb2face.errors import UserError
 from apb2face.serve.config import ServeConfig
 from apb2face.serve.jobs import INTERRUPTED
 from tests.serve.conftest import LIMITS, Server, wait_for_job
+from tests.serve.live_client import live_url
 
 TOKEN = "a-long-enough-test-token-1234"
 LONG_TEXT = "This sentence keeps the only worker busy for a few seconds, while the others wait in the queue."
@@ -67,7 +68,7 @@ def test_token_on_every_route(tmp_path: Path, serve_checkpoint: Path) -> None:
             page = c.get(f"/?token={TOKEN}")  # the page sets a cookie so that its own requests carry the token
             assert page.status_code == 200 and "apb2face_token" in page.headers["set-cookie"]
             assert c.get("/v1/identities").status_code == 200  # the client kept the cookie
-        ws = server.url.replace("http", "ws") + "/v1/live"
+        ws = live_url(server.url)
         with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             connect(ws, open_timeout=30)
         assert refused.value.response.status_code == 401

@@ -14,10 +14,10 @@ import pytest
 from apb2face.data import audio as A
 from apb2face.inference.pipeline import APB2FacePipeline
 from apb2face.inference.scene import SceneConfig, SceneStreamingSession, track_image
-from apb2face.serve.live import pack, unpack
+from apb2face.serve.live import pack
 from tests.inference.helpers import noise_speech, two_person_scene
 from tests.serve.conftest import Server
-from tests.serve.live_client import connect_when_free, decode, live_url
+from tests.serve.live_client import connect_when_free, decode, live_url, receive_until_end, refused_start
 
 SPEAKERS = ["astronaut", "mirrored"]  # the tiny checkpoint's identities, given the faces left to right
 
@@ -35,20 +35,6 @@ def start_message(**overrides: object) -> str:
 
 def pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-def receive_until_end(ws) -> tuple[list[tuple[dict, bytes]], list[dict], dict | None]:
-    frames, other, end = [], [], None
-    for message in ws:  # until the server closes
-        if isinstance(message, str):
-            item = json.loads(message)
-            if item["type"] == "end":
-                end = item
-            else:
-                other.append(item)
-        else:
-            frames.append(unpack(message))
-    return frames, other, end
 
 
 def test_a_scene_streams_one_audio_per_speaker(api_server: Server, serve_checkpoint) -> None:
@@ -103,14 +89,7 @@ def pcm16_float(audio: np.ndarray) -> np.ndarray:
     ],
 )
 def test_bad_scene_starts_get_one_json_error(api_server: Server, overrides: dict, error: str) -> None:
-    import websockets.exceptions
-
-    with connect_when_free(live_url(api_server.url)) as ws:
-        ws.send(start_message(**overrides))
-        assert error in json.loads(ws.recv(timeout=120))["error"]
-        with pytest.raises(websockets.exceptions.ConnectionClosed):
-            ws.recv(timeout=10)
-        assert ws.close_code == 1008
+    assert error in refused_start(live_url(api_server.url), start_message(**overrides), timeout=120)
 
 
 def test_bad_messages_do_not_end_a_scene_session(api_server: Server) -> None:
