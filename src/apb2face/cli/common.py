@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,41 @@ def add_output_dir_argument(
     parser.add_argument(
         "--out", "-o", type=Path, required=True, metavar=metavar, help=f"{what} (must not exist, or be empty)"
     )
+
+
+def add_scene_arguments(parser: argparse.ArgumentParser, speaker_metavar: str, speaker_help: str) -> Any:
+    """The scene group with --scene and --speaker as `generate` and `stream` spell them; returns the group, for a
+    command's own scene flags and then `add_assign_argument` (so --help lists them in that order)."""
+    scene = parser.add_argument_group("scene (several people, each with their own voice; see docs/scene.md)")
+    scene.add_argument("--scene", type=Path, metavar="IMAGE|VIDEO", help="an image or video with several people")
+    scene.add_argument("--speaker", action="append", metavar=speaker_metavar, help=speaker_help)
+    return scene
+
+
+def add_assign_argument(group: Any) -> None:
+    group.add_argument(
+        "--assign",
+        choices=("identity", "left-to-right"),  # apb2face.inference.scene.ASSIGN
+        default="identity",
+        help="with --scene: match faces to speakers by who they are (face embedding), or give the i-th --speaker "
+        "the i-th face from the left (default: identity)",
+    )
+
+
+def check_no_scene_flags(args: argparse.Namespace, *flags: tuple[str, object]) -> None:
+    """Without --scene: --speaker, a command's other scene `flags` (name, value) and a chosen --assign need it."""
+    for flag, value in (("--speaker", args.speaker), *flags):
+        if value is not None:
+            raise UserError(f"{flag} needs --scene")
+    if args.assign != "identity":
+        raise UserError("--assign needs --scene")
+
+
+def refuse_with_scene(flags: tuple[tuple[str, object], ...], why: str) -> None:
+    """UserError for the first of `flags` (name, value) that is given although --scene gives it (`why` says how)."""
+    for flag, value in flags:
+        if value is not None:
+            raise UserError(f"{flag} cannot be used with --scene ({why})")
 
 
 def check_backend(args: argparse.Namespace) -> None:

@@ -28,12 +28,16 @@ import numpy as np
 
 from apb2face.cli.common import (
     add_allow_unknown_argument,
+    add_assign_argument,
     add_backend_arguments,
     add_checkpoint_argument,
+    add_scene_arguments,
     check_backend,
+    check_no_scene_flags,
     check_not_an_input,
     check_writable,
     output_errors,
+    refuse_with_scene,
     resize,
 )
 from apb2face.errors import UserError
@@ -95,25 +99,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --full-frame: the whole face, or only the mouth (nose down; the real eyes stay) (default: face)",
     )
     full.add_argument("--mix", action="store_true", help="with --full-frame: keep the video's own audio under the new")
-    scene = parser.add_argument_group("scene (several people, each with their own voice; see docs/scene.md)")
-    scene.add_argument("--scene", type=Path, metavar="IMAGE|VIDEO", help="an image or video with several people")
-    scene.add_argument(
-        "--speaker",
-        action="append",
-        metavar="NAME[=AUDIO]",
-        help="with --scene, repeatable: NAME=AUDIO gives that person their own speech; NAME alone names the "
+    scene = add_scene_arguments(
+        parser,
+        speaker_metavar="NAME[=AUDIO]",
+        speaker_help="with --scene, repeatable: NAME=AUDIO gives that person their own speech; NAME alone names the "
         "channels of a multi-channel --audio in order, or orders the --timeline speakers",
     )
     scene.add_argument(
         "--timeline", type=Path, metavar="CSV", help="with --scene and --audio: start,end,name turns (seconds)"
     )
-    scene.add_argument(
-        "--assign",
-        choices=("identity", "left-to-right"),  # apb2face.inference.scene.ASSIGN
-        default="identity",
-        help="with --scene: match faces to speakers by who they are (face embedding), or give the i-th --speaker "
-        "the i-th face from the left (default: identity)",
-    )
+    add_assign_argument(scene)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -255,11 +250,7 @@ def full_frame(args: argparse.Namespace, pipe: object, audio: object, sample_rat
 
 def check_single_face(args: argparse.Namespace) -> None:
     """Without --scene: one --reference and one of --audio / --text; the scene flags need --scene."""
-    for flag, value in (("--speaker", args.speaker), ("--timeline", args.timeline)):
-        if value is not None:
-            raise UserError(f"{flag} needs --scene")
-    if args.assign != "identity":
-        raise UserError("--assign needs --scene")
+    check_no_scene_flags(args, ("--timeline", args.timeline))
     if args.reference is None:
         raise UserError("--reference is required (or --scene for several people)")
     if args.audio is None and args.text is None:
@@ -268,12 +259,11 @@ def check_single_face(args: argparse.Namespace) -> None:
 
 def check_scene(args: argparse.Namespace) -> None:
     """--scene takes its faces, pose and blinks from the scene and its speech from --speaker/--audio/--timeline."""
-    for flag, value in (
+    given = (
         ("--reference", args.reference), ("--text", args.text), ("--driving", args.driving), ("--pose", args.pose),
         ("--blink", args.blink), ("--size", args.size), ("--region", args.region),
-    ):  # fmt: skip
-        if value is not None:
-            raise UserError(f"{flag} cannot be used with --scene (the scene gives the faces, size and motion)")
+    )  # fmt: skip
+    refuse_with_scene(given, "the scene gives the faces, size and motion")
     if args.full_frame or args.mix:
         raise UserError("--full-frame and --mix cannot be used with --scene (a scene is always full frame)")
     if args.timeline is not None and args.audio is None:

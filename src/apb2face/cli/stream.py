@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from apb2face.cli.common import add_allow_unknown_argument, add_backend_arguments, add_checkpoint_argument
+    from apb2face.cli.common import (
+        add_allow_unknown_argument,
+        add_assign_argument,
+        add_backend_arguments,
+        add_checkpoint_argument,
+        add_scene_arguments,
+    )
 
     parser.add_argument(
         "--reference",
@@ -77,21 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --full-frame: paste the whole face, or only the mouth (the real eyes stay) (default: face)",
     )
-    scene = parser.add_argument_group("scene (several people, each with their own voice; see docs/scene.md)")
-    scene.add_argument("--scene", type=Path, metavar="IMAGE|VIDEO", help="an image or video with several people")
-    scene.add_argument(
-        "--speaker",
-        action="append",
-        metavar="NAME=AUDIO",
-        help="with --scene, repeatable: that person's own speech, streamed in turns with the other speakers'",
+    scene = add_scene_arguments(
+        parser,
+        speaker_metavar="NAME=AUDIO",
+        speaker_help="with --scene, repeatable: that person's own speech, streamed in turns with the other speakers'",
     )
-    scene.add_argument(
-        "--assign",
-        choices=("identity", "left-to-right"),  # apb2face.inference.scene.ASSIGN
-        default="identity",
-        help="with --scene: match faces to speakers by who they are (face embedding), or give the i-th --speaker "
-        "the i-th face from the left (default: identity)",
-    )
+    add_assign_argument(scene)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,10 +163,9 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def check_single_face(args: argparse.Namespace) -> None:
     """Without --scene: one --reference and one --audio-in; the scene flags need --scene."""
-    if args.speaker is not None:
-        raise UserError("--speaker needs --scene")
-    if args.assign != "identity":
-        raise UserError("--assign needs --scene")
+    from apb2face.cli.common import check_no_scene_flags
+
+    check_no_scene_flags(args)
     if args.reference is None:
         raise UserError("--reference is required (or --scene with --speaker NAME=AUDIO for several people)")
     if args.audio_in is None:
@@ -368,14 +364,14 @@ def _stdin_chunks(fd: int, rate: int, chunk_ms: float) -> Iterator[np.ndarray]:
 def check_scene_arguments(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """--scene takes its faces, size and motion from the scene and one audio file per --speaker NAME=AUDIO (parsed
     as `generate --scene` parses them); returns the (name, file) pairs."""
+    from apb2face.cli.common import refuse_with_scene
     from apb2face.inference.scene import check_names, parse_speaker
 
-    for flag, value in (
+    given = (
         ("--reference", args.reference), ("--audio-in", args.audio_in), ("--pose", args.pose),
         ("--blink", args.blink), ("--region", args.region),
-    ):  # fmt: skip
-        if value is not None:
-            raise UserError(f"{flag} cannot be used with --scene (the scene gives the faces, --speaker the audio)")
+    )  # fmt: skip
+    refuse_with_scene(given, "the scene gives the faces, --speaker the audio")
     if args.full_frame:
         raise UserError("--full-frame cannot be used with --scene (a scene is always full frame)")
     if not args.speaker:
