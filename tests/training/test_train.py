@@ -403,7 +403,7 @@ def test_eye_decoupling_counts_only_the_non_eye_points_and_trains_them_still(tin
 
 
 def test_renderer_only_training_keeps_the_fuser_exactly(tiny_dataset, tmp_path):
-    run = tiny("train.steps=2", "train.train_only=renderer", "train.lambda_eyes=100", "train.lambda_edges=100")
+    run = tiny("train.steps=2", "train.train_only=renderer", "train.lambda_eyes=100")
     trainer = Trainer(run, tiny_dataset, tmp_path / "run").setup()
     generator = {k: v.clone() for k, v in trainer.model.generator.state_dict().items()}
     fuser = {k: v.clone() for k, v in trainer.model.fuser.state_dict().items()}
@@ -411,14 +411,4 @@ def test_renderer_only_training_keeps_the_fuser_exactly(tiny_dataset, tmp_path):
     assert all(torch.equal(fuser[k], v) for k, v in trainer.model.fuser.state_dict().items())
     assert not all(torch.equal(generator[k], v) for k, v in trainer.model.generator.state_dict().items())
     records = metrics(tmp_path / "run")
-    assert all(m["loss_d"] > 0 and m["loss_l1"] > 0 and m["loss_eyes"] > 0 and m["loss_edges"] > 0 for m in records)
-
-
-def test_edge_loss_sees_contrast_not_brightness():
-    from apb2face.training.losses import edges_l1
-
-    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    assert edges_l1(image + 0.3, image).item() < 1e-6  # a brighter copy has the same edges
-    blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
-    assert edges_l1(blurred, image).item() > 0.1  # a blurred one has weaker ones
-    assert F.l1_loss(blurred, image).item() < edges_l1(blurred, image).item()
+    assert all(m["loss_d"] > 0 and m["loss_l1"] > 0 and m["loss_eyes"] > 0 for m in records)

@@ -30,9 +30,6 @@ class TrainConfig:
     lambda_eyes: float = 0.0
     # landmark L1 on the eye contours alone (the fuser): in the all-points term a closing eye weighs almost nothing
     lambda_eye_geometry: float = 0.0
-    # L1 between the horizontal and vertical pixel differences of the generated and the real frame: the image L1
-    # is content with a blurred edge in the right place, this term asks for its contrast as well
-    lambda_edges: float = 0.0
     # the fuser again with the eye input of another sample in the batch: L1 between its non-eye landmarks and the
     # ones it predicts for the true eye input. Without it a fuser taught to close the eyes (lambda_eye_geometry)
     # also moves the lips with the eye input, and the renderer then opens the mouth in a silent blink
@@ -113,7 +110,6 @@ class TrainConfig:
             "lambda_speech",
             "lambda_eye_geometry",
             "lambda_eye_decouple",
-            "lambda_edges",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

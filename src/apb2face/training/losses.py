@@ -2,7 +2,7 @@
 
 The generator's objective (the paper's, plus the landmark loss it describes and the official code left out):
     lambda_gan * LSGAN(D(ref, fake) -> 1) + lambda_l1 * L1(fake, target) + lambda_geometry * L1(landmarks, true)
-    + lambda_mouth * mouth L1 + lambda_eyes * eyes L1 + lambda_edges * edge L1 (all 0 in the paper's recipe)
+    + lambda_mouth * mouth L1 + lambda_eyes * eyes L1 (both 0 in the paper's recipe)
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ LOSS_KEYS = (
     "loss_eyes",
     "loss_speech",
     "loss_eye_decouple",
-    "loss_edges",
 )
 
 
@@ -90,13 +89,6 @@ def eyes_l1(fake: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor, m
         box_mask(landmarks[:, LEFT_EYE_SLICE], size, margin, min_extent=0.05),
     )
     return masked_l1(fake, target, mask)
-
-
-def edges_l1(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 between the images' horizontal and vertical neighbour differences (a gradient-difference loss)."""
-    dx = F.l1_loss(fake[..., :, 1:] - fake[..., :, :-1], target[..., :, 1:] - target[..., :, :-1])
-    dy = F.l1_loss(fake[..., 1:, :] - fake[..., :-1, :], target[..., 1:, :] - target[..., :-1, :])
-    return dx + dy
 
 
 def eye_points_l1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:

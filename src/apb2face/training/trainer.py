@@ -55,7 +55,6 @@ from apb2face.training.distributed import Distributed
 from apb2face.training.images import image_grid
 from apb2face.training.losses import (
     LOSS_KEYS,
-    edges_l1,
     eye_decouple_l1,
     eye_points_l1,
     eyes_l1,
@@ -440,8 +439,9 @@ class Trainer:
         return loss_d, loss_real, loss_fake
 
     def _generator_step(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_eye_decouple,
-        loss_edges). D is frozen; the plain module avoids a DDP reduction for gradients nobody uses."""
+        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_eye_decouple). D is
+        frozen; the plain
+        module avoids a DDP reduction for gradients nobody uses."""
         train, target = self.run.train, batch["target"]
         self.disc.requires_grad_(False)
         with self._autocast():
@@ -451,18 +451,16 @@ class Trainer:
             loss_geometry, loss_speech, loss_decouple, fuser_terms = self._landmark_losses(batch, landmarks)
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
             loss_eyes = eyes_l1(fake.float(), target, batch["landmarks"]) if train.lambda_eyes else loss_l1 * 0
-            loss_edges = edges_l1(fake.float(), target) if train.lambda_edges else loss_l1 * 0
             loss_g = (
                 train.lambda_gan * loss_gan
                 + train.lambda_l1 * loss_l1
                 + fuser_terms
                 + train.lambda_mouth * loss_mouth
                 + train.lambda_eyes * loss_eyes
-                + train.lambda_edges * loss_edges
             )
         self._update_generator(loss_g)
         self.disc.requires_grad_(True)
-        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_decouple, loss_edges
+        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_decouple
 
     def _speech_loss(self, batch: Batch) -> torch.Tensor:
         """Lip shape of the fuser's geometry for the real-speech samples vs the real lips (the fuser alone)."""
