@@ -402,6 +402,24 @@ def test_eye_decoupling_counts_only_the_non_eye_points_and_trains_them_still(tin
     assert records[-1]["loss_eye_decouple"] < 0.5 * records[0]["loss_eye_decouple"]
 
 
+def test_a_fuser_teacher_holds_the_non_eye_landmarks(tiny_dataset, tmp_path):
+    with pytest.raises(UserError, match="fuser_teacher"):
+        tiny("train.lambda_fuser_teacher=10")
+    Trainer(tiny("train.steps=2"), tiny_dataset, tmp_path / "teacher").setup().fit()
+    taught = (
+        f"train.fuser_teacher={tmp_path / 'teacher' / 'final'}",
+        "train.lambda_fuser_teacher=1000",
+        "train.lambda_geometry=0",
+        "train.lr=1e-3",
+        f"train.speech_data={tiny_dataset}",
+    )
+    run = tiny("train.steps=8", "train.train_only=fuser", "train.seed=1", *taught)
+    Trainer(run, tiny_dataset, tmp_path / "run").setup().fit()
+    records = metrics(tmp_path / "run")
+    assert records[0]["loss_fuser_teacher"] > 0
+    assert records[-1]["loss_fuser_teacher"] < 0.5 * records[0]["loss_fuser_teacher"]
+
+
 def test_renderer_only_training_keeps_the_fuser_exactly(tiny_dataset, tmp_path):
     run = tiny("train.steps=2", "train.train_only=renderer", "train.lambda_eyes=100")
     trainer = Trainer(run, tiny_dataset, tmp_path / "run").setup()

@@ -34,6 +34,11 @@ class TrainConfig:
     # ones it predicts for the true eye input. Without it a fuser taught to close the eyes (lambda_eye_geometry)
     # also moves the lips with the eye input, and the renderer then opens the mouth in a silent blink
     lambda_eye_decouple: float = 0.0
+    # a release checkpoint whose fuser teaches the non-eye landmarks (lambda_fuser_teacher, L1): the teacher sees the
+    # same audio and pose with the eyes fully open, so the student keeps the teacher's lips for every voice it heard
+    # (its hearing) whatever the eye input, while the eye terms close its eyes
+    fuser_teacher: str = ""
+    lambda_fuser_teacher: float = 0.0
     # frames with closed eyes appear this many times per epoch (blinks are ~2 % of frames)
     blink_repeat: int = 1
     # a warm start's discriminator is new: train it alone for this many steps before the generator sees its loss
@@ -101,6 +106,10 @@ class TrainConfig:
             raise ValueError(f"speech_data must be a dataset path, got {self.speech_data!r}")
         if self.lambda_speech and not self.speech_data:
             raise ValueError("lambda_speech needs speech_data (a dataset of real talking faces)")
+        if not isinstance(self.fuser_teacher, str):
+            raise ValueError(f"fuser_teacher must be a checkpoint path, got {self.fuser_teacher!r}")
+        if self.lambda_fuser_teacher and not self.fuser_teacher:
+            raise ValueError("lambda_fuser_teacher needs fuser_teacher (a release checkpoint)")
         for name in (
             "lambda_l1",
             "lambda_gan",
@@ -110,6 +119,7 @@ class TrainConfig:
             "lambda_speech",
             "lambda_eye_geometry",
             "lambda_eye_decouple",
+            "lambda_fuser_teacher",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -39,6 +39,7 @@ LOSS_KEYS = (
     "loss_eyes",
     "loss_speech",
     "loss_eye_decouple",
+    "loss_fuser_teacher",
 )
 
 

@@ -34,7 +34,7 @@ from apb2face.errors import UserError
 from apb2face.io import atomic_dir, atomic_path, write_json
 from apb2face.models.apb2face import APB2Face
 from apb2face.models.discriminator import PatchDiscriminator
-from apb2face.models.modeling import save_pretrained, warm_start
+from apb2face.models.modeling import load_pretrained, save_pretrained, warm_start
 from apb2face.training.checkpoint import (
     CHECKPOINTS_DIR,
     RUN_FILE,
@@ -61,6 +61,7 @@ from apb2face.training.losses import (
     lip_shape_l1,
     lsgan,
     mouth_l1,
+    non_eye_points,
 )
 from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
@@ -201,12 +202,24 @@ class Trainer:
         if train.train_only == "renderer":
             # no gradient reaches the fuser, so Adam leaves it untouched (it skips parameters without a gradient)
             self.model.fuser.requires_grad_(False)
+        self.fuser_teacher = self._load_fuser_teacher()
         self.disc = PatchDiscriminator(self.run.model).to(self.device)
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=train.lr, betas=train.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=train.lr, betas=train.betas)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=fp16)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
+
+    def _load_fuser_teacher(self) -> nn.Module | None:
+        path = self.run.train.fuser_teacher
+        if not path:
+            return None
+        teacher = load_pretrained(path, device=self.device)
+        if teacher.config.audio_window != self.run.model.audio_window or (
+            teacher.config.audio_lookahead != self.run.model.audio_lookahead
+        ):
+            raise UserError(f"{path}: the fuser teacher hears another audio window than this model")
+        return teacher.model.fuser.eval().requires_grad_(False)
 
     def _initial_weights(self, checkpoint: Path | None) -> None:
         init_from = self.run.train.init_from
@@ -359,20 +372,37 @@ class Trainer:
         return dict(zip(LOSS_KEYS, values.float().cpu().tolist())), fake.detach(), landmarks.detach()
 
     def _landmark_losses(self, batch: Batch, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The fuser's terms: (landmark L1, speech lip-shape L1, eye decoupling L1, their weighted sum with the
-        eye-contour term)."""
+        """The fuser's terms: (landmark L1, speech lip-shape L1, eye decoupling L1, fuser-teacher L1, their weighted
+        sum with the eye-contour term)."""
         train = self.run.train
         loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
         eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
         loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_geometry * 0
         loss_decouple = self._eye_decouple_loss(batch, landmarks) if train.lambda_eye_decouple else loss_geometry * 0
+        loss_teacher = self._fuser_teacher_loss(batch, landmarks) if train.lambda_fuser_teacher else loss_geometry * 0
         weighted = (
             train.lambda_geometry * loss_geometry
             + train.lambda_eye_geometry * eye_geometry
             + train.lambda_speech * loss_speech
             + train.lambda_eye_decouple * loss_decouple
+            + train.lambda_fuser_teacher * loss_teacher
         )
-        return loss_geometry, loss_speech, loss_decouple, weighted
+        return loss_geometry, loss_speech, loss_decouple, loss_teacher, weighted
+
+    def _fuser_teacher_loss(self, batch: Batch, landmarks: torch.Tensor) -> torch.Tensor:
+        """Non-eye landmarks vs the teacher fuser's for the same audio and pose with open eyes, on the batch and (with
+        speech_data) on the real-speech samples, whose voices are the hearing to keep."""
+        assert self.fuser_teacher is not None
+        inputs = [(batch["audio"], batch["pose"], landmarks)]
+        if "speech_audio" in batch:
+            _, speech = self.model.fuse(batch["speech_audio"], batch["speech_pose"], batch["speech_eyes"])
+            inputs.append((batch["speech_audio"], batch["speech_pose"], speech))
+        losses = []
+        for audio, pose, student in inputs:
+            with torch.no_grad():
+                _, taught = self.fuser_teacher(audio, pose, torch.ones(len(audio), 2, device=audio.device))
+            losses.append(F.l1_loss(non_eye_points(student.float()), non_eye_points(taught.float())))
+        return torch.stack(losses).mean()
 
     def _eye_decouple_loss(self, batch: Batch, landmarks: torch.Tensor) -> torch.Tensor:
         """The fuser once more with each sample's eye input taken from the next sample (a roll of the batch: no
@@ -393,7 +423,7 @@ class Trainer:
         self.model.train()
         with self._autocast():
             _, landmarks = self.model.fuse(batch["audio"], batch["pose"], batch["eyes"])
-            loss_geometry, loss_speech, loss_decouple, loss = self._landmark_losses(batch, landmarks)
+            loss_geometry, loss_speech, loss_decouple, loss_teacher, loss = self._landmark_losses(batch, landmarks)
         self._update_generator(loss)
         with torch.no_grad(), self._autocast():
             fake, _ = self.model(batch["reference"], batch["audio"], batch["pose"], batch["eyes"])
@@ -403,6 +433,7 @@ class Trainer:
             loss_geometry=loss_geometry.item(),
             loss_speech=float(loss_speech.detach()),
             loss_eye_decouple=float(loss_decouple.detach()),
+            loss_fuser_teacher=float(loss_teacher.detach()),
         )
         return values, fake.detach(), landmarks.detach()
 
@@ -439,16 +470,17 @@ class Trainer:
         return loss_d, loss_real, loss_fake
 
     def _generator_step(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_eye_decouple). D is
-        frozen; the plain
-        module avoids a DDP reduction for gradients nobody uses."""
+        """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_eye_decouple,
+        loss_fuser_teacher). D is frozen; the plain module avoids a DDP reduction for gradients nobody uses."""
         train, target = self.run.train, batch["target"]
         self.disc.requires_grad_(False)
         with self._autocast():
             pred = self.disc(batch["reference"], fake).float()
             loss_gan = lsgan(pred, real=True)
             loss_l1 = F.l1_loss(fake.float(), target)
-            loss_geometry, loss_speech, loss_decouple, fuser_terms = self._landmark_losses(batch, landmarks)
+            loss_geometry, loss_speech, loss_decouple, loss_teacher, fuser_terms = self._landmark_losses(
+                batch, landmarks
+            )
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
             loss_eyes = eyes_l1(fake.float(), target, batch["landmarks"]) if train.lambda_eyes else loss_l1 * 0
             loss_g = (
@@ -460,7 +492,8 @@ class Trainer:
             )
         self._update_generator(loss_g)
         self.disc.requires_grad_(True)
-        return loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_decouple
+        image_terms = (loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes)
+        return loss_g, *image_terms, loss_speech, loss_decouple, loss_teacher
 
     def _speech_loss(self, batch: Batch) -> torch.Tensor:
         """Lip shape of the fuser's geometry for the real-speech samples vs the real lips (the fuser alone)."""
