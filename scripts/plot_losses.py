@@ -36,11 +36,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--smooth", type=int, default=25, help="moving-average window in steps (default 25)")
     p.add_argument("--title", default=None)
+    p.add_argument("--keys", default=None, help="metrics.jsonl keys to plot (comma-separated)")
     args = p.parse_args()
+    curves = tuple((key, key) for key in args.keys.split(",")) if args.keys else CURVES
     rows = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     steps = np.array([r["step"] for r in rows])
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
-    for ax, (key, label) in zip(axes, CURVES):
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], curves):
         values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
         ax.plot(steps, values, color="0.8", linewidth=0.5)
         s = smooth(values, args.smooth)
