@@ -106,10 +106,10 @@ def non_eye_points(points: torch.Tensor) -> torch.Tensor:
     return points[:, keep]
 
 
-def eye_decouple_l1(moved: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-    """L1 between the non-eye points of a prediction made with another eye input (`moved`) and the prediction made
-    with the true one (`anchor`, detached: the landmark term decides where those points go, this term only that
-    the eye input does not move them)."""
+def non_eye_l1(moved: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """L1 between the non-eye points of `moved` and of `anchor` (detached: the anchor only says where those points
+    stay). Eye decoupling: a prediction with another eye input vs the one with the true eyes; fuser teacher: the
+    student's prediction vs the teacher's with open eyes."""
     return F.l1_loss(non_eye_points(moved), non_eye_points(anchor).detach())
 
 

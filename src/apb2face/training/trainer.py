@@ -55,13 +55,12 @@ from apb2face.training.distributed import Distributed
 from apb2face.training.images import image_grid
 from apb2face.training.losses import (
     LOSS_KEYS,
-    eye_decouple_l1,
     eye_points_l1,
     eyes_l1,
     lip_shape_l1,
     lsgan,
     mouth_l1,
-    non_eye_points,
+    non_eye_l1,
 )
 from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
@@ -377,9 +376,12 @@ class Trainer:
         train = self.run.train
         loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
         eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
-        loss_speech = self._speech_loss(batch) if train.lambda_speech else loss_geometry * 0
+        speech = self._speech_landmarks(batch) if train.lambda_speech or train.lambda_fuser_teacher else None
+        loss_speech = self._speech_loss(batch, speech) if train.lambda_speech else loss_geometry * 0
         loss_decouple = self._eye_decouple_loss(batch, landmarks) if train.lambda_eye_decouple else loss_geometry * 0
-        loss_teacher = self._fuser_teacher_loss(batch, landmarks) if train.lambda_fuser_teacher else loss_geometry * 0
+        loss_teacher = (
+            self._fuser_teacher_loss(batch, landmarks, speech) if train.lambda_fuser_teacher else loss_geometry * 0
+        )
         weighted = (
             train.lambda_geometry * loss_geometry
             + train.lambda_eye_geometry * eye_geometry
@@ -389,26 +391,32 @@ class Trainer:
         )
         return loss_geometry, loss_speech, loss_decouple, loss_teacher, weighted
 
-    def _fuser_teacher_loss(self, batch: Batch, landmarks: torch.Tensor) -> torch.Tensor:
+    def _speech_landmarks(self, batch: Batch) -> torch.Tensor | None:
+        """The fuser's landmarks for the real-speech samples (None without speech_data), computed once per step for
+        the speech and teacher terms."""
+        if "speech_audio" not in batch:
+            return None
+        return self.model.fuse(batch["speech_audio"], batch["speech_pose"], batch["speech_eyes"])[1]
+
+    def _fuser_teacher_loss(self, batch: Batch, landmarks: torch.Tensor, speech: torch.Tensor | None) -> torch.Tensor:
         """Non-eye landmarks vs the teacher fuser's for the same audio and pose with open eyes, on the batch and (with
         speech_data) on the real-speech samples, whose voices are the hearing to keep."""
         assert self.fuser_teacher is not None
         inputs = [(batch["audio"], batch["pose"], landmarks)]
-        if "speech_audio" in batch:
-            _, speech = self.model.fuse(batch["speech_audio"], batch["speech_pose"], batch["speech_eyes"])
+        if speech is not None:
             inputs.append((batch["speech_audio"], batch["speech_pose"], speech))
         losses = []
         for audio, pose, student in inputs:
             with torch.no_grad():
                 _, taught = self.fuser_teacher(audio, pose, torch.ones(len(audio), 2, device=audio.device))
-            losses.append(F.l1_loss(non_eye_points(student.float()), non_eye_points(taught.float())))
+            losses.append(non_eye_l1(student.float(), taught.float()))
         return torch.stack(losses).mean()
 
     def _eye_decouple_loss(self, batch: Batch, landmarks: torch.Tensor) -> torch.Tensor:
         """The fuser once more with each sample's eye input taken from the next sample (a roll of the batch: no
         random draw, so resume stays exact; blink_repeat makes closed eyes common in a batch)."""
         _, moved = self.model.fuse(batch["audio"], batch["pose"], batch["eyes"].roll(1, 0))
-        return eye_decouple_l1(moved.float(), landmarks.float())
+        return non_eye_l1(moved.float(), landmarks.float())
 
     def _update_generator(self, loss: torch.Tensor) -> None:
         self.opt_g.zero_grad(set_to_none=True)
@@ -495,10 +503,11 @@ class Trainer:
         image_terms = (loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes)
         return loss_g, *image_terms, loss_speech, loss_decouple, loss_teacher
 
-    def _speech_loss(self, batch: Batch) -> torch.Tensor:
-        """Lip shape of the fuser's geometry for the real-speech samples vs the real lips (the fuser alone)."""
-        _, landmarks = self.model.fuse(batch["speech_audio"], batch["speech_pose"], batch["speech_eyes"])
-        return lip_shape_l1(landmarks.float(), batch["speech_landmarks"], batch["speech_offset"])
+    def _speech_loss(self, batch: Batch, speech: torch.Tensor | None) -> torch.Tensor:
+        """Lip shape of the fuser's geometry for the real-speech samples (`speech`) vs the real lips (the fuser
+        alone)."""
+        assert speech is not None  # lambda_speech requires speech_data (TrainConfig)
+        return lip_shape_l1(speech.float(), batch["speech_landmarks"], batch["speech_offset"])
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
