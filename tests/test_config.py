@@ -105,6 +105,11 @@ def test_key_value_words_are_overrides_and_paths_never_are() -> None:
         ("apb2face.evaluation.grid:GridConfig", {"max_frames": 0}, "max_frames"),
         ("apb2face.evaluation.decouple:DecoupleConfig", {"yaw": 120.0}, "yaw"),
         ("apb2face.data.prepare.jobs:PrepareConfig", {"size": 8}, "size"),
+        (
+            "apb2face.models.config:ModelConfig",
+            {"reference_warp": True, "generator": "mobile"},
+            "reference_warp needs generator .skip.",
+        ),
     ],
 )
 def test_config_dataclasses_validate_themselves(cls_path: str, bad: dict, message: str) -> None:

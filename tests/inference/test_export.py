@@ -24,18 +24,29 @@ from apb2face.models.config import ModelConfig
 from apb2face.models.modeling import save_pretrained
 
 
-def make_checkpoint(directory: Path, generator: str, width: float = 0.25, seed: int = 0, sketch: bool = False) -> Path:
+def make_checkpoint(
+    directory: Path, generator: str, width: float = 0.25, seed: int = 0, sketch: bool = False, warp: bool = False
+) -> Path:
     """A random-weight checkpoint whose every layer matters (AdaConvs initialised N(0, 0.02) like upstream)."""
     torch.manual_seed(seed)
     config = ModelConfig(
-        image_size=64, generator=generator, generator_width=width, adaconv_init="normal", geometry_sketch=sketch
+        image_size=64,
+        generator=generator,
+        generator_width=width,
+        adaconv_init="normal",
+        geometry_sketch=sketch,
+        reference_warp=warp,
     )
     model = APB2Face(config).eval()
     with torch.no_grad():  # zero-initialised layers (mobile blocks, head, sketch input) get real weights
         for p in model.generator.parameters():
             p.add_(torch.randn_like(p) * (0.02 if p.any() else 0.1))
     face = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    return save_pretrained(model, directory / (generator + ("_sketch" if sketch else "")), references={"anna": face})
+    if warp:  # a warp head that moves pixels and pastes part of the reference (zero-initialised it does neither)
+        with torch.no_grad():
+            model.generator.warp.head.bias.copy_(torch.tensor([0.3, -0.2, 0.5]))
+    name = generator + ("_sketch" if sketch else "") + ("_warp" if warp else "")
+    return save_pretrained(model, directory / name, references={"anna": face})
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +57,11 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         **found,
         "skip_sketch": make_checkpoint(root, "skip", sketch=True),
         "mobile_sketch": make_checkpoint(root, "mobile", sketch=True),
+        "skip_sketch_warp": make_checkpoint(root, "skip", sketch=True, warp=True),
     }
 
 
-@pytest.mark.parametrize("generator", ["paper", "mobile", "skip", "skip_sketch", "mobile_sketch"])
+@pytest.mark.parametrize("generator", ["paper", "mobile", "skip", "skip_sketch", "mobile_sketch", "skip_sketch_warp"])
 def test_onnx_matches_pytorch(checkpoints, tmp_path, generator):
     manifest = export_onnx(checkpoints[generator], tmp_path / "onnx")
     parity = manifest["parity"]

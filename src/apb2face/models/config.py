@@ -99,6 +99,9 @@ class ModelConfig:
     adaconv_init: Literal["identity", "normal"] = "identity"
     # also give the renderer the predicted landmarks drawn as contours (models/sketch.py); `skip` and `mobile` only
     geometry_sketch: bool = False
+    # `skip` only: the decoder also predicts a flow and a mask that paste the warped reference over its output, so
+    # hair, skin and background keep the reference's texture, not the L1 loss's average (models/reference_warp.py)
+    reference_warp: bool = False
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -109,6 +112,8 @@ class ModelConfig:
             raise ValueError(f"num_landmarks must be {len(GEOMETRY_POINTS)} (len(GEOMETRY_POINTS))")
         if self.geometry_sketch and self.generator not in SKETCH_GENERATORS:
             raise ValueError(f"geometry_sketch needs generator 'skip' or 'mobile', got {self.generator!r}")
+        if self.reference_warp and self.generator != "skip":
+            raise ValueError(f"reference_warp needs generator 'skip', got {self.generator!r}")
         if self.adaconv_init not in ("identity", "normal"):
             raise ValueError(f"adaconv_init must be 'identity' or 'normal', got {self.adaconv_init!r}")
 
@@ -129,8 +134,9 @@ class ModelConfig:
             raise ValueError(f"generator_width must be a number, got {self.generator_width!r}")
         if not isinstance(self.generator, str):
             raise ValueError(f"generator must be a name, got {self.generator!r}")
-        if not isinstance(self.geometry_sketch, bool):
-            raise ValueError(f"geometry_sketch must be true or false, got {self.geometry_sketch!r}")
+        for name in ("geometry_sketch", "reference_warp"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def _check_sizes(self) -> None:
         if self.image_size not in (64, 128, 256):

@@ -9,6 +9,8 @@ one after each trunk block and one at half resolution in the decoder, where the 
 
 With `geometry_sketch` the fuser's predicted landmarks, drawn as contours at half resolution (models/sketch.py),
 also enter the trunk's input and both decoder merges: AdaConv says what the geometry is, the sketch where it is.
+With `reference_warp` the decoder's half-resolution features also move the reference's pixels into place and paste
+them over the output where they fit (models/reference_warp.py): texture is copied, not averaged.
 Their input channels come last in each concatenation, so a model trained without the sketch warm-starts a sketch
 model exactly (zero weights for the new channels; training/trainer.py `init_from`).
 
@@ -24,6 +26,7 @@ from torch import nn
 
 from apb2face.models.blocks import AdaConv, ResidualBlock, instance_norm, make_divisible
 from apb2face.models.config import ModelConfig
+from apb2face.models.reference_warp import ReferenceWarp
 from apb2face.models.sketch import SKETCH_CHANNELS, sketch_for
 
 SKIP = 64  # half-resolution reference feature channels
@@ -60,6 +63,7 @@ class SkipGenerator(nn.Module):
         self.up_full = _conv(skip, full, norm=False)
         self.merge_full = _conv(full + 3 + sketch, full, norm=False)
         self.head = nn.Conv2d(full, 3, 3, 1, 1)
+        self.warp = ReferenceWarp(skip) if config.reference_warp else None
         for ada in (*self.adaconvs, self.adaconv_half):
             ada.reset_parameters()
 
@@ -81,9 +85,11 @@ class SkipGenerator(nn.Module):
             x = ada(block(x), latent)
         x = self.up_half(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, skip, S/2, S/2)
         x = self.adaconv_half(self.merge_half(torch.cat([x, skip, *half], dim=1)), latent)
+        half_features = x
         x = self.up_full(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, full, S, S)
         x = self.merge_full(torch.cat([x, pixels, *full], dim=1))
-        return torch.tanh(self.head(x))
+        image = torch.tanh(self.head(x))
+        return image if self.warp is None else self.warp(half_features, pixels, image)
 
     def forward(
         self, reference: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None
