@@ -11,6 +11,8 @@ from apb2face.models.apb2face import APB2Face
 from apb2face.models.config import ModelConfig
 from apb2face.models.reference_warp import FLOW_LIMIT, MASK_GAIN, MASK_OFFSET, ReferenceWarp, identity_grid
 
+from .warm_start_check import assert_warm_start_is_exact
+
 
 def _images(size: int = 16, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
@@ -125,15 +127,6 @@ def test_only_the_skip_generator_has_it():
 
 
 def test_a_checkpoint_without_the_warp_warm_starts_one_with_it_exactly(tmp_path):
-    from apb2face.models.modeling import save_pretrained, warm_start
-
     plain = ModelConfig(image_size=64, generator="skip", geometry_sketch=True, adaconv_init="normal")
     torch.manual_seed(0)
-    before = APB2Face(plain).eval()
-    save_pretrained(before, tmp_path / "ckpt")
-    after = APB2Face(dataclasses.replace(plain, reference_warp=True)).eval()
-    warm_start(after, tmp_path / "ckpt")
-    ref = torch.rand(2, 3, 64, 64) * 2 - 1
-    args = (ref, torch.randn(2, 1, 64, 60), torch.zeros(2, 3), torch.ones(2, 2))
-    with torch.no_grad():
-        torch.testing.assert_close(after(*args)[0], before(*args)[0], rtol=0, atol=1e-6)
+    assert_warm_start_is_exact(tmp_path, APB2Face(plain), dataclasses.replace(plain, reference_warp=True))
