@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 MASK_OFFSET = 6.0
+# sigmoid(-MASK_OFFSET) in float32, as the mask computes it, so the mask is exactly 0 at a zero logit
+MASK_FLOOR = torch.sigmoid(torch.tensor(-MASK_OFFSET)).item()
 # The mask logit is this times its conv's output: Adam moves every weight by about the learning rate per step, and
 # the renderer's fine-tune rates (2e-5 to 5e-5) would take thousands of steps to lift a zero-initialised logit to the
 # offset; the gain is a learning-rate multiplier for the mask alone that travels with the weights. The flow has none:
@@ -67,8 +69,7 @@ class ReferenceWarp(nn.Module):
 
     def flow_and_mask(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = F.interpolate(self.head(features).float(), scale_factor=2.0, mode="bilinear", align_corners=False)
-        floor = torch.sigmoid(torch.tensor(-MASK_OFFSET))
-        mask = (torch.sigmoid(out[:, 2:3] * MASK_GAIN - MASK_OFFSET) - floor) / (1 - floor)
+        mask = (torch.sigmoid(out[:, 2:3] * MASK_GAIN - MASK_OFFSET) - MASK_FLOOR) / (1 - MASK_FLOOR)
         return FLOW_LIMIT * torch.tanh(out[:, :2]), mask
 
     def paste(

@@ -9,10 +9,10 @@ one after each trunk block and one at half resolution in the decoder, where the 
 
 With `geometry_sketch` the fuser's predicted landmarks, drawn as contours at half resolution (models/sketch.py),
 also enter the trunk's input and both decoder merges: AdaConv says what the geometry is, the sketch where it is.
-With `reference_warp` the decoder's half-resolution features also move the reference's pixels into place and paste
-them over the output where they fit (models/reference_warp.py): texture is copied, not averaged.
 Their input channels come last in each concatenation, so a model trained without the sketch warm-starts a sketch
 model exactly (zero weights for the new channels; training/trainer.py `init_from`).
+With `reference_warp` the decoder's half-resolution features also move the reference's pixels into place and paste
+them over the output where they fit (models/reference_warp.py): texture is copied, not averaged.
 
     encode(reference (B,3,S,S)) -> features (B, SKIP + 12, S/2, S/2)     once per reference
     render(features, latent (B,L)[, geometry (B,K,2)]) -> image (B,3,S,S) in [-1, 1]          per frame
