@@ -243,4 +243,8 @@ def test_the_demo_model_lets_the_listener_keep_its_mouth_closed(scene_png: Path,
                 points = mesh.detect(cv2.resize(half, (320, 320), interpolation=cv2.INTER_CUBIC))
                 mouths[side].append(np.nan if points is None else mouth_opening(points))
     left, right = np.asarray(mouths["left"]), np.asarray(mouths["right"])
-    assert np.nanmax(left) > 2 * np.nanmax(right) and np.nanmax(right) < 0.15
+    # The speaker's peaks against the listener's, both as a 95th percentile: the face mesh reads a 160 px face, and
+    # one frame's reading moves by 0.01-0.03 with nothing visible (even with the thread count), which a ratio of two
+    # single-frame maxima turned into a coin toss. Every listener frame must still stay closed.
+    assert np.nanpercentile(left, 95) > 2 * np.nanpercentile(right, 95)
+    assert np.nanmax(right) < 0.15
