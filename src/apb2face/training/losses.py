@@ -2,7 +2,8 @@
 
 The generator's objective (the paper's, plus the landmark loss it describes and the official code left out):
     lambda_gan * LSGAN(D(ref, fake) -> 1) + lambda_l1 * L1(fake, target) + lambda_geometry * L1(landmarks, true)
-    + lambda_mouth * mouth L1 + lambda_eyes * eyes L1 (both 0 in the paper's recipe)
+    + lambda_mouth * mouth L1 + lambda_eyes * eyes L1 + lambda_perceptual * feature L1 (training/perceptual.py)
+    (the last three 0 in the paper's recipe)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ LOSS_KEYS = (
     "loss_speech",
     "loss_eye_decouple",
     "loss_fuser_teacher",
+    "loss_perceptual",
 )
 
 

