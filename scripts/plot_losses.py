@@ -25,9 +25,24 @@ CURVES = (
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Moving average over the finite values in each window (NaN where a window holds none)."""
     if len(values) < window:
         return values
-    return np.convolve(values, np.ones(window) / window, mode="valid")
+    finite = np.isfinite(values)
+    kernel = np.ones(window)
+    total = np.convolve(np.where(finite, values, 0.0), kernel, mode="valid")
+    count = np.convolve(finite.astype(float), kernel, mode="valid")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def measured(rows: list[dict], key: str) -> np.ndarray:
+    """The key's value per step; NaN where the step did not compute it: the generator terms are logged as exact
+    zeros while a warm start's discriminator trains alone (train.d_warmup_steps), which is no measurement."""
+    values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
+    if not key.startswith("loss_d"):
+        values[values == 0.0] = np.nan
+    return values
 
 
 def main() -> None:
@@ -43,7 +58,7 @@ def main() -> None:
     steps = np.array([r["step"] for r in rows])
     fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
     for ax, (key, label) in zip(axes[0], curves):
-        values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
+        values = measured(rows, key)
         ax.plot(steps, values, color="0.8", linewidth=0.5)
         s = smooth(values, args.smooth)
         ax.plot(steps[len(steps) - len(s) :], s, color="C0")
