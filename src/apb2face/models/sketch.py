@@ -66,19 +66,21 @@ def geometry_sketch(landmarks: torch.Tensor, size: int, sigma: float = 0.75) -> 
     window = int(SKETCH_MAX_SEGMENT * size) + 2 * SKETCH_REACH + 1
     p = landmarks[:, _SEG_A.to(device)] * size - 0.5  # (B, N, 2) pixel coordinates, pixel centres at integers
     q = landmarks[:, _SEG_B.to(device)] * size - 0.5
+    corner = torch.floor(torch.minimum(p, q)) - SKETCH_REACH  # (B, N, 2): the window's top-left pixel
+    # x and y stay separate, each over one side of the window (W,): the window's (W, W) grid only appears in the
+    # broadcasts below, and no reduction runs over a trailing axis of two (slow in ONNX Runtime)
     offsets = torch.arange(window, device=device, dtype=dtype)
-    gy, gx = torch.meshgrid(offsets, offsets, indexing="ij")
-    local = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)  # (W, 2) as (x, y)
-    pixels = (torch.floor(torch.minimum(p, q)) - SKETCH_REACH)[:, :, None] + local  # (B, N, W, 2)
-    d = (q - p)[:, :, None]  # (B, N, 1, 2)
-    rel = pixels - p[:, :, None]
-    t = ((rel * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-6)).clamp(0.0, 1.0)  # (B, N, W)
-    dist2 = ((rel - t[..., None] * d) ** 2).sum(-1)
+    dx, dy = (q - p)[..., 0, None, None], (q - p)[..., 1, None, None]  # (B, N, 1, 1)
+    column = (corner[..., 0, None] + offsets)[:, :, None, :]  # (B, N, 1, W) pixel x of each window column
+    row = (corner[..., 1, None] + offsets)[:, :, :, None]  # (B, N, W, 1) pixel y of each window row
+    rx, ry = column - p[..., 0, None, None], row - p[..., 1, None, None]
+    t = ((rx * dx + ry * dy) / (dx * dx + dy * dy).clamp_min(1e-6)).clamp(0.0, 1.0)  # (B, N, W, W)
+    dist2 = (rx - t * dx) ** 2 + (ry - t * dy) ** 2
     ink = torch.exp(-dist2 / (2.0 * sigma * sigma))
     # window pixels outside the image all go to one extra bin past the channels' pixels, dropped at the end
-    xy = pixels.long()
-    inside = ((xy >= 0) & (xy < size)).all(dim=-1)
-    index = (_SEG_CHANNEL.to(device)[None, :, None] * size + xy[..., 1]) * size + xy[..., 0]
+    x, y = column.long(), row.long()
+    inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)  # (B, N, W, W)
+    index = (_SEG_CHANNEL.to(device)[None, :, None, None] * size + y) * size + x
     outside = SKETCH_CHANNELS * size * size
     index = torch.where(inside, index, torch.full_like(index, outside))
     canvas = torch.zeros(batch, outside + 1, device=device, dtype=dtype)
