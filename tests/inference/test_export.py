@@ -25,7 +25,13 @@ from apb2face.models.modeling import save_pretrained
 
 
 def make_checkpoint(
-    directory: Path, generator: str, width: float = 0.25, seed: int = 0, sketch: bool = False, warp: bool = False
+    directory: Path,
+    generator: str,
+    width: float = 0.25,
+    seed: int = 0,
+    sketch: bool = False,
+    warp: bool = False,
+    fast: bool = False,
 ) -> Path:
     """A random-weight checkpoint whose every layer matters (AdaConvs initialised N(0, 0.02) like upstream)."""
     torch.manual_seed(seed)
@@ -36,6 +42,9 @@ def make_checkpoint(
         adaconv_init="normal",
         geometry_sketch=sketch,
         reference_warp=warp,
+        # the realtime preset's speed options: a 1/8 trunk and the sub-pixel head
+        trunk_stride=8 if fast else 4,
+        subpixel_head=fast,
     )
     model = APB2Face(config).eval()
     with torch.no_grad():  # zero-initialised layers (mobile blocks, head, sketch input) get real weights
@@ -45,7 +54,7 @@ def make_checkpoint(
     if warp:  # a warp head that moves pixels and pastes part of the reference (zero-initialised it does neither)
         with torch.no_grad():
             model.generator.warp.head.bias.copy_(torch.tensor([0.3, -0.2, 0.5]))
-    name = generator + ("_sketch" if sketch else "") + ("_warp" if warp else "")
+    name = generator + ("_sketch" if sketch else "") + ("_warp" if warp else "") + ("_fast" if fast else "")
     return save_pretrained(model, directory / name, references={"anna": face})
 
 
@@ -58,10 +67,13 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         "skip_sketch": make_checkpoint(root, "skip", sketch=True),
         "mobile_sketch": make_checkpoint(root, "mobile", sketch=True),
         "skip_sketch_warp": make_checkpoint(root, "skip", sketch=True, warp=True),
+        "mobile_sketch_fast": make_checkpoint(root, "mobile", width=0.67, sketch=True, fast=True),
     }
 
 
-@pytest.mark.parametrize("generator", ["paper", "mobile", "skip", "skip_sketch", "mobile_sketch", "skip_sketch_warp"])
+@pytest.mark.parametrize(
+    "generator", ["paper", "mobile", "skip", "skip_sketch", "mobile_sketch", "skip_sketch_warp", "mobile_sketch_fast"]
+)
 def test_onnx_matches_pytorch(checkpoints, tmp_path, generator):
     manifest = export_onnx(checkpoints[generator], tmp_path / "onnx")
     parity = manifest["parity"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from apb2face.models.apb2face import APB2Face
@@ -14,6 +15,16 @@ from apb2face.models.registry import GENERATORS, build_generator
 def _inputs(size: int, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return torch.rand(batch, 3, size, size, generator=g) * 2 - 1, torch.randn(batch, 256, generator=g)
+
+
+# the design study's layout, then the options that make the `realtime` preset faster at 256 px: a 1/8 trunk, the
+# sub-pixel head at half resolution, and both; value: (options, channels of the half-resolution cache at 64 px)
+VARIANTS = {
+    "quarter trunk": ({}, 24 + 32 + 12),
+    "eighth trunk": ({"trunk_stride": 8}, 6 + 32 + 12),
+    "subpixel head": ({"subpixel_head": True}, 24 + 32 + 12),
+    "eighth trunk, subpixel head": ({"trunk_stride": 8, "subpixel_head": True}, 6 + 32 + 12),
+}
 
 
 def test_registered_and_built_by_name():
@@ -30,8 +41,10 @@ def _trained_looking(gen: MobileGenerator) -> MobileGenerator:
     return gen
 
 
-def test_shapes_range_and_cached_encoder_equivalence():
-    gen = _trained_looking(MobileGenerator(ModelConfig(image_size=64, adaconv_init="normal"))).eval()
+@pytest.mark.parametrize("options, cached_channels", VARIANTS.values(), ids=VARIANTS.keys())
+def test_shapes_range_and_cached_encoder_equivalence(options, cached_channels):
+    config = ModelConfig(image_size=64, generator="mobile", adaconv_init="normal", **options)
+    gen = _trained_looking(MobileGenerator(config)).eval()
     ref, latent = _inputs(64)
     with torch.no_grad():
         out = gen(ref, latent)
@@ -41,16 +54,18 @@ def test_shapes_range_and_cached_encoder_equivalence():
         alone = gen(ref[:1].expand(2, -1, -1, -1), latent)
     assert out.shape == ref.shape
     assert out.abs().max() <= 1.0
-    # one half-resolution tensor: packed trunk features (96 @ 16x16 -> 24), skip features (32), packed pixels (12)
-    assert features.shape == (1, 24 + 32 + 12, 32, 32)
+    # one half-resolution tensor: packed trunk features (96 @ 16x16 -> 24, or 96 @ 8x8 -> 6), skip features (32),
+    # packed pixels (12)
+    assert features.shape == (1, cached_channels, 32, 32)
     torch.testing.assert_close(per_frame, alone, atol=1e-5, rtol=0)
     # the latent matters: two different latents give two different images
     assert (per_frame[0] - per_frame[1]).abs().mean() > 1e-3
 
 
-def test_train_and_eval_modes_agree():
+@pytest.mark.parametrize("options", [v[0] for v in VARIANTS.values()], ids=VARIANTS.keys())
+def test_train_and_eval_modes_agree(options):
     # no BatchNorm or running statistics anywhere: what is trained at batch 2 is what runs at batch 1
-    gen = MobileGenerator(ModelConfig(image_size=64, adaconv_init="normal"))
+    gen = MobileGenerator(ModelConfig(image_size=64, generator="mobile", adaconv_init="normal", **options))
     ref, latent = _inputs(64)
     with torch.no_grad():
         train_out = gen.train()(ref, latent)
@@ -60,8 +75,9 @@ def test_train_and_eval_modes_agree():
     torch.testing.assert_close(single, eval_out[:1], atol=1e-5, rtol=0)
 
 
-def test_every_parameter_learns_in_the_full_model():
-    config = ModelConfig(image_size=64, generator="mobile", adaconv_init="normal")
+@pytest.mark.parametrize("options", [v[0] for v in VARIANTS.values()], ids=VARIANTS.keys())
+def test_every_parameter_learns_in_the_full_model(options):
+    config = ModelConfig(image_size=64, generator="mobile", adaconv_init="normal", geometry_sketch=True, **options)
     model = APB2Face(config)
     ref, _ = _inputs(64)
     g = torch.Generator().manual_seed(1)
@@ -79,16 +95,30 @@ def test_every_parameter_learns_in_the_full_model():
     assert not dead
 
 
-def test_the_untrained_generator_returns_the_reference():
+@pytest.mark.parametrize("options", [v[0] for v in VARIANTS.values()], ids=VARIANTS.keys())
+def test_the_untrained_generator_returns_the_reference(options):
     # the head predicts a change of the reference's pixels and starts at zero: whatever the latent, the untrained
     # generator copies the reference (clamped to +-PIXEL_LIMIT), the starting point training improves on
     from apb2face.models.mobile_generator import PIXEL_LIMIT
 
-    gen = MobileGenerator(ModelConfig(image_size=64, adaconv_init="normal")).eval()
+    gen = MobileGenerator(ModelConfig(image_size=64, generator="mobile", adaconv_init="normal", **options)).eval()
     ref, latent = _inputs(64)
     with torch.no_grad():
         out = gen(ref[:1].expand(2, -1, -1, -1), latent)
     torch.testing.assert_close(out, ref[:1].clamp(-PIXEL_LIMIT, PIXEL_LIMIT).expand(2, -1, -1, -1), atol=1e-5, rtol=0)
+
+
+def test_the_speed_options_are_checked():
+    with pytest.raises(ValueError, match="trunk_stride must be 4 or 8"):
+        ModelConfig(generator="mobile", trunk_stride=16)
+    with pytest.raises(ValueError, match="need generator 'mobile'"):
+        ModelConfig(generator="skip", subpixel_head=True)
+    with pytest.raises(ValueError, match="need generator 'mobile'"):
+        ModelConfig(generator="paper", trunk_stride=8)
+    with pytest.raises(ValueError, match="subpixel_head must be true or false"):
+        ModelConfig(generator="mobile", subpixel_head="yes")
+    with pytest.raises(ValueError, match="must divide by 16"):
+        MobileGenerator(ModelConfig(generator="mobile", trunk_stride=8, generator_width=0.25))
 
 
 def test_fewer_parameters_than_paper():

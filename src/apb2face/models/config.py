@@ -102,6 +102,12 @@ class ModelConfig:
     # `skip` only: the decoder also predicts a flow and a mask that paste the warped reference over its output, so
     # hair, skin and background keep the reference's texture, not the L1 loss's average (models/reference_warp.py)
     reference_warp: bool = False
+    # `mobile` only: the trunk's resolution as a fraction of the crop, 1/4 (the design study's) or 1/8 (a quarter of
+    # the trunk's pixels, one more down- and upsampling step around it)
+    trunk_stride: int = 4
+    # `mobile` only: the last stage runs at half resolution and predicts each output pixel's 2x2 block as 12
+    # channels (sub-pixel convolution), over the reference's own packed pixels, instead of a full-resolution tail
+    subpixel_head: bool = False
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -114,6 +120,10 @@ class ModelConfig:
             raise ValueError(f"geometry_sketch needs generator 'skip' or 'mobile', got {self.generator!r}")
         if self.reference_warp and self.generator != "skip":
             raise ValueError(f"reference_warp needs generator 'skip', got {self.generator!r}")
+        if self.trunk_stride not in (4, 8):
+            raise ValueError(f"trunk_stride must be 4 or 8, got {self.trunk_stride}")
+        if (self.trunk_stride != 4 or self.subpixel_head) and self.generator != "mobile":
+            raise ValueError(f"trunk_stride and subpixel_head need generator 'mobile', got {self.generator!r}")
         if self.adaconv_init not in ("identity", "normal"):
             raise ValueError(f"adaconv_init must be 'identity' or 'normal', got {self.adaconv_init!r}")
 
@@ -126,6 +136,7 @@ class ModelConfig:
             "num_audio_features",
             "num_landmarks",
             "discriminator_width",
+            "trunk_stride",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -134,7 +145,7 @@ class ModelConfig:
             raise ValueError(f"generator_width must be a number, got {self.generator_width!r}")
         if not isinstance(self.generator, str):
             raise ValueError(f"generator must be a name, got {self.generator!r}")
-        for name in ("geometry_sketch", "reference_warp"):
+        for name in ("geometry_sketch", "reference_warp", "subpixel_head"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 

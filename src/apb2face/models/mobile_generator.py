@@ -94,6 +94,10 @@ class MobileGenerator(nn.Module):
         d0, d1 = (make_divisible(c * w) for c in DECODER)
         skip = make_divisible(SKIP * w)
         self.trunk_channels, self.skip_channels = trunk, skip
+        # the trunk's features travel packed into the half-resolution cache: `pack` x `pack` pixels per position
+        self.pack = config.trunk_stride // 2
+        if trunk % (self.pack * self.pack):
+            raise ValueError(f"trunk channels ({trunk}) must divide by {self.pack * self.pack} at trunk_stride 8")
         sketch = SKETCH_CHANNELS if config.geometry_sketch else 0
         self.stem_half = nn.Sequential(
             nn.Conv2d(3, e0, 3, 1, 1, bias=False),
@@ -113,6 +117,13 @@ class MobileGenerator(nn.Module):
                 else []
             ),
         )
+        # trunk_stride 8: one more stride-2 conv before the trunk and one more upsampler after it
+        self.stem_eighth = (
+            nn.Sequential(nn.Conv2d(trunk, trunk, 3, 2, 1, bias=False), instance_norm(trunk), nn.ReLU(inplace=True))
+            if config.trunk_stride == 8
+            else None
+        )
+        self.up_quarter = UpBlock(trunk, trunk) if config.trunk_stride == 8 else None
         self.skip = nn.Sequential(nn.Conv2d(e1, skip, 1, bias=False), instance_norm(skip), nn.ReLU(inplace=True))
         self.blocks = nn.ModuleList(SeparableBlock(trunk) for _ in range(NUM_BLOCKS))
         self.norms = nn.ModuleList(instance_norm(trunk) for _ in range(NUM_BLOCKS))
@@ -123,9 +134,16 @@ class MobileGenerator(nn.Module):
         self.up_half = UpBlock(trunk, d0)
         self.merge_half = nn.Sequential(nn.Conv2d(d0 + skip + sketch, d0, 1), instance_norm(d0), nn.ReLU(inplace=True))
         self.adaconv_half = AdaConv(d0, config.latent_dim, config.adaconv_init)
-        self.up_full = UpBlock(d0, d1)
-        self.merge_full = nn.Sequential(nn.Conv2d(d1 + 3, d1, 1), nn.ReLU(inplace=True))
-        self.head = nn.Conv2d(d1, 3, 3, 1, 1)
+        if config.subpixel_head:
+            # the reference's packed pixels (12 channels: each 2x2 block) join at half resolution; the head predicts
+            # the change of each block, unpacked by one DepthToSpace of 12 channels at the very end
+            self.up_full = None
+            self.merge_full = nn.Sequential(nn.Conv2d(d0 + 12, d0, 1), nn.ReLU(inplace=True))
+            self.head = nn.Conv2d(d0, 12, 3, 1, 1)
+        else:
+            self.up_full = UpBlock(d0, d1)
+            self.merge_full = nn.Sequential(nn.Conv2d(d1 + 3, d1, 1), nn.ReLU(inplace=True))
+            self.head = nn.Conv2d(d1, 3, 3, 1, 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -148,37 +166,57 @@ class MobileGenerator(nn.Module):
 
     def encode(self, reference: torch.Tensor) -> torch.Tensor:
         """Everything that depends on the reference only, computed once per reference by inference: trunk features
-        after block 0 (packed to half resolution), half-resolution skip features and the packed pixels."""
+        after block 0 (packed to half resolution), half-resolution skip features and the packed pixels (with
+        `subpixel_head`: their atanh, the base the head's change is added to, so no frame computes it again)."""
         half = self.stem_half(reference)
-        trunk = self.norms[0](self.blocks[0](self.stem_quarter(half)))
-        return torch.cat([F.pixel_shuffle(trunk, 2), self.skip(half), F.pixel_unshuffle(reference, 2)], dim=1)
+        trunk = self.stem_quarter(half)
+        if self.stem_eighth is not None:
+            trunk = self.stem_eighth(trunk)
+        trunk = self.norms[0](self.blocks[0](trunk))
+        pixels = F.pixel_unshuffle(reference, 2)
+        if self.config.subpixel_head:
+            pixels = _atanh(pixels)
+        return torch.cat([F.pixel_shuffle(trunk, self.pack), self.skip(half), pixels], dim=1)
 
     def render(
         self, features: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None
     ) -> torch.Tensor:
-        packed = self.trunk_channels // 4
-        trunk = F.pixel_unshuffle(features[:, :packed], 2)
+        packed = self.trunk_channels // (self.pack * self.pack)
+        trunk = F.pixel_unshuffle(features[:, :packed], self.pack)
         skip = features[:, packed : packed + self.skip_channels]
-        pixels = F.pixel_shuffle(features[:, packed + self.skip_channels :], 2)
+        pixels = features[:, packed + self.skip_channels :]  # (B, 12, S/2, S/2): packed pixels, or their atanh
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         if self.sketch_in is not None:
             sketch = sketch_for(geometry, skip)
             half = [sketch]
-            trunk = trunk + self.sketch_in(F.avg_pool2d(sketch, 2))
+            trunk = trunk + self.sketch_in(F.avg_pool2d(sketch, self.pack))
         batch = latent.shape[0]
         x = self.adaconvs[0](trunk, latent)
         for block, norm, ada in zip(self.blocks[1:], self.norms[1:], self.adaconvs[1:]):
             x = ada(norm(block(x)), latent)
+        if self.up_quarter is not None:
+            x = self.up_quarter(x)
         x = self.up_half(x)
         x = self.adaconv_half(self.merge_half(torch.cat([x, skip.expand(batch, -1, -1, -1), *half], dim=1)), latent)
+        if self.up_full is None:
+            # every output pixel is predicted at half resolution, as a change of its reference pixel in tanh's
+            # input space (zero at the start: the untrained model returns the reference)
+            x = self.merge_full(torch.cat([x, pixels.expand(batch, -1, -1, -1)], dim=1))
+            return F.pixel_shuffle(torch.tanh(self.head(x) + pixels), 2)
+        pixels = F.pixel_shuffle(pixels, 2)
         x = self.up_full(x)
         x = self.merge_full(torch.cat([x, pixels.expand(batch, -1, -1, -1)], dim=1))
         # the head predicts a change of the reference in tanh's input space (it starts at zero: the untrained model
         # returns the reference), so training goes into what differs from the reference from the first step
-        base = pixels.clamp(-PIXEL_LIMIT, PIXEL_LIMIT)
-        return torch.tanh(self.head(x) + 0.5 * torch.log((1 + base) / (1 - base)))  # atanh (no ONNX export op)
+        return torch.tanh(self.head(x) + _atanh(pixels))
 
     def forward(
         self, reference: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None
     ) -> torch.Tensor:
         return self.render(self.encode(reference), latent, geometry)
+
+
+def _atanh(pixels: torch.Tensor) -> torch.Tensor:
+    """atanh of pixels clamped to +-PIXEL_LIMIT, written with log (ONNX has no atanh export)."""
+    base = pixels.clamp(-PIXEL_LIMIT, PIXEL_LIMIT)
+    return 0.5 * torch.log((1 + base) / (1 - base))
