@@ -29,6 +29,18 @@ there the output already starts from the reference's pixels, and in 15-minute ru
 or better (SSIM 0.599 / 0.599 vs 0.598 / 0.595, seeds 0 / 1; docs/results.md). Cost at 256 px: 0.005 GMAC of convs
 plus drawing the sketch.
 
+Two options trade the design study's layout for speed at 256 px (both off by default, so every earlier checkpoint
+loads as it was):
+
+* `trunk_stride: 8`: one more stride-2 conv before the trunk and one more upsampler after it, so the nine blocks run
+  on a quarter of the pixels (the cached trunk features are packed 4x4 into the half-resolution tensor);
+* `subpixel_head: true`: no full-resolution tail. The reference's pixels, packed 2x2 into 12 channels, join at half
+  resolution, and a 3x3 head predicts each 2x2 block's change there; one DepthToSpace of 12 channels unpacks the
+  image. The atanh of the packed pixels (the base the change is added to) is cached with the reference.
+
+At 256 px with the `realtime` width, ONNX Runtime on one core: the frame graph takes 31 ms with neither, 27 ms with
+the sub-pixel head, 22 ms with the 1/8 trunk, 18.5 ms with both (drawing the sketch and the fuser included).
+
 At 256x256: 7.5x fewer generator MACs than `paper` (1.32 vs 9.87 GMAC), 6.9x with the fuser, 9.5x per frame with
 the reference cached (see `apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`,
 `forward`.
