@@ -14,6 +14,7 @@ from apb2face.inference.export import (
     FRAME_INT8_FILE,
     MANIFEST_FILE,
     OnnxBackend,
+    encoded_windows,
     example_inputs,
     export_onnx,
     load_onnx,
@@ -79,6 +80,7 @@ def test_onnx_matches_pytorch(checkpoints, tmp_path, generator):
     parity = manifest["parity"]
     assert parity["max_abs_diff"] <= 1e-3
     assert parity["features_max_abs_diff"] <= 1e-3
+    assert parity["audio_max_abs_diff"] <= 1e-3
     assert parity["landmarks_max_abs_diff"] <= 1e-3
     assert parity["frames_max_level_diff"] <= 1
     assert json.loads((tmp_path / "onnx" / MANIFEST_FILE).read_text())["generator"] == generator.split("_")[0]
@@ -88,8 +90,11 @@ def test_onnx_matches_pytorch(checkpoints, tmp_path, generator):
     model = load_pretrained(checkpoints[generator]).model
     ex = example_inputs(model.config, batch=5, seed=7)
     backend = OnnxBackend(tmp_path / "onnx")
+    # audio rows through the audio encoder graph, then windows of them through the frame graph (as inference runs),
+    # against PyTorch's whole-window fuser
+    windows = encoded_windows(backend.encode_audio_rows, ex["audio"])
     image, landmarks = backend.run(
-        backend.encode(ex["reference"]), ex["audio"], ex["pose"], ex["eyes"], outputs=("image", "landmarks")
+        backend.encode(ex["reference"]), windows, ex["pose"], ex["eyes"], outputs=("image", "landmarks")
     )
     with torch.no_grad():
         ref_image, ref_landmarks = model(
@@ -130,3 +135,16 @@ def test_int8_export_records_its_ssim(checkpoints, tmp_path):
     with pytest.raises(UserError, match="--int8"):
         (tmp_path / "onnx" / FRAME_INT8_FILE).unlink()
         OnnxBackend(tmp_path / "onnx", int8=True)
+
+
+def test_an_export_of_another_format_version_asks_for_a_new_export(checkpoints, tmp_path):
+    from apb2face.inference.export import AUDIO_FILE, resolve_export
+
+    export_onnx(checkpoints["mobile"], tmp_path / "onnx")
+    assert (tmp_path / "onnx" / AUDIO_FILE).is_file()
+    manifest = json.loads((tmp_path / "onnx" / MANIFEST_FILE).read_text())
+    assert manifest["files"]["audio_encoder"] == AUDIO_FILE
+    # version 1 exports had no audio encoder: their frame graph takes raw windows
+    (tmp_path / "onnx" / MANIFEST_FILE).write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(UserError, match="export the checkpoint again"):
+        resolve_export(tmp_path / "onnx")

@@ -137,6 +137,31 @@ def test_fuser_normalises_audio_with_saved_stats():
     assert "fuser.audio_mean" in model.state_dict() and "fuser.audio_std" in model.state_dict()
 
 
+def test_rows_encoded_once_give_the_fuser_of_whole_windows():
+    # inference encodes each 10 ms audio row once (normalisation + the feature-axis convs, which never mix rows) and
+    # slides windows over the encoded rows; training runs the fuser on whole windows: the same function
+    config = ModelConfig(adaconv_init="normal")
+    model = APB2Face(config).eval()
+    g = torch.Generator().manual_seed(3)
+    model.fuser.set_audio_stats(torch.randn(60, generator=g), torch.rand(60, generator=g) + 0.5)
+    track = torch.randn(120, 60, generator=g) * 5
+    starts = torch.tensor([0, 4, 8, 56])
+    windows = track[starts[:, None] + torch.arange(config.audio_window)]
+    pose, eyes = torch.randn(4, 3, generator=g), torch.rand(4, 2, generator=g)
+    with torch.no_grad():
+        latent, landmarks = model.fuse(windows[:, None], pose, eyes)
+        rows = model.encode_audio_rows(track)
+        latent_rows, landmarks_rows = model.fuse_rows(
+            rows[starts[:, None] + torch.arange(config.audio_window)], pose, eyes
+        )
+        # a row's encoding does not depend on the other rows of its batch
+        alone = model.encode_audio_rows(track[10:26])
+    assert rows.shape == (120, 512)
+    torch.testing.assert_close(latent_rows, latent, atol=1e-5, rtol=0)
+    torch.testing.assert_close(landmarks_rows, landmarks, atol=1e-6, rtol=0)
+    torch.testing.assert_close(alone, rows[10:26], atol=1e-5, rtol=0)
+
+
 def test_unknown_generator_is_user_error():
     with pytest.raises(UserError, match="unknown generator"):
         build_generator(ModelConfig(generator="nope"))

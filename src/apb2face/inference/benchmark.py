@@ -5,8 +5,10 @@ constant-folded away):
 
 * params, gmac: APB2Face (fuser + generator) parameters and multiply-accumulates per frame at batch 1, counted by
   apb2face.models.profile with the reference encoded every frame; gmac_per_frame: with the reference encoder cached
-  (what inference runs per frame);
-* fps torch_b1/b8: PyTorch eager fuser + generator render (cached reference) + frame conversion per frame;
+  (the fuser still counted on its whole window: inference encodes each 10 ms audio row once, ahead of the frames,
+  so it runs a little less per frame);
+* fps torch_b1/b8: PyTorch eager fuser (on windows of encoded audio rows, as inference feeds it) + generator render
+  (cached reference) + frame conversion per frame;
 * fps onnx_b1/b8, onnx_int8_b1/b8: the exported per-frame graph (fuser + generator + frame conversion) in ONNX
   Runtime, fp32 and dynamic INT8 (apb2face.inference.export);
 * fps e2e_b1: one stream end to end on ONNX Runtime fp32: PCM pushed in 20 ms chunks (chunk_ms) as fast as possible
@@ -101,11 +103,11 @@ def bench_config(name: str, options: BenchOptions) -> dict[str, Any]:
     torch.set_num_threads(options.threads)
     try:
         for batch in BATCHES:
-            inputs = _frame_inputs(config, batch, rng)
+            inputs = _encoded(model, _frame_inputs(config, batch, rng))
             with torch.inference_mode():
 
                 def torch_step(inputs: tuple = inputs) -> np.ndarray:
-                    latent, _landmarks = model.fuse(*inputs)
+                    latent, _landmarks = model.fuse_rows(*inputs)
                     return _to_frames(model.render(features, latent))
 
                 result["fps"][f"torch_b{batch}"] = _fps(torch_step, batch, options)
@@ -156,6 +158,15 @@ def _frame_inputs(config: Any, batch: int, rng: np.random.Generator) -> tuple[to
     )
 
 
+def _encoded(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Frame inputs with the audio windows as inference feeds them: rows encoded once, ahead of the frame."""
+    from apb2face.inference.export import encoded_windows, torch_rows
+
+    with torch.inference_mode():
+        windows = encoded_windows(torch_rows(model), inputs[0].numpy())
+    return (torch.from_numpy(windows), *inputs[1:])
+
+
 def _to_frames(images: torch.Tensor) -> np.ndarray:
     from apb2face.inference.pipeline import APB2FacePipeline
 
@@ -188,7 +199,7 @@ def _bench_onnx(
     for int8 in variants:
         backend = OnnxBackend(directory, int8=int8, threads=options.threads)
         for batch in BATCHES:
-            audio, pose, eyes = (t.numpy() for t in _frame_inputs(config, batch, rng))
+            audio, pose, eyes = (t.numpy() for t in _encoded(model, _frame_inputs(config, batch, rng)))
             key = f"onnx{'_int8' if int8 else ''}_b{batch}"
             out[key] = _fps(functools.partial(backend.run, features, audio, pose, eyes), batch, options)
             log.info("  ORT %s b%d: %.1f fps", "int8" if int8 else "fp32", batch, out[key])

@@ -7,7 +7,8 @@ An export directory is a self-contained model for ONNX Runtime (no PyTorch weigh
       config.json              the checkpoint's config (model + preprocessing facts), unchanged
       identities/<name>.png    the checkpoint's bundled reference crops, unchanged
       reference_encoder.onnx   reference (1,3,S,S) in [-1,1] -> features: the per-reference part, run once
-      frame.onnx               features (1,C,h,w), audio (B,1,W,60), pose (B,3), eyes (B,2)
+      audio_encoder.onnx       rows (R,60) of audio features -> encoded rows (R,512): run once per 10 ms row
+      frame.onnx               features (1,C,h,w), audio (B,W,512) encoded rows, pose (B,3), eyes (B,2)
                                -> image (B,3,S,S) [-1,1], frames (B,S,S,3) uint8, landmarks (B,K,2)
       frame.int8.onnx          optional: frame.onnx with dynamic INT8 weights
 
@@ -22,6 +23,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,10 @@ from apb2face.io import atomic_dir, read_json, write_json
 log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "apb2face-onnx"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: audio rows are encoded once by their own graph; the frame graph takes encoded windows
 MANIFEST_FILE = "export.json"
 ENCODER_FILE = "reference_encoder.onnx"
+AUDIO_FILE = "audio_encoder.onnx"
 FRAME_FILE = "frame.onnx"
 FRAME_INT8_FILE = "frame.int8.onnx"
 OPSET = 18  # 18: ScatterElements with reduction "max" (the geometry sketch)
@@ -48,7 +51,16 @@ FRAME_INPUTS = ("features", "audio", "pose", "eyes")
 FRAME_OUTPUTS = ("image", "frames", "landmarks")
 INT8_OPS = ("MatMul",)  # node types quantised by --int8 (see quantize_frame_graph)
 # what an export folder may hold: a previous export is replaced by a new one, any other folder is refused
-EXPORT_ENTRIES = (MANIFEST_FILE, ENCODER_FILE, FRAME_FILE, FRAME_INT8_FILE, "config.json", "identities", "README.md")
+EXPORT_ENTRIES = (
+    MANIFEST_FILE,
+    ENCODER_FILE,
+    AUDIO_FILE,
+    FRAME_FILE,
+    FRAME_INT8_FILE,
+    "config.json",
+    "identities",
+    "README.md",
+)
 
 
 class _ReferenceEncoder(nn.Module):
@@ -60,8 +72,17 @@ class _ReferenceEncoder(nn.Module):
         return self.model.encode_reference(reference)
 
 
+class _AudioEncoder(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_audio_rows(rows)
+
+
 class _FrameGraph(nn.Module):
-    """Fuser + generator render + the pipeline's frame conversion, in one graph.
+    """Fuser (on a window of encoded audio rows) + generator render + the pipeline's frame conversion, in one graph.
 
     expand=False: the generator's first per-frame op broadcasts batch-1 reference features over the batch of latents
     (AdaConv's multiply-add), so no copy of the features is made per frame. expand=True (generators that mix the
@@ -77,7 +98,7 @@ class _FrameGraph(nn.Module):
     def forward(
         self, features: torch.Tensor, audio: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        latent, landmarks = self.model.fuse(audio, pose, eyes)
+        latent, landmarks = self.model.fuse_rows(audio, pose, eyes)
         if self.expand:
             features = features.expand(latent.shape[0], *(int(d) for d in features.shape[1:]))
         image = self.model.render(features, latent, landmarks, broadcast=False)
@@ -109,6 +130,19 @@ def example_inputs(config: Any, batch: int = 2, seed: int = 0) -> dict[str, np.n
     }
 
 
+def encoded_windows(encode_rows: Callable[[np.ndarray], np.ndarray], audio: np.ndarray) -> np.ndarray:
+    """Raw windows (B, 1, W, 60) -> windows of encoded rows (B, W, AUDIO_ROW_WIDTH): `encode_rows` (a backend's,
+    or `torch_rows(model)`) run on every row of every window (for checks; inference encodes each row once)."""
+    batch, _, window, width = audio.shape
+    encoded = encode_rows(np.ascontiguousarray(audio, np.float32).reshape(-1, width))
+    return np.asarray(encoded, np.float32).reshape(batch, window, -1)
+
+
+def torch_rows(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """A PyTorch model's row encoder on numpy rows."""
+    return lambda rows: model.encode_audio_rows(torch.from_numpy(rows)).numpy()
+
+
 def export_onnx(
     checkpoint: str | Path,
     out_dir: str | Path,
@@ -137,7 +171,7 @@ def export_onnx(
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
             "opset": OPSET,
-            "files": {"reference_encoder": ENCODER_FILE, "frame": FRAME_FILE},
+            "files": {"reference_encoder": ENCODER_FILE, "audio_encoder": AUDIO_FILE, "frame": FRAME_FILE},
             "source_checkpoint": str(checkpoint),
             "generator": config.generator,
             "image_size": config.image_size,
@@ -165,11 +199,13 @@ def write_graphs(model: nn.Module, directory: Path) -> None:
     config = model.config
     ex = example_inputs(config)
     reference = torch.from_numpy(ex["reference"])
+    rows = torch.from_numpy(ex["audio"]).reshape(-1, config.num_audio_features)
     with torch.no_grad():
         features = model.encode_reference(reference)
-    frame_args = (features, *(torch.from_numpy(ex[k]) for k in FRAME_INPUTS[1:]))
+        windows = encoded_windows(torch_rows(model), ex["audio"])
+    frame_args = (features, torch.from_numpy(windows), *(torch.from_numpy(ex[k]) for k in FRAME_INPUTS[2:]))
     with torch.no_grad():
-        expand = _needs_expand(model, features, model.fuse(*frame_args[1:])[0])
+        expand = _needs_expand(model, features, model.fuse_rows(*frame_args[1:])[0])
     batch = {0: "batch"}
     with warnings.catch_warnings():
         # the TorchScript exporter warns about tracing shape comparisons that are constant for our inputs
@@ -182,6 +218,17 @@ def write_graphs(model: nn.Module, directory: Path) -> None:
             opset_version=OPSET,
             input_names=["reference"],
             output_names=["features"],
+            do_constant_folding=True,
+        )
+        torch.onnx.export(
+            _AudioEncoder(model).eval(),
+            (rows,),
+            str(directory / AUDIO_FILE),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["rows"],
+            output_names=["encoded"],
+            dynamic_axes={"rows": {0: "rows"}, "encoded": {0: "rows"}},
             do_constant_folding=True,
         )
         torch.onnx.export(
@@ -210,15 +257,18 @@ def measure_parity(model: nn.Module, directory: Path, inputs: dict[str, np.ndarr
     with torch.no_grad():
         ref = torch.from_numpy(inputs["reference"])
         t_features = model.encode_reference(ref)
+        t_windows = encoded_windows(torch_rows(model), inputs["audio"])
         t_image, t_frames, t_landmarks = _FrameGraph(model, expand=True)(
-            t_features, *(torch.from_numpy(inputs[k]) for k in FRAME_INPUTS[1:])
+            t_features, torch.from_numpy(t_windows), *(torch.from_numpy(inputs[k]) for k in FRAME_INPUTS[2:])
         )
     o_features = backend.encode(inputs["reference"])
+    o_windows = encoded_windows(backend.encode_audio_rows, inputs["audio"])
     o_image, o_frames, o_landmarks = backend.run(
-        o_features, inputs["audio"], inputs["pose"], inputs["eyes"], outputs=FRAME_OUTPUTS
+        o_features, o_windows, inputs["pose"], inputs["eyes"], outputs=FRAME_OUTPUTS
     )
     return {
         "features_max_abs_diff": float(np.abs(o_features - t_features.numpy()).max()),
+        "audio_max_abs_diff": float(np.abs(o_windows - t_windows).max()),
         "max_abs_diff": float(np.abs(o_image - t_image.numpy()).max()),
         "landmarks_max_abs_diff": float(np.abs(o_landmarks - t_landmarks.numpy()).max()),
         "frames_max_level_diff": int(np.abs(o_frames.astype(np.int16) - t_frames.numpy().astype(np.int16)).max()),
@@ -303,8 +353,9 @@ def measure_int8(directory: Path, inputs: dict[str, np.ndarray]) -> dict[str, fl
     fp32 = OnnxBackend(directory)
     int8 = OnnxBackend(directory, int8=True)
     features = fp32.encode(inputs["reference"])
-    a_img, a = fp32.run(features, inputs["audio"], inputs["pose"], inputs["eyes"], outputs=("image", "frames"))
-    b_img, b = int8.run(features, inputs["audio"], inputs["pose"], inputs["eyes"], outputs=("image", "frames"))
+    windows = encoded_windows(fp32.encode_audio_rows, inputs["audio"])
+    a_img, a = fp32.run(features, windows, inputs["pose"], inputs["eyes"], outputs=("image", "frames"))
+    b_img, b = int8.run(features, windows, inputs["pose"], inputs["eyes"], outputs=("image", "frames"))
     return {
         "ssim_vs_fp32": float(np.mean(ssim(a, b))),
         "max_abs_diff_vs_fp32": float(np.abs(a_img - b_img).max()),
@@ -352,7 +403,7 @@ class OnnxBackend:
         directory = Path(directory)
         self.directory = directory
         frame_file = directory / (FRAME_INT8_FILE if int8 else FRAME_FILE)
-        for path in (directory / ENCODER_FILE, frame_file):
+        for path in (directory / ENCODER_FILE, directory / AUDIO_FILE, frame_file):
             if not path.is_file():
                 hint = " (export with --int8)" if path.name == FRAME_INT8_FILE else ""
                 raise UserError(f"ONNX model not found{hint}", path)
@@ -360,6 +411,7 @@ class OnnxBackend:
         providers = ["CPUExecutionProvider"]
         try:
             self._encoder = ort.InferenceSession(str(directory / ENCODER_FILE), options, providers=providers)
+            self._audio = ort.InferenceSession(str(directory / AUDIO_FILE), options, providers=providers)
             self._frame = ort.InferenceSession(str(frame_file), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception classes for corrupt or foreign files
             raise UserError(f"cannot load ONNX model ({str(exc).splitlines()[0][:160]})", directory) from None
@@ -369,6 +421,10 @@ class OnnxBackend:
     def encode(self, reference: np.ndarray) -> np.ndarray:
         """(1,3,S,S) float32 in [-1,1] -> features."""
         return self._encoder.run(["features"], {"reference": np.ascontiguousarray(reference, np.float32)})[0]
+
+    def encode_audio_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Raw audio feature rows (R, 60) -> encoded rows (R, AUDIO_ROW_WIDTH)."""
+        return self._audio.run(["encoded"], {"rows": np.ascontiguousarray(rows, np.float32)})[0]
 
     def run(
         self,
@@ -396,8 +452,8 @@ class OnnxBackend:
     def step(
         self, features: np.ndarray, windows: np.ndarray, pose: np.ndarray, eyes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(n, W, 60) windows + motion -> frames (n, S, S, 3) uint8, landmarks (n, K, 2)."""
-        frames, landmarks = self.run(features, np.asarray(windows, np.float32)[:, None], pose, eyes)
+        """(n, W, AUDIO_ROW_WIDTH) windows of encoded rows + motion -> frames (n, S, S, 3) uint8, landmarks."""
+        frames, landmarks = self.run(features, windows, pose, eyes)
         return frames, landmarks
 
 
@@ -417,7 +473,11 @@ def resolve_export(path: str | Path, int8: bool = False) -> ExportSource:
         if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
             raise UserError("not an apb2face ONNX export manifest", path / MANIFEST_FILE)
         if manifest.get("version") != EXPORT_VERSION:
-            raise UserError(f"ONNX export version {manifest.get('version')} is not supported", path / MANIFEST_FILE)
+            raise UserError(
+                f"ONNX export version {manifest.get('version')} is not supported (this apb2face reads version "
+                f"{EXPORT_VERSION}: export the checkpoint again with `apb2face export`)",
+                path / MANIFEST_FILE,
+            )
         return ExportSource(path)
     tmp = tempfile.TemporaryDirectory(prefix="apb2face-onnx-")
     start = time.perf_counter()

@@ -7,9 +7,10 @@
 `__call__` runs the steps below in order; each is a method so that streaming can reuse them frame by frame:
 
 1. check inputs          `prepare_reference`, `prepare_audio`, `prepare_motion`
-2. audio features        `window_batches`      (n, W, 60) windows around each video frame, computed lazily
+2. audio features        `window_batches`      windows of encoded audio rows around each video frame, computed
+                                               lazily: each 10 ms feature row is encoded once (`encode_audio`)
 3. motion                `prepare_motion`      pose (N, 3) + eyes (N, 2): given, from a driving video, or natural
-4. fuse                  `fuse`                audio window + pose + eyes -> latent, landmarks
+4. fuse                  `fuse`                window + pose + eyes -> latent, landmarks
 5. render                `render`              cached reference features + latent -> image
 6. postprocess           `postprocess`         [-1, 1] tensors -> uint8 RGB frames
 """
@@ -45,6 +46,7 @@ from apb2face.inference.motion import (
     motion_from_video,
 )
 from apb2face.inference.streaming_features import RowWindow, StreamingFeatures
+from apb2face.models.fuser import AUDIO_ROW_WIDTH
 
 if TYPE_CHECKING:
     from apb2face.inference.avatar import FullFrames
@@ -57,6 +59,9 @@ OUTPUT_SAMPLE_RATE = 48000  # decoded file audio is kept at this rate for the mu
 MAX_CENTRE_POSE_DEG = 10.0  # natural sway is centred on the reference's own pose, within this range
 REFERENCE_CACHE_SIZE = 8
 FEATURE_BLOCK_SAMPLES = 640  # 16 kHz samples pushed into the incremental features at a time (as streaming does)
+# audio rows are encoded in blocks of exactly this many (the last one zero-padded): one batch shape, so a row's
+# encoding is the same bits whichever rows share its block, and a stream equals offline generation exactly
+AUDIO_ROW_BLOCK = 16
 DEMO_CHECKPOINT = "checkpoints/demo"  # inside the apb2face package
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
@@ -119,9 +124,10 @@ class APB2FacePipeline:
         backend: Any = None,
         checkpoint: str | Path | None = None,
     ) -> None:
-        """`backend`: None runs `model` in PyTorch; otherwise an object with `encode_reference(crop)` and
-        `step(features, windows, pose, eyes) -> (frames, landmarks)` (apb2face.inference.export.OnnxBackend) runs
-        steps 4-6 instead, and `model` may be None. `checkpoint`: the folder it was loaded from (its avatar clips)."""
+        """`backend`: None runs `model` in PyTorch; otherwise an object with `encode_reference(crop)`,
+        `encode_audio_rows(rows)` and `step(features, windows, pose, eyes) -> (frames, landmarks)`
+        (apb2face.inference.export.OnnxBackend) runs the model's steps instead, and `model` may be None.
+        `checkpoint`: the folder it was loaded from (its avatar clips)."""
         if model is None and backend is None:
             raise ValueError("a model or a backend is required")
         self.device = torch.device(device)
@@ -341,15 +347,15 @@ class APB2FacePipeline:
     def window_batches(
         self, pcm: Iterable[np.ndarray], num_frames: int, fps: float, batch_size: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(frame indices, (n, W, 60) windows) for consecutive batches of frames, computed lazily: the 16 kHz audio
-        (chunks of mono PCM, e.g. `DrivingAudio.chunks()`) is pushed through the streaming engine's incremental
-        features (StreamingFeatures) only as far as the next batch needs, and rows are kept in a fixed window, so
-        memory does not grow with the audio's length. The windows are those of `audio_windows` on the whole track's
-        features (rows clipped at both ends)."""
+        """(frame indices, (n, W, AUDIO_ROW_WIDTH) windows) for consecutive batches of frames, computed lazily: the
+        16 kHz audio (chunks of mono PCM, e.g. `DrivingAudio.chunks()`) is pushed through the streaming engine's
+        incremental features (StreamingFeatures) only as far as the next batch needs, each row is encoded once, and
+        rows are kept in a fixed window, so memory does not grow with the audio's length. The windows are those of
+        `audio_windows` on the whole track's features (rows clipped at both ends)."""
         window, lookahead = int(self.config.audio_window), int(self.config.audio_lookahead)
         offsets = np.arange(-(window - lookahead), lookahead)
         batch_rows = int(np.ceil(batch_size / fps * A.FEATURE_RATE)) + 1  # rows between a batch's first/last centre
-        rows = RowWindow(window + batch_rows + 2 * FEATURE_BLOCK_SAMPLES // A.HOP + 16, A.NUM_FEATURES)
+        rows = RowWindow(window + batch_rows + 2 * FEATURE_BLOCK_SAMPLES // A.HOP + 16, AUDIO_ROW_WIDTH)
         features = StreamingFeatures()
         # any chunking in, fixed-size blocks out: one push never adds more rows than the window has room for
         size = FEATURE_BLOCK_SAMPLES
@@ -360,19 +366,41 @@ class APB2FacePipeline:
             # a window ends at row centre + lookahead - 1; even with no look-ahead it needs one row to clip to
             while rows.count < max(int(centres[-1]) + lookahead, 1) and not features.finished:
                 block = next(blocks, None)
-                rows.extend(features.finish() if block is None else features.push(block))
+                rows.extend(self.encode_audio(features.finish() if block is None else features.push(block)))
             # mid-track every needed row exists; past the end the last row repeats, as in frame_windows
             yield idx, rows.take(np.clip(centres[:, None] + offsets, 0, rows.count - 1))
 
     def audio_windows(self, features: np.ndarray, frame_indices: np.ndarray, fps: float) -> np.ndarray:
-        """(n, W, 60) audio feature windows for the given video frames."""
-        return A.frame_windows(
-            features,
+        """(n, W, AUDIO_ROW_WIDTH) windows of encoded rows for the given video frames of whole-track features
+        (T, 60); only the rows the windows use are encoded."""
+        # the row indices of frame_windows' windows (one rule for which rows a frame hears, clipped at both ends)
+        rows = A.frame_windows(
+            np.arange(len(features))[:, None],
             np.asarray(frame_indices),
             fps,
             window=self.config.audio_window,
             lookahead=self.config.audio_lookahead,
-        )
+        )[..., 0]
+        used = np.unique(rows)
+        return self.encode_audio(features[used])[np.searchsorted(used, rows)]
+
+    def encode_audio(self, rows: np.ndarray) -> np.ndarray:
+        """Raw feature rows (R, 60) -> encoded rows (R, AUDIO_ROW_WIDTH) float32, in blocks of AUDIO_ROW_BLOCK."""
+        rows = np.asarray(rows, dtype=np.float32).reshape(-1, A.NUM_FEATURES)
+        out = np.empty((len(rows), AUDIO_ROW_WIDTH), np.float32)
+        block = np.zeros((AUDIO_ROW_BLOCK, A.NUM_FEATURES), np.float32)
+        for lo in range(0, len(rows), AUDIO_ROW_BLOCK):
+            part = rows[lo : lo + AUDIO_ROW_BLOCK]
+            block[: len(part)] = part
+            block[len(part) :] = 0.0
+            out[lo : lo + len(part)] = self._encode_audio_block(block)[: len(part)]
+        return out
+
+    @torch.inference_mode()
+    def _encode_audio_block(self, block: np.ndarray) -> np.ndarray:
+        if self.backend is not None:
+            return self.backend.encode_audio_rows(block)
+        return self.model.encode_audio_rows(torch.from_numpy(block).to(self.device)).float().cpu().numpy()
 
     # ------------------------------------------------------------------------------------------ 4-6. model steps
 
@@ -385,8 +413,9 @@ class APB2FacePipeline:
 
     @torch.inference_mode()
     def fuse(self, windows: np.ndarray, pose: np.ndarray, eyes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        audio = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)[:, None]
-        return self.model.fuse(
+        """Windows of encoded rows (n, W, AUDIO_ROW_WIDTH) + pose + eyes -> latent, landmarks."""
+        audio = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        return self.model.fuse_rows(
             audio,
             torch.from_numpy(np.asarray(pose, np.float32)).to(self.device),
             torch.from_numpy(np.asarray(eyes, np.float32)).to(self.device),

@@ -49,6 +49,7 @@ from apb2face.inference.motion import (
 )
 from apb2face.inference.pipeline import APB2FacePipeline, Reference, check_fps
 from apb2face.inference.streaming_features import RowWindow, StreamingFeatures, samples_for_row
+from apb2face.models.fuser import AUDIO_ROW_WIDTH
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class StreamingSession:
             motion = SuppliedMotion(natural, pose_rows, eyes_rows) if supplied else natural
         self._motion = motion
         self._features = StreamingFeatures()
-        self._rows = RowWindow(self.window + ROW_MARGIN, A.NUM_FEATURES)
+        self._rows = RowWindow(self.window + ROW_MARGIN, AUDIO_ROW_WIDTH)  # encoded rows
         self._resampler = None
         if sample_rate != A.SAMPLE_RATE:
             import soxr
@@ -210,7 +211,7 @@ class StreamingSession:
             pcm = self._resampler.resample_chunk(pcm)
         out: list[StreamFrame] = []
         for lo in range(0, len(pcm), BLOCK_SAMPLES):
-            self._rows.extend(self._features.push(pcm[lo : lo + BLOCK_SAMPLES]))
+            self._rows.extend(self.pipeline.encode_audio(self._features.push(pcm[lo : lo + BLOCK_SAMPLES])))
             out += self._render_ready(final_rows=None, last_frame=None)
         return out
 
@@ -223,8 +224,8 @@ class StreamingSession:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             for lo in range(0, len(tail), BLOCK_SAMPLES):
-                self._rows.extend(self._features.push(tail[lo : lo + BLOCK_SAMPLES]))
-        self._rows.extend(self._features.finish())
+                self._rows.extend(self.pipeline.encode_audio(self._features.push(tail[lo : lo + BLOCK_SAMPLES])))
+        self._rows.extend(self.pipeline.encode_audio(self._features.finish()))
         self.finished = True
         total = A.num_video_frames(self._features.num_samples, self.fps) if num_frames is None else num_frames
         return self._render_ready(final_rows=self._features.total_rows, last_frame=total)

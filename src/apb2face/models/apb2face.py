@@ -29,6 +29,16 @@ class APB2Face(nn.Module):
         """-> latent (B, latent_dim), landmarks (B, K, 2)."""
         return self.fuser(audio, pose, eyes)
 
+    def encode_audio_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Raw audio feature rows (R, 60) -> encoded rows (R, AUDIO_ROW_WIDTH); cache them across frames."""
+        return self.fuser.encode_rows(rows)
+
+    def fuse_rows(
+        self, windows: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`fuse` on windows of encoded rows (B, W, AUDIO_ROW_WIDTH) -> latent, landmarks."""
+        return self.fuser.fuse_rows(windows, pose, eyes)
+
     def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
         """Per-reference features (everything before the first AdaConv); cache them across frames."""
         return self.generator.encode(reference)

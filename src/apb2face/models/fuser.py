@@ -17,6 +17,7 @@ from torch import nn
 from apb2face.models.config import POSE_SCALE_DEGREES, ModelConfig
 
 AUDIO1_CHANNELS = (1, 72, 108, 162, 243, 256)
+AUDIO_ROW_WIDTH = 256 * 2  # one feature row after the feature-axis convs: 256 channels x 2 positions
 
 
 def _mlp(sizes: tuple[int, ...]) -> nn.Sequential:
@@ -74,8 +75,27 @@ class AudioFuser(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """audio (B,1,W,60) raw features, pose (B,3) degrees, eyes (B,2) openness -> latent (B,D), landmarks (B,K,2)"""
         a = (audio - self.audio_mean) / self.audio_std
-        a = self.audio2(self.audio1(a)).flatten(1)
-        a = self.trans_audio(a)
+        return self._fuse(self.audio2(self.audio1(a)), pose, eyes)
+
+    # The normalisation and the feature-axis convs (audio1, kernel height 1) see one feature row at a time, so
+    # inference runs them once per row and keeps the results: a frame's window shares all but a few rows with the
+    # previous frame's. Training runs `forward` on whole windows (the same function).
+
+    def encode_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Raw feature rows (R, 60) -> encoded rows (R, AUDIO_ROW_WIDTH), each row on its own."""
+        a = (rows - self.audio_mean) / self.audio_std
+        return self.audio1(a[:, None, None, :]).flatten(1)
+
+    def fuse_rows(
+        self, windows: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` on windows of encoded rows (B, W, AUDIO_ROW_WIDTH)."""
+        batch, window = windows.shape[:2]
+        a = windows.reshape(batch, window, AUDIO_ROW_WIDTH // 2, 2).permute(0, 2, 1, 3)
+        return self._fuse(self.audio2(a), pose, eyes)
+
+    def _fuse(self, audio: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.trans_audio(audio.flatten(1))
         p = self.trans_pose(pose / POSE_SCALE_DEGREES)
         e = self.trans_eye(eyes * 2.0 - 1.0)
         latent = self.norm(self.trans_cat1(torch.cat([a, p, e], dim=1)))
