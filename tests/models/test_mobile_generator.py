@@ -168,7 +168,7 @@ def test_cached_features_pack_the_trunk_exactly():
     torch.testing.assert_close(F.pixel_shuffle(features[:, 24 + 32 :], 2), ref, rtol=0, atol=0)
 
 
-def test_the_realtime_preset_needs_twelve_times_fewer_macs_than_paper_at_256():
+def test_the_realtime_preset_needs_fifteen_times_fewer_macs_than_paper_at_256():
     from apb2face.config import load
     from apb2face.models.profile import model_report
     from apb2face.training.config import RunConfig
@@ -179,5 +179,6 @@ def test_the_realtime_preset_needs_twelve_times_fewer_macs_than_paper_at_256():
         ]
         for name in ("paper", "realtime")
     }
-    # fuser included, the reference encoded every frame (with it cached, as inference runs, the ratio is higher)
-    assert gmac["paper"] / gmac["realtime"] >= 12.0
+    # fuser included, the reference encoded every frame (with it cached, as inference runs, the ratio is higher):
+    # 10.00 vs 0.58 GMAC; the target is 12x
+    assert gmac["paper"] / gmac["realtime"] >= 15.0
