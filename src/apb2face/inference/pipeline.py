@@ -60,8 +60,9 @@ MAX_CENTRE_POSE_DEG = 10.0  # natural sway is centred on the reference's own pos
 REFERENCE_CACHE_SIZE = 8
 FEATURE_BLOCK_SAMPLES = 640  # 16 kHz samples pushed into the incremental features at a time (as streaming does)
 # audio rows are encoded in blocks of exactly this many (the last one zero-padded): one batch shape, so a row's
-# encoding is the same bits whichever rows share its block, and a stream equals offline generation exactly
-AUDIO_ROW_BLOCK = 16
+# encoding is the same bits whichever rows share its block, and a stream equals offline generation exactly; four
+# rows are one frame's worth at 25 fps
+AUDIO_ROW_BLOCK = 4
 DEMO_CHECKPOINT = "checkpoints/demo"  # inside the apb2face package
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 

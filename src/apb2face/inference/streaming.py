@@ -154,7 +154,10 @@ class StreamingSession:
             motion = SuppliedMotion(natural, pose_rows, eyes_rows) if supplied else natural
         self._motion = motion
         self._features = StreamingFeatures()
-        self._rows = RowWindow(self.window + ROW_MARGIN, AUDIO_ROW_WIDTH)  # encoded rows
+        # feature rows as they arrive, and the same rows encoded (pipeline.encode_audio) once a frame needs them:
+        # a frame adds about four rows, encoded in one block
+        self._raw = RowWindow(self.window + ROW_MARGIN, A.NUM_FEATURES)
+        self._rows = RowWindow(self.window + ROW_MARGIN, AUDIO_ROW_WIDTH)
         self._resampler = None
         if sample_rate != A.SAMPLE_RATE:
             import soxr
@@ -211,7 +214,7 @@ class StreamingSession:
             pcm = self._resampler.resample_chunk(pcm)
         out: list[StreamFrame] = []
         for lo in range(0, len(pcm), BLOCK_SAMPLES):
-            self._rows.extend(self.pipeline.encode_audio(self._features.push(pcm[lo : lo + BLOCK_SAMPLES])))
+            self._raw.extend(self._features.push(pcm[lo : lo + BLOCK_SAMPLES]))
             out += self._render_ready(final_rows=None, last_frame=None)
         return out
 
@@ -224,8 +227,8 @@ class StreamingSession:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             for lo in range(0, len(tail), BLOCK_SAMPLES):
-                self._rows.extend(self.pipeline.encode_audio(self._features.push(tail[lo : lo + BLOCK_SAMPLES])))
-        self._rows.extend(self.pipeline.encode_audio(self._features.finish()))
+                self._raw.extend(self._features.push(tail[lo : lo + BLOCK_SAMPLES]))
+        self._raw.extend(self._features.finish())
         self.finished = True
         total = A.num_video_frames(self._features.num_samples, self.fps) if num_frames is None else num_frames
         return self._render_ready(final_rows=self._features.total_rows, last_frame=total)
@@ -246,10 +249,11 @@ class StreamingSession:
             if final_rows is None:
                 # the window's last row is centre + lookahead - 1; with no look-ahead the first frame still needs
                 # one row (row 0, repeated before the start, as frame_windows clips)
-                if self._rows.count < max(centre + self.lookahead, 1):
+                if self._raw.count < max(centre + self.lookahead, 1):
                     break
             elif n >= last_frame:
                 break
+            self._encode_rows()
             out.append(
                 self._render_in_time(n, centre, final_rows)
                 if self.realtime and final_rows is None  # finish() renders the few frames left, all of them
@@ -277,6 +281,12 @@ class StreamingSession:
         else:
             self._anchor = min(start, self._anchor + CLOCK_DRIFT * samples / self.sample_rate)
         return self._anchor + audio_s
+
+    def _encode_rows(self) -> None:
+        """Encode the feature rows that arrived since the last frame (also for a frame that is repeated: the next
+        windows overlap its window)."""
+        if self._rows.count < self._raw.count:
+            self._rows.extend(self.pipeline.encode_audio(self._raw.take(np.arange(self._rows.count, self._raw.count))))
 
     def _render_in_time(self, n: int, centre: int, final_rows: int | None) -> StreamFrame:
         """Render frame n, or repeat the last frame if rendering it would end more than max_lag_s after its audio
