@@ -207,46 +207,45 @@ def write_graphs(model: nn.Module, directory: Path) -> None:
     with torch.no_grad():
         expand = _needs_expand(model, features, model.fuse_rows(*frame_args[1:])[0])
     batch = {0: "batch"}
+    _export(_ReferenceEncoder(model), (reference,), directory / ENCODER_FILE, ["reference"], ["features"])
+    _export(
+        _AudioEncoder(model),
+        (rows,),
+        directory / AUDIO_FILE,
+        ["rows"],
+        ["encoded"],
+        {"rows": {0: "rows"}, "encoded": {0: "rows"}},
+    )
+    _export(
+        _FrameGraph(model, expand),
+        frame_args,
+        directory / FRAME_FILE,
+        list(FRAME_INPUTS),
+        list(FRAME_OUTPUTS),
+        {name: batch for name in (*FRAME_INPUTS[1:], *FRAME_OUTPUTS)},
+    )
+
+
+def _export(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
+) -> None:
     with warnings.catch_warnings():
         # the TorchScript exporter warns about tracing shape comparisons that are constant for our inputs
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _ReferenceEncoder(model).eval(),
-            (reference,),
-            str(directory / ENCODER_FILE),
+            module.eval(),
+            args,
+            str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=["reference"],
-            output_names=["features"],
-            do_constant_folding=True,
-        )
-        torch.onnx.export(
-            _AudioEncoder(model).eval(),
-            (rows,),
-            str(directory / AUDIO_FILE),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["rows"],
-            output_names=["encoded"],
-            dynamic_axes={"rows": {0: "rows"}, "encoded": {0: "rows"}},
-            do_constant_folding=True,
-        )
-        torch.onnx.export(
-            _FrameGraph(model, expand).eval(),
-            frame_args,
-            str(directory / FRAME_FILE),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=list(FRAME_INPUTS),
-            output_names=list(FRAME_OUTPUTS),
-            dynamic_axes={
-                "audio": batch,
-                "pose": batch,
-                "eyes": batch,
-                "image": batch,
-                "frames": batch,
-                "landmarks": batch,
-            },
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
             do_constant_folding=True,
         )
 
