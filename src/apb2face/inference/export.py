@@ -63,22 +63,16 @@ EXPORT_ENTRIES = (
 )
 
 
-class _ReferenceEncoder(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+class _Method(nn.Module):
+    """One one-input method of the model as a module (what the exporter traces): the reference and audio encoders."""
+
+    def __init__(self, model: nn.Module, method: str) -> None:
         super().__init__()
         self.model = model
+        self.method = method
 
-    def forward(self, reference: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_reference(reference)
-
-
-class _AudioEncoder(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_audio_rows(rows)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(x)
 
 
 class _FrameGraph(nn.Module):
@@ -207,9 +201,9 @@ def write_graphs(model: nn.Module, directory: Path) -> None:
     with torch.no_grad():
         expand = _needs_expand(model, features, model.fuse_rows(*frame_args[1:])[0])
     batch = {0: "batch"}
-    _export(_ReferenceEncoder(model), (reference,), directory / ENCODER_FILE, ["reference"], ["features"])
+    _export(_Method(model, "encode_reference"), (reference,), directory / ENCODER_FILE, ["reference"], ["features"])
     _export(
-        _AudioEncoder(model),
+        _Method(model, "encode_audio_rows"),
         (rows,),
         directory / AUDIO_FILE,
         ["rows"],
