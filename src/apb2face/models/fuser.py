@@ -17,7 +17,8 @@ from torch import nn
 from apb2face.models.config import POSE_SCALE_DEGREES, ModelConfig
 
 AUDIO1_CHANNELS = (1, 72, 108, 162, 243, 256)
-AUDIO_ROW_WIDTH = 256 * 2  # one feature row after the feature-axis convs: 256 channels x 2 positions
+AUDIO_ROW_POSITIONS = 2  # the 60 features after five stride-2 convs along the feature axis: 60 -> 30 -> ... -> 2
+AUDIO_ROW_WIDTH = AUDIO1_CHANNELS[-1] * AUDIO_ROW_POSITIONS  # one feature row after those convs, flattened
 
 
 def _mlp(sizes: tuple[int, ...]) -> nn.Sequential:
@@ -91,7 +92,7 @@ class AudioFuser(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`forward` on windows of encoded rows (B, W, AUDIO_ROW_WIDTH)."""
         batch, window = windows.shape[:2]
-        a = windows.reshape(batch, window, AUDIO_ROW_WIDTH // 2, 2).permute(0, 2, 1, 3)
+        a = windows.reshape(batch, window, AUDIO1_CHANNELS[-1], AUDIO_ROW_POSITIONS).permute(0, 2, 1, 3)
         return self._fuse(self.audio2(a), pose, eyes)
 
     def _fuse(self, audio: torch.Tensor, pose: torch.Tensor, eyes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
