@@ -136,3 +136,35 @@ def test_warm_start_refuses_another_architecture(tmp_path):
     save_pretrained(APB2Face(ModelConfig(image_size=64, generator="skip")), tmp_path / "ckpt")
     with pytest.raises(UserError, match="cannot warm-start"):
         warm_start(APB2Face(ModelConfig(image_size=64, generator="mobile")), tmp_path / "ckpt")
+
+
+def test_fuser_only_warm_start_takes_the_fuser_into_another_renderer(tmp_path):
+    """only="fuser": a `mobile` model starts from a `skip` checkpoint's fuser (weights and audio statistics) and
+    keeps its own freshly initialised renderer."""
+    from apb2face.models.modeling import save_pretrained, warm_start
+
+    torch.manual_seed(3)
+    base = _perturb(APB2Face(ModelConfig(image_size=64, generator="skip")))
+    base.fuser.set_audio_stats(np.full(60, 0.5), np.full(60, 2.0))
+    save_pretrained(base, tmp_path / "ckpt")
+    torch.manual_seed(4)
+    model = APB2Face(ModelConfig(image_size=64, generator="mobile"))
+    fresh = {key: value.clone() for key, value in model.generator.state_dict().items()}
+    warm_start(model, tmp_path / "ckpt", only="fuser")
+    for key, value in base.fuser.state_dict().items():
+        torch.testing.assert_close(model.fuser.state_dict()[key], value, rtol=0, atol=0)
+    for key, value in model.generator.state_dict().items():
+        torch.testing.assert_close(value, fresh[key], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="only must be"):
+        warm_start(model, tmp_path / "ckpt", only="generator")
+
+
+def test_warm_start_refuses_to_drop_a_part_of_the_checkpoint(tmp_path):
+    """A checkpoint with the reference warp, warm-started into a model configured without it, would lose the warp
+    without a word: refused, naming the option."""
+    from apb2face.errors import UserError
+    from apb2face.models.modeling import save_pretrained, warm_start
+
+    save_pretrained(APB2Face(ModelConfig(image_size=64, generator="skip", reference_warp=True)), tmp_path / "ckpt")
+    with pytest.raises(UserError, match="reference_warp"):
+        warm_start(APB2Face(ModelConfig(image_size=64, generator="skip")), tmp_path / "ckpt")

@@ -429,3 +429,28 @@ def test_renderer_only_training_keeps_the_fuser_exactly(tiny_dataset, tmp_path):
     assert not all(torch.equal(generator[k], v) for k, v in trainer.model.generator.state_dict().items())
     records = metrics(tmp_path / "run")
     assert all(m["loss_d"] > 0 and m["loss_l1"] > 0 and m["loss_eyes"] > 0 for m in records)
+
+
+def test_a_new_renderer_trains_over_a_warm_started_fuser(tiny_dataset, tmp_path):
+    """init_only=fuser with train_only=renderer: a `mobile` run starts from a `skip` run's fuser, which stays exactly
+    as the checkpoint has it while the new renderer learns; init_only without init_from is refused."""
+    base = ("train.steps=2", "train.ckpt_interval=10")
+    Trainer(
+        tiny(*base, "model.generator=skip", "model.generator_width=0.25"), tiny_dataset, tmp_path / "skip"
+    ).setup().fit()
+    source = load_pretrained(tmp_path / "skip" / "final").model.fuser.state_dict()
+    run = tiny(
+        *base,
+        "model.generator=mobile",
+        "model.generator_width=0.25",
+        "train.train_only=renderer",
+        "train.init_only=fuser",
+        f"train.init_from={tmp_path / 'skip' / 'final'}",
+    )
+    trainer = Trainer(run, tiny_dataset, tmp_path / "mobile").setup()
+    generator = {k: v.clone() for k, v in trainer.model.generator.state_dict().items()}
+    trainer.fit()
+    assert all(torch.equal(source[k], v) for k, v in trainer.model.fuser.state_dict().items())
+    assert not all(torch.equal(generator[k], v) for k, v in trainer.model.generator.state_dict().items())
+    with pytest.raises(UserError, match="init_only needs init_from"):
+        tiny("train.init_only=fuser")

@@ -185,8 +185,11 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
     )
 
 
-def warm_start(model: APB2Face, directory: str | Path) -> None:
+def warm_start(model: APB2Face, directory: str | Path, only: str = "all") -> None:
     """Copy a release checkpoint's weights into `model`, whose architecture may add input channels.
+
+    `only="fuser"` copies the fuser's tensors alone (the audio statistics among them) and leaves the rest of `model`
+    as initialised, so any renderer can start over a trained fuser; the two fusers must then match exactly.
 
     Tensors of equal shape are copied. A conv weight the new model widens along its input channels (dim 1, new
     channels appended last, as the sketch's are) gets the old weights in its first channels and zeros in the rest;
@@ -198,7 +201,16 @@ def warm_start(model: APB2Face, directory: str | Path) -> None:
     weights = _weights_file(directory)
     _check_weight_shapes(weights, expected_shapes(config))
     state = _read_tensors(weights)
-    model.load_state_dict(_warm_start_state(model.state_dict(), state, weights), strict=True)
+    target = model.state_dict()
+    if only == "fuser":
+        state = {key: value for key, value in state.items() if key.startswith("fuser.")}
+        fuser = {key: value for key, value in target.items() if key.startswith("fuser.")}
+        target.update(_warm_start_state(fuser, state, weights))
+        model.load_state_dict(target, strict=True)
+        return
+    if only != "all":
+        raise ValueError(f"only must be 'all' or 'fuser', got {only!r}")
+    model.load_state_dict(_warm_start_state(target, state, weights), strict=True)
 
 
 def _warm_start_state(
@@ -208,6 +220,15 @@ def _warm_start_state(
     missing = sorted(key for key in set(target) - set(state) if target[key].any())
     if missing:
         raise UserError(f"cannot warm-start: {len(missing)} weights missing (e.g. {missing[0]})", weights)
+    # a part of the checkpoint the model has no place for (e.g. the reference warp head of a model configured without
+    # it) would be dropped without a word, and the run would start from a different model than the checkpoint
+    unused = sorted(set(state) - set(target))
+    if unused:
+        raise UserError(
+            f"cannot warm-start: the checkpoint has {len(unused)} weights this model lacks (e.g. {unused[0]}); "
+            "configure the model as the checkpoint's config.json (e.g. model.reference_warp=true)",
+            weights,
+        )
     merged = {}
     for key, new in target.items():
         old = state.get(key, new)

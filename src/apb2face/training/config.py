@@ -70,6 +70,9 @@ class TrainConfig:
     # warm start from a release checkpoint's weights (a fresh run only; --resume restores a run's own state).
     # Input channels the checkpoint lacks (e.g. the sketch's) start at zero, so the start equals the checkpoint.
     init_from: str = ""
+    # which of init_from's weights to take: all of them, or the fuser alone (with its audio statistics), so a new
+    # renderer architecture (e.g. the `realtime` preset's) starts fresh over a fuser that already hears
+    init_only: Literal["all", "fuser"] = "all"
     seed: int = 0
     workers: int = 2
     log_interval: int = 10  # TensorBoard scalars (metrics.jsonl gets every step)
@@ -90,6 +93,10 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not isinstance(self.init_from, str):
             raise ValueError(f"init_from must be a checkpoint path, got {self.init_from!r}")
+        if self.init_only not in ("all", "fuser"):
+            raise ValueError(f"init_only must be 'all' or 'fuser', got {self.init_only!r}")
+        if self.init_only != "all" and not self.init_from:
+            raise ValueError("init_only needs init_from (a release checkpoint)")
 
     def _check_counts(self) -> None:
         counts = ("batch_size", "steps", "log_interval", "image_interval", "ckpt_interval", "keep_checkpoints")

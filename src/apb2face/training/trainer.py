@@ -238,8 +238,8 @@ class Trainer:
             self._load_checkpoint(checkpoint)
         elif init_from:
             # the checkpoint's audio statistics come with its fuser: the fuser was trained on them
-            warm_start(self.model, init_from)
-            log.info("initialised from %s", init_from)
+            warm_start(self.model, init_from, only=self.run.train.init_only)
+            log.info("initialised from %s (%s)", init_from, self.run.train.init_only)
         else:
             mean, std = self.data.audio_stats()
             self.model.fuser.set_audio_stats(mean, std)
