@@ -40,3 +40,18 @@ def test_a_native_line_torn_in_two_by_our_error_line_leaves_only_ours(capfd):
         )
         os.write(2, b"Created TensorFlow Lite XNNPACK delegate for CPU.\n")
     assert capfd.readouterr().err == "apb2face generate: error: out.mp4: cannot write the output (File too large)\n"
+
+
+def test_native_lines_and_torn_prefixes_after_a_progress_bar_redraw_are_dropped(capfd):
+    """A progress bar ends its redraws in carriage returns, not newlines: a native line, or the torn prefix in front
+    of our error, can follow one on the same line. The bar stays; the native text goes."""
+    with native_log_filter():
+        os.write(2, b"generate:  20%|##        | 1/5\r")
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"generate:  40%|####      | 2/5\r")
+        os.write(2, b"INFO: ")
+        os.write(2, b"apb2face generate: error: out.mp4: cannot write the output\n")
+        os.write(2, b"Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+    err = capfd.readouterr().err
+    assert "TensorFlow" not in err and "INFO" not in err
+    assert err.endswith("2/5\rapb2face generate: error: out.mp4: cannot write the output\n")

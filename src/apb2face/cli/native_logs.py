@@ -51,6 +51,16 @@ def _untorn(line: bytes) -> bytes:
     return line
 
 
+def _kept(line: bytes) -> bytes:
+    """What passes of one complete line (its newline included). A progress bar redraws its line after carriage
+    returns, so a native line, or the torn prefix in front of ours, may follow the last of them: the bar is kept."""
+    head, cr, tail = line.rpartition(b"\r")
+    tail = _untorn(tail)
+    if _is_native(tail):
+        return head + cr
+    return head + cr + tail + b"\n"
+
+
 def _pump(read_fd: int, out_fd: int) -> None:
     pending = b""
     while True:
@@ -62,7 +72,7 @@ def _pump(read_fd: int, out_fd: int) -> None:
             break
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        out = b"".join(line + b"\n" for line in map(_untorn, lines) if not _is_native(line))
+        out = b"".join(map(_kept, lines))
         if pending and not _may_become_native(pending.rsplit(b"\r", 1)[-1]):
             out, pending = out + pending, b""
         if out:
