@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from apb2face.data.video import Mp4Writer, iter_frames, probe, write_video
+from apb2face.data.video import Mp4Writer, frame_to_rgb, iter_frames, probe, rgb_to_yuv420p, write_video
 from apb2face.errors import UserError
 from apb2face.io import STALE_AFTER_S
 
@@ -132,3 +132,26 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_writer(tmp_path: Path
         write_video(out, [FRAME] * 3, fps=25)
     assert [p.name for p in tmp_path.iterdir()] == ["live.mp4"]
     assert any("left by an interrupted run" in r.getMessage() for r in caplog.records)
+
+
+def test_a_decoded_frame_converts_back_to_its_own_yuv() -> None:
+    """`rgb_to_yuv420p` inverts `frame_to_rgb` (each 2x2 block's chroma, repeated, is read back from one pixel),
+    which swscale's filtered conversion does not do for colourful detail; the luma is the same either way."""
+    rng = np.random.default_rng(0)
+    yuv = np.concatenate([rng.integers(60, 190, (64, 96)), rng.integers(110, 146, (32, 96))]).astype(np.uint8)
+    rgb = frame_to_rgb(av.VideoFrame.from_ndarray(yuv, format="yuv420p"))
+    ours = rgb_to_yuv420p(rgb).to_ndarray().astype(int)
+    swscale = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray().astype(int)
+    assert np.abs(ours - yuv)[64:].mean() < 0.2 < 2.0 < np.abs(swscale - yuv)[64:].mean()
+    assert np.abs(ours - swscale)[:64].mean() < 0.1
+
+
+@pytest.mark.parametrize("sampled_chroma", [False, True])
+def test_writer_converts_with_either_chroma(tmp_path: Path, sampled_chroma: bool) -> None:
+    yy, xx = np.mgrid[0:48, 0:64]
+    frame = np.stack([2 * xx, 3 * yy, 90 + 0 * xx], -1).astype(np.uint8)
+    with Mp4Writer(tmp_path / "c.mp4", fps=25, crf=10, sampled_chroma=sampled_chroma) as writer:
+        for _ in range(3):
+            writer.write_frame(frame)
+    decoded = [f for _t, f in iter_frames(tmp_path / "c.mp4")]
+    assert len(decoded) == 3 and np.abs(decoded[0].astype(int) - frame).mean() < 2.0

@@ -152,3 +152,19 @@ def test_hull_of_a_rolled_face_still_cuts_below_the_nose(scene) -> None:
     for eye in points[-2:] - (roi.x0, roi.y0):
         x, y = np.round(eye).astype(int)
         assert mask[y - 3 : y + 4, x - 3 : x + 4].max() < 1e-3
+
+
+@pytest.mark.parametrize("region", ["face", "mouth"])
+def test_blending_only_inside_the_mask_gives_the_whole_blend(scene, region: str) -> None:
+    """`paste` blends only the mask's bounding rectangle: the frame is the same, byte for byte, as a blend of the
+    whole box."""
+    frame, points, box = scene
+    config = ComposeConfig(region=region)
+    crop = np.random.default_rng(3).integers(0, 256, (128, 128, 3), np.uint8)
+    out = frame.copy()
+    pasted = paste(out, crop, box, points, config)
+    expected = frame.copy()
+    real = pasted.roi.view(expected)
+    real[...] = cv2.blendLinear(warp_crop(crop, box, pasted.roi), real, pasted.mask, 1.0 - pasted.mask)
+    assert np.array_equal(out, expected)
+    assert (pasted.mask == 0).mean() > 0.2  # there was something to leave out

@@ -3,13 +3,14 @@ PyAV, the real face mesh, real espeak-ng speech), including the bad inputs users
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from apb2face.data.video import frame_to_rgb, iter_frames, probe
+from apb2face.data.video import Mp4Writer, frame_to_rgb, iter_frames, probe
 from apb2face.errors import UserError
 from apb2face.inference.compose import ComposeConfig
 from apb2face.inference.faces import align_face
@@ -166,6 +167,90 @@ def test_mix_keeps_the_old_audio_under_the_new(pipe: APB2FacePipeline, tmp_path:
 
         level = float(np.sqrt(np.mean(load_audio(out)[2000:14000] ** 2)))
         assert (level > 0.08) if mix else (level < 0.01)  # 0.3 x 0.5 / sqrt(2) = 0.106
+
+
+# ------------------------------------------------------------------------------------------------ stages in threads
+
+
+def test_overlapped_stages_write_the_same_file(
+    pipe: APB2FacePipeline, tmp_path: Path, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding, model + paste and encoding in threads of their own: the encoder gets the same frames and the same
+    audio, in the same order (ping-pong and pass-through frames included), as with the stages one after another.
+    (The files themselves are compared by what reached the encoder: x264's bytes for the same input were seen to
+    differ between two runs in one test process, threads or not.)"""
+    video = write_test_video(tmp_path / "talk.mp4", face_frames(20, missing=range(6, 9)), gop=5)
+    encoded: dict[bool, list[tuple[str, np.ndarray]]] = {True: [], False: []}
+    mode = {"overlap": False}
+    write_frame, write_audio = Mp4Writer.write_frame, Mp4Writer.write_audio
+
+    def frame_spy(writer: Mp4Writer, image: np.ndarray) -> None:
+        encoded[mode["overlap"]].append(("frame", np.array(image, copy=True)))
+        write_frame(writer, image)
+
+    def audio_spy(writer: Mp4Writer, pcm: np.ndarray) -> None:
+        encoded[mode["overlap"]].append(("audio", np.array(pcm, copy=True)))
+        write_audio(writer, pcm)
+
+    monkeypatch.setattr(Mp4Writer, "write_frame", frame_spy)
+    monkeypatch.setattr(Mp4Writer, "write_audio", audio_spy)
+    for overlap in (False, True):
+        mode["overlap"] = overlap
+        out = tmp_path / f"overlap{overlap}.mp4"
+        revoice(pipe, "astronaut", video, speech_wav, out, RevoiceConfig(overlap=overlap, batch_size=4))
+        assert probe(out).num_frames == sum(kind == "frame" for kind, _ in encoded[overlap])
+    assert [kind for kind, _ in encoded[True]] == [kind for kind, _ in encoded[False]]
+    assert sum(kind == "frame" for kind, _ in encoded[True]) > 20  # the audio outlasts the video: ping-pong
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(encoded[True], encoded[False]))
+    assert not revoice_threads()
+
+
+def revoice_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name in ("revoice-decode", "revoice-encode", "track-decode")]
+
+
+class StageFailed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize("stage", ["decode", "generate", "encode"])
+def test_a_failing_stage_raises_its_own_error_and_leaves_no_file(
+    pipe: APB2FacePipeline,
+    tmp_path: Path,
+    speech_wav: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stage: str,
+    overlap: bool,
+) -> None:
+    video = write_test_video(tmp_path / "talk.mp4", face_frames(20))
+    error = StageFailed(stage)
+    calls, fail_at = {"n": 0}, 3 if stage == "generate" else 30  # model calls are per batch of 4 frames
+
+    def failing(original):  # noqa: ANN001, ANN202
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls["n"] += 1
+            if calls["n"] == fail_at:
+                raise error
+            return original(*args, **kwargs)
+
+        return call
+
+    if stage == "decode":
+        monkeypatch.setattr(FrameReader, "__getitem__", failing(FrameReader.__getitem__))
+    elif stage == "generate":
+        monkeypatch.setattr(pipe, "step", failing(pipe.step))
+    else:
+        monkeypatch.setattr(Mp4Writer, "write_frame", failing(Mp4Writer.write_frame))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(StageFailed) as raised:
+        revoice(
+            pipe, "astronaut", video, speech_wav, folder / "dubbed.mp4", RevoiceConfig(overlap=overlap, batch_size=4)
+        )
+    assert raised.value is error
+    assert not list(folder.iterdir())  # neither the file nor its temporary
+    assert not revoice_threads()
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -258,7 +258,13 @@ def paste(
         colour.update(warp_crop(crop, small_box, small_roi), shrink(real), shrink(mask), box.side * scale)
         crop = colour.apply(crop)
     generated = warp_crop(crop, box, roi)
-    real[...] = cv2.blendLinear(generated, real, mask, 1.0 - mask)
+    # where the mask is 0 the blend gives the frame's own pixel: blending only the mask's bounding rectangle gives
+    # the same frame for about half the work (the face oval fills about half of its box, the mouth region less)
+    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8))
+    if w and h:
+        inside = (slice(y, y + h), slice(x, x + w))
+        weight = mask[inside]
+        real[inside] = cv2.blendLinear(generated[inside], real[inside], weight, 1.0 - weight)
     return Pasted(roi, mask)
 
 

@@ -11,14 +11,16 @@ Two passes over the video, never holding more than a few frames:
 2. render   `revoice`       the output's frames play the video forward, then backward, then forward ... (ping-pong,
                             no jump) for as long as the new audio lasts; per batch: generate the crops (`pipe.step`),
                             read the frames (`FrameReader`: sequential decoding, short backward chunks by seeking),
-                            paste (`compose.paste`), encode (`Mp4Writer`, atomic, audio pushed batch by batch)
+                            paste (`compose.paste`), encode (`Mp4Writer`, atomic, audio pushed batch by batch);
+                            decoding, model + paste and encoding run in three threads (`RevoiceConfig.overlap`: the
+                            same file, at about the pace of the slowest stage on two or more cores)
 
 Frames where no face was found pass through unchanged. The new audio replaces the old; `mix=True` keeps the old one
 under it (played once from the start, at `mix_gain`).
 
 The modules, one concern each: `config` (RevoiceConfig), `timing` (StageTimer), `tracking` (pass 1, FaceTrack),
 `frames` (FrameReader), `playback` (the output's soundtrack and ping-pong play order), `paste` (generate + paste +
-encode per batch) and `render` (plan and run the whole: `revoice`).
+encode per batch), `overlap` (stages in threads of their own) and `render` (plan and run the whole: `revoice`).
 """
 
 from apb2face.inference.revoice.config import RevoiceConfig

@@ -25,6 +25,7 @@ class RevoiceConfig:
     preset: str = "veryfast"  # x264 preset of the output
     max_seconds: float | None = DEFAULT_MAX_SECONDS  # longer new audio is refused
     cache_megabytes: int = 256  # decoded frames kept for backward (ping-pong) playback
+    overlap: bool = True  # decode, run the model and encode in threads of their own (same output, sooner)
 
     def __post_init__(self) -> None:
         if not all(0.0 <= v <= 25.0 for v in (self.box_sigma, self.side_sigma, self.pose_sigma)):

@@ -120,7 +120,13 @@ def revoice(
     chunk = cache_frames(track.shape, config.cache_megabytes)
     with (
         Mp4Writer(
-            out, fps=track.fps, audio_rate=driving.sample_rate, size=track.shape, crf=config.crf, preset=config.preset
+            out,
+            fps=track.fps,
+            audio_rate=driving.sample_rate,
+            size=track.shape,
+            crf=config.crf,
+            preset=config.preset,
+            sampled_chroma=True,  # the frames are the video's own (`frame_to_rgb`) but for a smooth generated face
         ) as writer,
         FrameReader(video, track.pts, chunk, timer) as reader,
     ):
@@ -137,6 +143,7 @@ def revoice(
             timer,
             progress,
             one_face,
+            overlap=config.overlap,
         )
     return RevoiceReport(
         frames=n,

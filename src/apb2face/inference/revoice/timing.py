@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -10,10 +11,12 @@ STAGES = ("decode", "track", "generate", "blend", "encode")
 
 
 class StageTimer:
-    """Wall time per stage, accumulated (perf_counter)."""
+    """Wall time per stage, accumulated (perf_counter). Stages may run in their own threads (`overlap`): each
+    stage's time is then the time it was busy, and the stages' sum exceeds the wall time of the whole."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._lock = threading.Lock()  # `+=` on a dict entry is not atomic between threads
 
     @contextlib.contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -21,4 +24,6 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
