@@ -48,3 +48,13 @@ def test_overrides_may_stand_among_the_options_of_every_command_that_takes_them(
     assert prepare.inputs == ["a.mp4", "size=128"] and prepare.overrides == ["min_clip_seconds=0.5"]
     with pytest.raises(SystemExit):
         parse(["generate", "--reference", "x", "--audio", "a.wav", "--out", "o.mp4", "seed=3"])
+
+
+def test_a_shipped_checkpoint_is_named_instead_of_a_folder(capsys, tmp_path, monkeypatch):
+    """`--checkpoint live` is the checkpoint shipped in the package; a missing one that is no shipped name is one
+    line and exit 2."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["info", "--checkpoint", "live", "--json"]) == 0
+    assert '"skip"' in capsys.readouterr().out
+    assert main(["info", "--checkpoint", "no-such-folder"]) == 2
+    assert "no-such-folder" in capsys.readouterr().err

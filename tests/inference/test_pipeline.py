@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import apb2face
 from apb2face.cli.main import build_parser
@@ -21,7 +22,15 @@ from apb2face.errors import UserError
 from apb2face.inference.faces import align_face
 from apb2face.inference.limits import DEFAULT_MAX_SECONDS
 from apb2face.inference.motion import DEFAULT_SEED, blink_events
-from apb2face.inference.pipeline import MAX_CENTRE_POSE_DEG, APB2FacePipeline, ReferenceState, default_checkpoint
+from apb2face.inference.pipeline import (
+    MAX_CENTRE_POSE_DEG,
+    SHIPPED_CHECKPOINTS,
+    APB2FacePipeline,
+    ReferenceState,
+    default_checkpoint,
+    resolve_checkpoint,
+    shipped_checkpoint,
+)
 from apb2face.inference.streaming import StreamingSession
 from tests.inference.helpers import astronaut, grace_hopper, speech, write_wav
 
@@ -173,6 +182,25 @@ def test_demo_checkpoint_is_package_data_and_loads_by_default():
     assert demo.identities and demo.image_size == 128
 
 
+def test_shipped_checkpoints_load_by_name_where_no_such_folder_exists(tmp_path, monkeypatch):
+    """`from_pretrained("live")` and `--checkpoint live` find the shipped checkpoint; a folder of that name in the
+    working directory wins (it is what the user points at); an unknown name stays a path. `live` is the demo's
+    renderer, weight for weight, with a fuser of shorter look-ahead."""
+    monkeypatch.chdir(tmp_path)
+    for name in SHIPPED_CHECKPOINTS:
+        assert resolve_checkpoint(name) == shipped_checkpoint(name) is not None
+    live, demo = APB2FacePipeline.from_pretrained("live"), APB2FacePipeline.from_pretrained("demo")
+    assert live.config.audio_lookahead < demo.config.audio_lookahead
+    assert live.identities == demo.identities
+    for key, value in demo.model.generator.state_dict().items():
+        assert torch.equal(live.model.generator.state_dict()[key], value), key
+    (tmp_path / "live").mkdir()
+    assert resolve_checkpoint("live") == Path("live")
+    assert resolve_checkpoint("nope") == Path("nope")
+    with pytest.raises(ValueError, match="known: demo, live"):
+        shipped_checkpoint("nope")
+
+
 def test_a_built_wheel_carries_the_demo_checkpoint_and_resolves_it(tmp_path):
     """What a user gets from `pip install apb2face-*.whl`: the checkpoint files, found without the source tree."""
     source = tmp_path / "source"
@@ -187,9 +215,10 @@ def test_a_built_wheel_carries_the_demo_checkpoint_and_resolves_it(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         archive.extractall(tmp_path / "site")
-    demo = "apb2face/checkpoints/demo/"
-    assert {demo + "config.json", demo + "model.safetensors"} <= names
-    assert any(n.startswith(demo + "identities/") and n.endswith(".png") for n in names)
+    for name in SHIPPED_CHECKPOINTS:
+        folder = f"apb2face/checkpoints/{name}/"
+        assert {folder + "config.json", folder + "model.safetensors", folder + "README.md"} <= names
+        assert any(n.startswith(folder + "identities/") and n.endswith(".png") for n in names)
     # the unpacked wheel, first on the path, resolves its own copy (the source tree is nowhere near)
     probe = "from apb2face.inference.pipeline import default_checkpoint; print(default_checkpoint())"
     result = subprocess.run(

@@ -14,7 +14,7 @@ import pytest
 from apb2face.data.face import FaceMesh, mouth_opening
 from apb2face.data.video import iter_frames, probe
 from apb2face.errors import UserError
-from apb2face.inference.pipeline import APB2FacePipeline
+from apb2face.inference.pipeline import SHIPPED_CHECKPOINTS, APB2FacePipeline
 from apb2face.inference.scene import (
     SceneConfig,
     cast_faces,
@@ -230,12 +230,15 @@ def test_a_video_scene_plays_back_and_forth_with_each_face_where_it_is(pipe: APB
     assert [f.speaker for f in report.faces] == [None, "id03"]
 
 
-def test_the_demo_model_lets_the_listener_keep_its_mouth_closed(scene_png: Path, tmp_path: Path) -> None:
-    """Demo checkpoint: id00 speaks, id03 listens; the face mesh reads both mouths off the output."""
+@pytest.mark.parametrize("checkpoint", SHIPPED_CHECKPOINTS)
+def test_the_shipped_models_let_the_listener_keep_its_mouth_closed(
+    checkpoint: str, scene_png: Path, tmp_path: Path
+) -> None:
+    """Each shipped checkpoint: id00 speaks, id03 listens; the face mesh reads both mouths off the output."""
     voice, rate = speech()
     audio = speakers_from_files([("id00", write_wav(tmp_path / "a.wav", voice, rate))])
     out = tmp_path / "scene.mp4"
-    generate_scene(APB2FacePipeline.from_pretrained(), scene_png, audio, out)
+    generate_scene(APB2FacePipeline.from_pretrained(checkpoint), scene_png, audio, out)
     mouths = {"left": [], "right": []}
     with FaceMesh(video=False) as mesh:
         for _t, frame in iter_frames(out):

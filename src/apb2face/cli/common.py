@@ -18,13 +18,20 @@ import numpy as np
 from apb2face.errors import UserError
 
 
+def checkpoint_path(value: str) -> Path:
+    """A --checkpoint value: a directory, or the name of a checkpoint shipped with apb2face (`demo`, `live`)."""
+    from apb2face.inference.pipeline import resolve_checkpoint
+
+    return resolve_checkpoint(value)
+
+
 def add_checkpoint_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument(
         "--checkpoint",
-        type=Path,
+        type=checkpoint_path,
         required=required,
         metavar="CKPT",
-        help="checkpoint directory" + ("" if required else " (default: the demo checkpoint)"),
+        help="checkpoint directory, or `demo` / `live` (the shipped ones)" + ("" if required else " (default: demo)"),
     )
 
 

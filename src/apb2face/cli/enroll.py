@@ -26,6 +26,7 @@ import signal
 import sys
 from pathlib import Path
 
+from apb2face.cli.common import checkpoint_path
 from apb2face.errors import UserError
 
 
@@ -48,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--identity-map", type=Path, metavar="FILE", help="lines 'PATTERN NAME' (as in prepare)")
     parser.add_argument("--out", "-o", type=Path, required=True, metavar="CKPT", help="new checkpoint directory")
-    parser.add_argument("--base", type=Path, metavar="CKPT", help="checkpoint to start from (default: the demo one)")
+    parser.add_argument(
+        "--base", type=checkpoint_path, metavar="CKPT", help="checkpoint to start from (default: the demo one)"
+    )
     parser.add_argument(
         "--base-data",
         type=Path,

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 
+from apb2face.cli.common import checkpoint_path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--config", help="preset name or YAML file [default]")
-    src.add_argument("--checkpoint", help="release checkpoint directory")
+    src.add_argument(
+        "--checkpoint", type=checkpoint_path, help="release checkpoint directory, or `demo` / `live` (shipped)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (with --config)")
 

@@ -63,7 +63,10 @@ FEATURE_BLOCK_SAMPLES = 640  # 16 kHz samples pushed into the incremental featur
 # encoding is the same bits whichever rows share its block, and a stream equals offline generation exactly; four
 # rows are one frame's worth at 25 fps
 AUDIO_ROW_BLOCK = 4
-DEMO_CHECKPOINT = "checkpoints/demo"  # inside the apb2face package
+# checkpoints shipped inside the package (apb2face/checkpoints/NAME, listed in pyproject's package-data): `demo`,
+# the default, and `live`, the demo's renderer with a 30 ms audio look-ahead for live streams (90 ms less latency;
+# docs/realtime.md). Anywhere a checkpoint directory is asked for, one of these names may be given instead
+SHIPPED_CHECKPOINTS = ("demo", "live")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 
@@ -105,13 +108,30 @@ class DrivingAudio:
             yield self.pcm[lo : lo + size]
 
 
-def default_checkpoint() -> Path | None:
-    """The demo checkpoint, shipped inside the package as data (apb2face/checkpoints/demo, listed in pyproject's
-    package-data), so a wheel install has it too. The one place that resolves it; None when it was left out."""
-    candidate = resources.files("apb2face").joinpath(DEMO_CHECKPOINT)
+def shipped_checkpoint(name: str) -> Path | None:
+    """A checkpoint shipped inside the package as data, so a wheel install has it too (SHIPPED_CHECKPOINTS). The one
+    place that resolves them; None when it was left out of the install."""
+    if name not in SHIPPED_CHECKPOINTS:
+        raise ValueError(f"no checkpoint named {name!r} ships with apb2face (known: {', '.join(SHIPPED_CHECKPOINTS)})")
     # a regular (unzipped) install gives a real directory, which is what the loaders read
-    path = Path(str(candidate))
+    path = Path(str(resources.files("apb2face").joinpath("checkpoints", name)))
     return path if (path / "config.json").is_file() else None
+
+
+def default_checkpoint() -> Path | None:
+    """The demo checkpoint, used when none is given."""
+    return shipped_checkpoint("demo")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """`path` as given, or the shipped checkpoint of that name (`demo`, `live`) when no such path exists."""
+    given = Path(path)
+    if given.exists() or str(path) not in SHIPPED_CHECKPOINTS:
+        return given
+    shipped = shipped_checkpoint(str(path))
+    if shipped is None:
+        raise UserError(f"the shipped checkpoint {str(path)!r} is not installed; pass a checkpoint directory")
+    return shipped
 
 
 class APB2FacePipeline:
@@ -152,7 +172,8 @@ class APB2FacePipeline:
         backend: str = "torch",
         int8: bool = False,
     ) -> APB2FacePipeline:
-        """Load a checkpoint directory (config.json, model.safetensors, identities/); None = the demo checkpoint.
+        """Load a checkpoint directory (config.json, model.safetensors, identities/), or a shipped one by name
+        (`"demo"`, `"live"`); None = the demo checkpoint.
         backend="onnx" runs ONNX Runtime on an `apb2face export` directory, or on the checkpoint exported on the fly;
         int8 selects its dynamically quantised per-frame graph."""
         if path is None:
@@ -162,6 +183,7 @@ class APB2FacePipeline:
                     "no checkpoint given and the demo checkpoint (apb2face/checkpoints/demo) is not installed; "
                     "pass --checkpoint DIR"
                 )
+        path = resolve_checkpoint(path)
         if backend == "onnx":
             from apb2face.inference.export import load_onnx
 
