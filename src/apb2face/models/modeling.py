@@ -201,16 +201,15 @@ def warm_start(model: APB2Face, directory: str | Path, only: str = "all") -> Non
     weights = _weights_file(directory)
     _check_weight_shapes(weights, expected_shapes(config))
     state = _read_tensors(weights)
-    target = model.state_dict()
-    if only == "fuser":
-        state = {key: value for key, value in state.items() if key.startswith("fuser.")}
-        fuser = {key: value for key, value in target.items() if key.startswith("fuser.")}
-        target.update(_warm_start_state(fuser, state, weights))
-        model.load_state_dict(target, strict=True)
-        return
-    if only != "all":
+    prefixes = {"all": "", "fuser": "fuser."}
+    if only not in prefixes:
         raise ValueError(f"only must be 'all' or 'fuser', got {only!r}")
-    model.load_state_dict(_warm_start_state(target, state, weights), strict=True)
+    prefix = prefixes[only]
+    target = model.state_dict()
+    taken = {key: value for key, value in state.items() if key.startswith(prefix)}
+    part = {key: value for key, value in target.items() if key.startswith(prefix)}
+    target.update(_warm_start_state(part, taken, weights))
+    model.load_state_dict(target, strict=True)
 
 
 def _warm_start_state(
