@@ -6,7 +6,17 @@ import numpy as np
 from scipy import signal
 
 from apb2face.data.audio import SAMPLE_RATE
-from apb2face.data.audio_augment import active_rms, degrade, mu_law, noise, reverberate, telephone_band
+from apb2face.data.audio_augment import (
+    active_rms,
+    change_voice,
+    colour,
+    degrade,
+    mu_law,
+    noise,
+    reverberate,
+    telephone_band,
+    warp_voice,
+)
 
 
 def _speech_like(seconds: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -71,3 +81,32 @@ def test_active_rms_ignores_pauses():
     x = _speech_like(2.0)
     padded = np.concatenate([x, np.zeros(4 * len(x), np.float32)])
     assert abs(active_rms(padded) - active_rms(x)) / active_rms(x) < 0.35
+
+
+def _peak_hz(x: np.ndarray, lo: float, hi: float) -> float:
+    freqs, power = signal.welch(x, fs=SAMPLE_RATE, nperseg=2048)
+    band = (freqs >= lo) & (freqs < hi)
+    return float(freqs[band][np.argmax(power[band])])
+
+
+def test_warp_voice_moves_the_spectrum_by_alpha_and_keeps_timing_and_level():
+    x = _speech_like(2.0)
+    for alpha in (0.8, 1.25):
+        y = warp_voice(x, alpha)
+        assert len(y) == len(x)
+        assert np.isclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(x.astype(np.float64) ** 2)), rtol=1e-6)
+        assert abs(_peak_hz(y, 800, 1800) - 1200 * alpha) < 40  # the 1.2 kHz partial moved to 1.2 kHz x alpha
+        # the syllable rhythm stays where it was: the 3 Hz on/off envelope lines up with the original's
+        env = lambda a: np.convolve(np.abs(a), np.ones(320) / 320, "same")  # noqa: E731
+        assert np.corrcoef(env(x), env(y))[0, 1] > 0.9
+
+
+def test_colour_changes_the_spectrum_not_the_level_and_change_voice_is_pure():
+    x = _speech_like(1.0).astype(np.float64)
+    y = colour(x, np.random.default_rng(3))
+    assert np.isclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(x**2)))
+    ratios = [_band_energy(y, lo, hi) / _band_energy(x, lo, hi) for lo, hi in ((100, 200), (250, 350), (1100, 1300))]
+    assert max(ratios) / min(ratios) > 1.5  # some bands louder, some quieter
+    a, b = change_voice(x, np.random.default_rng(7)), change_voice(x, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, change_voice(x, np.random.default_rng(8)))

@@ -39,14 +39,15 @@ def push_in_chunks(session: StreamingSession, pcm: np.ndarray, sizes: list[int])
 
 @pytest.mark.parametrize("samples", [1, 159, 160, 401, 12345, 3 * 16000 + 77])
 @pytest.mark.parametrize("chunk", [1, 37, 320, 640, 100_000])
-def test_streaming_features_equal_offline_bit_for_bit(samples, chunk):
+@pytest.mark.parametrize("loudness", ["absolute", "relative"])
+def test_streaming_features_equal_offline_bit_for_bit(samples, chunk, loudness):
     if chunk == 1 and samples > 2000:
         pytest.skip("sample-by-sample only on short inputs (slow)")
     pcm = noise_speech(samples / A.SAMPLE_RATE + 1e-9, seed=samples)[:samples]
     pcm = np.pad(pcm, (0, samples - len(pcm)))
-    stream = StreamingFeatures()
+    stream = StreamingFeatures(loudness=loudness)
     rows = [stream.push(pcm[i : i + chunk]) for i in range(0, samples, chunk)] + [stream.finish()]
-    np.testing.assert_array_equal(np.concatenate(rows), A.audio_features(pcm))
+    np.testing.assert_array_equal(np.concatenate(rows), A.audio_features(pcm, loudness=loudness))
 
 
 def test_feature_rows_are_final_after_a_bounded_horizon():
@@ -111,6 +112,39 @@ def test_stream_equals_offline_with_a_short_look_ahead(checkpoint, tmp_path, loo
     frames = push_in_chunks(session, pcm, [320, 17, 1000])
     np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
     assert session.lookahead_s == pytest.approx((lookahead + 3) * 0.010 + 0.0125)
+
+
+def with_model_options(checkpoint: Path, directory: Path, **options: object) -> Path:
+    """A copy of `checkpoint` whose config.json sets the given model options (same weights)."""
+    import json
+    import shutil
+
+    copy = Path(shutil.copytree(checkpoint, directory))
+    config = json.loads((copy / "config.json").read_text())
+    config["model"].update(options)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_relative_loudness_streams_the_offline_frames_and_ignores_the_recording_gain(checkpoint, tmp_path):
+    relative = APB2FacePipeline.from_pretrained(
+        with_model_options(checkpoint, tmp_path / "rel", audio_loudness="relative")
+    )
+    absolute = APB2FacePipeline.from_pretrained(checkpoint)
+    hiss = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * np.float32(1e-4)
+    pcm = noise_speech(2.0, seed=8) + hiss  # no digital silence: zeros stay zeros at any gain
+    offline = relative("anna", pcm, sample_rate=16000, seed=5, batch_size=1)
+    frames = push_in_chunks(StreamingSession(relative, "anna", seed=5), pcm, [320, 17, 1000])
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
+
+    # 20 dB quieter: the relative model's fuser hears the same rows (float rounding), the absolute one's does not
+    def heard(pipe: APB2FacePipeline, audio: np.ndarray) -> np.ndarray:
+        return np.concatenate([w for _, w in pipe.window_batches([audio], 50, 25.0, 16)])
+
+    quiet = pcm * np.float32(0.1)
+    drift = np.abs(heard(relative, quiet) - heard(relative, pcm)).max()
+    assert drift < 1e-3
+    assert np.abs(heard(absolute, quiet) - heard(absolute, pcm)).max() > 100 * max(drift, 1e-4)
 
 
 def test_frames_come_out_with_bounded_lookahead(pipe):

@@ -74,6 +74,15 @@ def test_train_cli_and_resume(tiny_dataset, tmp_path):
     assert (run / "final" / "model.safetensors").is_file()
 
 
+def test_train_cli_takes_several_datasets(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    data = ["--data", str(tiny_dataset), "--data", str(tiny_dataset)]
+    result = cli("train", *data, "--config", "tiny", "--out", str(run), "train.steps=1")
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads((run / "run.json").read_text())
+    assert recorded["data"] == [str(tiny_dataset.resolve())] * 2 and recorded["data_repeats"] == [1, 1]
+
+
 def test_ddp_two_cpu_processes_match_one_process(tiny_dataset, tmp_path):
     common = [
         "--data",

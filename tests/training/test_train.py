@@ -225,10 +225,12 @@ def test_amp_training_on_cuda(tiny_dataset, tmp_path, amp):
     assert load_pretrained(tmp_path / "a" / "final").config.image_size == 64
 
 
-def test_audio_window_recomputed_from_the_audio_equals_the_clip_features(tiny_dataset):
+@pytest.mark.parametrize("loudness", ["absolute", "relative"])
+def test_audio_window_recomputed_from_the_audio_equals_the_clip_features(tiny_dataset, loudness):
     """The degraded-audio path computes features from a stretch of audio; with no degradation it must give the same
-    window as the whole clip's features, at the clip's edges and inside."""
-    config = tiny().model
+    window as the whole clip's features, at the clip's edges and inside (relative c0 included: its level tracker
+    must have the same history)."""
+    config = tiny(f"model.audio_loudness={loudness}").model
     ds = FrameDataset(tiny_dataset, config, seed=0, audio_augment=1.0)
     for clip in ds.clips:
         for frame in range(len(clip.pose)):
@@ -246,6 +248,19 @@ def test_audio_augmentation_changes_windows_deterministically(tiny_dataset):
         torch.testing.assert_close(a[k]["audio"], b[k]["audio"])
         torch.testing.assert_close(a[k]["target"], plain[k]["target"])
         assert not torch.allclose(a[k]["audio"], plain[k]["audio"])
+
+
+def test_voice_augmentation_changes_windows_deterministically(tiny_dataset):
+    config = tiny().model
+    plain = FrameDataset(tiny_dataset, config, seed=0)
+    a = FrameDataset(tiny_dataset, config, seed=0, voice_augment=1.0)
+    b = FrameDataset(tiny_dataset, config, seed=0, voice_augment=1.0)
+    for k in range(4):
+        torch.testing.assert_close(a[k]["audio"], b[k]["audio"])
+        torch.testing.assert_close(a[k]["target"], plain[k]["target"])
+        assert not torch.allclose(a[k]["audio"], plain[k]["audio"])
+    with pytest.raises(UserError, match="voice_augment"):
+        tiny("train.voice_augment=1.5")
 
 
 def test_eye_loss_sees_a_blink_the_image_loss_hardly_does():
@@ -454,3 +469,23 @@ def test_a_new_renderer_trains_over_a_warm_started_fuser(tiny_dataset, tmp_path)
     assert not all(torch.equal(generator[k], v) for k, v in trainer.model.generator.state_dict().items())
     with pytest.raises(UserError, match="init_only needs init_from"):
         tiny("train.init_only=fuser")
+
+
+def test_a_warm_start_into_relative_loudness_takes_c0_statistics_from_the_data(tiny_dataset, tmp_path):
+    """c0 means something else with model.audio_loudness=relative: its input statistics come from the run's data
+    (relative c0 is never above 0, so its mean lies below the absolute one's); the other 59 are the checkpoint's, as
+    the fuser learnt them; the clips the run trains on have relative c0."""
+    base = ("train.steps=1", "train.ckpt_interval=10")
+    Trainer(tiny(*base), tiny_dataset, tmp_path / "abs").setup().fit()
+    source = load_pretrained(tmp_path / "abs" / "final").model.fuser
+    run = tiny(*base, "model.audio_loudness=relative", f"train.init_from={tmp_path / 'abs' / 'final'}")
+    trainer = Trainer(run, tiny_dataset, tmp_path / "rel").setup()
+    fuser = trainer.model.fuser
+    mean, std = trainer.data.audio_stats()
+    assert fuser.audio_mean[0].item() == pytest.approx(float(mean[0]), rel=1e-6)
+    assert fuser.audio_std[0].item() == pytest.approx(float(std[0]), rel=1e-6)
+    assert abs(fuser.audio_mean[0].item() - source.audio_mean[0].item()) > 1.0
+    assert torch.equal(fuser.audio_mean[1:], source.audio_mean[1:])
+    assert torch.equal(fuser.audio_std[1:], source.audio_std[1:])
+    clip = trainer.data.clips[0]
+    assert clip.features[:, 0].max() <= 0.0 < source.audio_mean[0].item() - mean[0]

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="clips per identity held out (default 0.2)")
     parser.add_argument("--no-videos", action="store_true", help="skip the per-clip MP4 files")
+    parser.add_argument(
+        "--tts",
+        choices=("espeak", "flite"),
+        default="espeak",
+        help="speech engine: espeak-ng (default) or CMU Flite (Debian package flite; voices from real recordings)",
+    )
 
 
 def output_dir(args: argparse.Namespace) -> Path:
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             test_fraction=args.test_fraction,
             videos=not args.no_videos,
+            tts=args.tts,
         ),
     )
     start = time.perf_counter()

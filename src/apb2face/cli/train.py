@@ -19,7 +19,12 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--data", help="dataset directory (apb2face format); on --resume defaults to the run's")
+    parser.add_argument(
+        "--data",
+        action="append",
+        help="dataset directory (apb2face format); repeat it to train on several together (e.g. the same people in "
+        "other voices); on --resume defaults to the run's",
+    )
     parser.add_argument(
         "--config",
         help="preset name (paper, default, tiny, ...) or a YAML file [default]; with --resume it must resolve to "
@@ -105,8 +110,13 @@ def _run_config(args: argparse.Namespace):  # noqa: ANN202
                     "changing keys with key=value overrides"
                 )
         if args.data:
-            return run_config, args.data, None
+            return run_config, _one_or_several(args.data), None
         return run_config, described.data, described.data_repeats
     if not args.data:
         raise UserError("--data is required")
-    return load(RunConfig, args.config or "default", args.overrides), args.data, None
+    return load(RunConfig, args.config or "default", args.overrides), _one_or_several(args.data), None
+
+
+def _one_or_several(data: list[str]) -> str | list[str]:
+    """One --data as the path itself (a run on one dataset records it as before), several as a list."""
+    return data[0] if len(data) == 1 else data

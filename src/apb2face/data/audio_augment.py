@@ -10,6 +10,10 @@ effects (each with its own probability) so the fuser learns features that surviv
     gain            -20..+20 dB, clipped at full scale like a recorder
     G.711 mu-law    8-bit companding (the telephone codec)
 
+and, before those, `change_voice` gives the synthetic voices other speakers' spectra (the built-in voices are six
+espeak-ng variants): the spectrum stretched along frequency (vocal tract length, 0.8-1.25) and a random microphone
+colour (tilt and two peaking filters).
+
 Every draw comes from the caller's numpy Generator, so a training sample's degradation is a pure function of its
 seed and a resumed run sees the same audio.
 """
@@ -89,6 +93,60 @@ def degrade(
     if rng.random() < 0.2:
         x = mu_law(x)
     return x.astype(np.float32)
+
+
+def warp_voice(audio: np.ndarray, alpha: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Another speaker's vocal tract: the short-time spectrum stretched along frequency by `alpha` (> 1: formants
+    and harmonics move up, as from a shorter vocal tract; < 1: down), each bin keeping its own phase, timing
+    unchanged (vocal tract length perturbation on the waveform). Same length and RMS."""
+    nperseg = 512
+    _, _, spec = signal.stft(audio, sample_rate, nperseg=nperseg, noverlap=nperseg * 3 // 4)
+    # one linear interpolation for every frame: output bin k reads input bin k / alpha (nothing beyond the top)
+    source = np.arange(spec.shape[0]) / alpha
+    low = np.minimum(source.astype(np.int64), spec.shape[0] - 1)
+    high = np.minimum(low + 1, spec.shape[0] - 1)
+    frac = (source - low)[:, None]
+    magnitude = np.abs(spec)
+    warped = (magnitude[low] * (1 - frac) + magnitude[high] * frac) * (source <= spec.shape[0] - 1)[:, None]
+    _, out = signal.istft(
+        warped * np.exp(1j * np.angle(spec)), sample_rate, nperseg=nperseg, noverlap=nperseg * 3 // 4
+    )
+    return _match_rms(np.pad(out[: len(audio)], (0, max(0, len(audio) - len(out)))), audio)
+
+
+def colour(audio: np.ndarray, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Another microphone and mouth-to-mic path: a random spectral tilt (-6..+6 dB from 100 Hz to 8 kHz) and two
+    random peaking filters (200-5000 Hz, -10..+10 dB, Q 0.7-3). Same length and RMS."""
+    tilt_db = float(rng.uniform(-6.0, 6.0))
+    # a first-order shelf at 1 kHz: about tilt_db between the low and high ends of the band
+    b, a = signal.iirfilter(1, 1000.0, btype="highpass", fs=sample_rate, ftype="butter")
+    x = audio + (10 ** (tilt_db / 20) - 1) * signal.lfilter(b, a, audio)
+    for _ in range(2):
+        x = signal.lfilter(
+            *_peaking(
+                float(rng.uniform(200, 5000)), float(rng.uniform(-10, 10)), float(rng.uniform(0.7, 3.0)), sample_rate
+            ),
+            x,
+        )
+    return _match_rms(x, audio)
+
+
+def _peaking(freq: float, gain_db: float, q: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(b, a) of an RBJ audio-EQ-cookbook peaking filter."""
+    amp, w0 = 10 ** (gain_db / 40), 2 * np.pi * freq / sample_rate
+    alpha = np.sin(w0) / (2 * q)
+    b = np.array([1 + alpha * amp, -2 * np.cos(w0), 1 - alpha * amp])
+    a = np.array([1 + alpha / amp, -2 * np.cos(w0), 1 - alpha / amp])
+    return b / a[0], a / a[0]
+
+
+def change_voice(audio: np.ndarray, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Another voice and microphone for clean speech: `warp_voice` by 0.8-1.25 (log-uniform) and, half the time,
+    `colour`. Float64, same length."""
+    x = warp_voice(
+        np.asarray(audio, dtype=np.float64), float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))), sample_rate
+    )
+    return colour(x, rng, sample_rate) if rng.random() < 0.5 else x
 
 
 def active_rms(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:

@@ -71,7 +71,7 @@ def silent_windows(pipe: Any, count: int, fps: float = 25.0, seed: int = 0) -> n
     """Audio windows of one second of near-silence (the same window for every frame)."""
     rng = np.random.default_rng(seed)
     audio = (rng.standard_normal(A.SAMPLE_RATE) * 10 ** (SILENCE_DBFS / 20)).astype(np.float32)
-    features = A.audio_features(audio)
+    features = pipe.audio_features(audio)
     middle = int(fps // 2)
     return pipe.audio_windows(features, np.full(count, middle), fps)
 

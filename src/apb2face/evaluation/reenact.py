@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from apb2face.data import audio as A
 from apb2face.data.format import Clip
 
 
@@ -22,7 +21,7 @@ def generate_clip(
 ) -> np.ndarray:
     """Frames (n, S, S, 3) of `clip` re-enacted from `reference`: each frame driven by its own audio window, pose
     and eye openness, through the pipeline's per-frame API."""
-    features = A.audio_features(clip.audio, clip.sample_rate)
+    features = pipe.audio_features(clip.audio, clip.sample_rate)
     out = []
     for start in range(0, num_frames, batch_size):
         idx = np.arange(start, min(num_frames, start + batch_size))

@@ -327,7 +327,7 @@ def realistic_inputs(config: Any, references: dict[str, np.ndarray], frames: int
     else:
         crop = np.random.default_rng(0).integers(0, 256, (config.image_size, config.image_size, 3), np.uint8)
     speech = synthesize("The quick brown fox jumps over the lazy dog.")
-    feats = A.audio_features(speech.audio, speech.sample_rate)
+    feats = A.audio_features(speech.audio, speech.sample_rate, loudness=config.audio_loudness)
     total = A.num_video_frames(len(speech.audio), 25.0, speech.sample_rate)
     idx = np.linspace(0, total - 1, frames).round().astype(int)
     motion = natural_motion(total, seed=0)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from apb2face.data import audio as A
 from apb2face.data.face import MOUTH_INNER_BOTTOM, MOUTH_INNER_TOP, MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER
 from apb2face.inference.pipeline import APB2FacePipeline
 from apb2face.models.config import GEOMETRY_POINTS
@@ -39,7 +38,7 @@ def expected_mouth(pipe: APB2FacePipeline, samples: np.ndarray, num_frames: int,
     frame at `fps`, with a neutral pose and open eyes."""
     if num_frames <= 0:
         return np.zeros(0)
-    features = A.audio_features(np.asarray(samples, np.float32), A.SAMPLE_RATE)
+    features = pipe.audio_features(np.asarray(samples, np.float32))
     out = np.empty(num_frames)
     for start in range(0, num_frames, BATCH):
         idx = np.arange(start, min(num_frames, start + BATCH))

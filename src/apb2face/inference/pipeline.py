@@ -367,6 +367,14 @@ class APB2FacePipeline:
 
     # ------------------------------------------------------------------------------------------- 2. audio features
 
+    def audio_features(self, audio: np.ndarray, sample_rate: int = A.SAMPLE_RATE) -> np.ndarray:
+        """(T, 60) feature rows of a whole track, as this checkpoint's fuser reads them (its `audio_loudness`)."""
+        return A.audio_features(audio, sample_rate, loudness=self.config.audio_loudness)
+
+    def streaming_features(self) -> StreamingFeatures:
+        """Incremental features of one stream, as this checkpoint's fuser reads them (its `audio_loudness`)."""
+        return StreamingFeatures(loudness=self.config.audio_loudness)
+
     def window_batches(
         self, pcm: Iterable[np.ndarray], num_frames: int, fps: float, batch_size: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -379,7 +387,7 @@ class APB2FacePipeline:
         offsets = np.arange(-(window - lookahead), lookahead)
         batch_rows = int(np.ceil(batch_size / fps * A.FEATURE_RATE)) + 1  # rows between a batch's first/last centre
         rows = RowWindow(window + batch_rows + 2 * FEATURE_BLOCK_SAMPLES // A.HOP + 16, AUDIO_ROW_WIDTH)
-        features = StreamingFeatures()
+        features = self.streaming_features()
         # any chunking in, fixed-size blocks out: one push never adds more rows than the window has room for
         size = FEATURE_BLOCK_SAMPLES
         blocks = (chunk[lo : lo + size] for chunk in pcm for lo in range(0, len(chunk), size))

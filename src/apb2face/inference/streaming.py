@@ -48,7 +48,7 @@ from apb2face.inference.motion import (
     read_table,
 )
 from apb2face.inference.pipeline import APB2FacePipeline, Reference, check_fps
-from apb2face.inference.streaming_features import RowWindow, StreamingFeatures, samples_for_row
+from apb2face.inference.streaming_features import RowWindow, samples_for_row
 from apb2face.models.fuser import AUDIO_ROW_WIDTH
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class StreamingSession:
             supplied = pose_rows is not None or eyes_rows is not None
             motion = SuppliedMotion(natural, pose_rows, eyes_rows) if supplied else natural
         self._motion = motion
-        self._features = StreamingFeatures()
+        self._features = pipeline.streaming_features()
         # feature rows as they arrive, and the same rows encoded (pipeline.encode_audio) once a frame needs them:
         # a frame adds about four rows, encoded in one block
         self._raw = RowWindow(self.window + ROW_MARGIN, A.NUM_FEATURES)

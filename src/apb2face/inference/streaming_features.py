@@ -12,10 +12,13 @@ Every state buffer is a fixed-size window over the stream, so memory stays flat 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from python_speech_features import base as psf
 
 from apb2face.data import audio as A
+from apb2face.data.loudness import LevelTracker
 
 PREEMPH = 0.97
 HALF_WIN = A.WIN // 2
@@ -64,10 +67,13 @@ class StreamingFeatures:
     """Push mono float PCM at 16 kHz; get back the final feature rows as soon as they are determined.
 
     `push(pcm)` returns the newly final rows (k, 60); `finish()` returns the rest, after which the rows emitted in
-    total equal `audio_features(all_pcm)` (to float rounding of the batched FFT/GEMM).
+    total equal `audio_features(all_pcm, loudness=loudness)` (to float rounding of the batched FFT/GEMM). With
+    `loudness="relative"` every emitted row goes through one `LevelTracker` in stream order, so the rows are the same
+    whatever sizes the PCM arrives in.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loudness: Literal["absolute", "relative"] = "absolute") -> None:
+        self._level = LevelTracker() if loudness == "relative" else None
         self.num_samples = 0
         self.finished = False
         self._raw_last = 0.0  # last raw (zero-padded) sample, for the pre-emphasis filter
@@ -157,7 +163,7 @@ class StreamingFeatures:
             axis=1,
         )
         self._num_out = stop
-        return out.astype(np.float32)
+        return out.astype(np.float32) if self._level is None else self._level(out)
 
 
 _FILTERBANK = psf.get_filterbanks(A.NUM_MELS, A.NFFT, A.SAMPLE_RATE, 0, A.SAMPLE_RATE / 2)

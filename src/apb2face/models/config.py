@@ -92,6 +92,9 @@ class ModelConfig:
     # feature frames after the frame's centre: 32 = centred (paper); 12 = 120 ms look-ahead, streamable
     audio_lookahead: int = 12
     num_audio_features: int = 60
+    # c0 (log frame energy) as recorded ("absolute") or relative to the speaker's recent level ("relative",
+    # data/loudness.py): a relative c0 reads the same at any recording gain, offline and streaming alike
+    audio_loudness: Literal["absolute", "relative"] = "absolute"
     num_landmarks: int = len(GEOMETRY_POINTS)
     generator: str = "paper"  # a key of apb2face.models.registry.GENERATORS
     generator_width: float = 1.0  # channel multiplier of the generator (paper = 1.0)
@@ -124,6 +127,8 @@ class ModelConfig:
             raise ValueError(f"trunk_stride must be 4 or 8, got {self.trunk_stride}")
         if (self.trunk_stride != 4 or self.subpixel_head) and self.generator != "mobile":
             raise ValueError(f"trunk_stride and subpixel_head need generator 'mobile', got {self.generator!r}")
+        if self.audio_loudness not in ("absolute", "relative"):
+            raise ValueError(f"audio_loudness must be 'absolute' or 'relative', got {self.audio_loudness!r}")
         if self.adaconv_init not in ("identity", "normal"):
             raise ValueError(f"adaconv_init must be 'identity' or 'normal', got {self.adaconv_init!r}")
 

@@ -59,6 +59,7 @@ def preprocessing_facts(config: ModelConfig) -> dict[str, Any]:
         "audio_features": "apb2face.data.audio.audio_features: 20 MFCC + temporal delta + delta-delta (60)",
         "audio_window": config.audio_window,
         "audio_lookahead": config.audio_lookahead,
+        "audio_loudness": config.audio_loudness,  # "relative": c0 through apb2face.data.loudness.LevelTracker
         "image_size": config.image_size,
         "image_range": [-1.0, 1.0],
         "crop": "apb2face.data.face.crop_box_from_landmarks (mediapipe-478 face mesh)",

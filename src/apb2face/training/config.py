@@ -57,6 +57,10 @@ class TrainConfig:
     # (gain, noise, reverberation, telephone band, G.711 codec; data/audio_augment.py): the fuser then hears what
     # users record, not only the clean synthetic speech
     audio_augment: float = 0.0
+    # share of training samples whose audio window comes from the clip's speech in another voice and microphone
+    # (spectrum stretched 0.8-1.25 along frequency, random EQ; data/audio_augment.change_voice), before any
+    # degradation: six synthetic voices then stand for many speakers
+    voice_augment: float = 0.0
     # a dataset of real talking faces that teaches only the fuser what lips do for human speech (lip shape L1,
     # lambda_speech): its frames are never rendered, so no face of it reaches the weights' renderer or a checkpoint
     speech_data: str = ""
@@ -114,6 +118,8 @@ class TrainConfig:
             raise ValueError(f"sketch_teacher_forcing must be in [0, 1], got {self.sketch_teacher_forcing}")
         if not 0.0 <= self.audio_augment <= 1.0:
             raise ValueError(f"audio_augment must be in [0, 1], got {self.audio_augment}")
+        if not 0.0 <= self.voice_augment <= 1.0:
+            raise ValueError(f"voice_augment must be in [0, 1], got {self.voice_augment}")
         if not isinstance(self.speech_data, str):
             raise ValueError(f"speech_data must be a dataset path, got {self.speech_data!r}")
         if self.lambda_speech and not self.speech_data:

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
 from apb2face.data.audio import HOP, SAMPLE_RATE, audio_features, frame_centre, frame_windows, resample
-from apb2face.data.audio_augment import active_rms, degrade
+from apb2face.data.audio_augment import active_rms, change_voice, degrade
 from apb2face.data.face import mouth_opening
 from apb2face.data.format import Dataset
 from apb2face.errors import UserError
@@ -66,6 +66,7 @@ class FrameDataset(TorchDataset):
         split: str = "train",
         reference_mouth_quantile: float = 1.0,
         audio_augment: float = 0.0,
+        voice_augment: float = 0.0,
         repeats: Sequence[int] | None = None,
         speech: str | Path | None = None,
         blink_repeat: int = 1,
@@ -77,6 +78,7 @@ class FrameDataset(TorchDataset):
         if len(self.repeats) != len(roots) or any(not isinstance(r, int) or r < 1 for r in self.repeats):
             raise ValueError(f"need one repeat count >= 1 per dataset, got {self.repeats} for {len(roots)}")
         self.audio_augment = audio_augment
+        self.voice_augment = voice_augment
         self.blink_repeat = blink_repeat
         for dataset in self.datasets:
             self._check_meta(dataset, config)
@@ -85,10 +87,12 @@ class FrameDataset(TorchDataset):
         self.fps = self.dataset.meta.fps
         self.clips = [clip for i in range(len(self.datasets)) for clip in self._load_clips(i, split)]
         self._index_frames(reference_mouth_quantile)
-        self._babble = np.concatenate([c.audio for c in self.clips]) if audio_augment > 0 else None
+        self._babble = np.concatenate([c.audio for c in self.clips]) if self._augments else None
         # real talking faces that teach only the fuser (audio -> lip shape): their frames are never read
         self.speech = (
-            FrameDataset(speech, config, seed + 1, split, 1.0, audio_augment) if speech not in (None, "") else None
+            FrameDataset(speech, config, seed + 1, split, 1.0, audio_augment, voice_augment)
+            if speech not in (None, "")
+            else None
         )
         # per speech identity: its mean lip shape minus the rendered people's (see losses.lip_shape_l1)
         self.speech_offsets = (
@@ -106,6 +110,11 @@ class FrameDataset(TorchDataset):
             len(self.identities),
             f" ({len(self)} samples per epoch with repeats {self.repeats})" if len(self) != len(self.clip_of) else "",
         )
+
+    @property
+    def _augments(self) -> bool:
+        """Whether some windows are recomputed from changed audio (the clips then keep their audio)."""
+        return self.audio_augment > 0 or self.voice_augment > 0
 
     def _check_meta(self, dataset: Dataset, config: ModelConfig) -> None:
         meta = dataset.meta
@@ -146,14 +155,14 @@ class FrameDataset(TorchDataset):
                     frames_path=dataset.clip_dir(record) / "frames.npy",
                     source_size=dataset.meta.image_size,
                     source=source,
-                    features=audio_features(clip.audio, clip.sample_rate),
+                    features=audio_features(clip.audio, clip.sample_rate, loudness=self.config.audio_loudness),
                     landmarks=np.ascontiguousarray(clip.landmarks[:, list(GEOMETRY_POINTS)], dtype=np.float32),
                     pose=clip.pose.astype(np.float32),
                     eyes=clip.eyes.astype(np.float32),
                     mouth=np.array([mouth_opening(p) for p in clip.landmarks], dtype=np.float32),
                 )
             )
-            if self.audio_augment > 0:
+            if self._augments:
                 clips[-1].audio = resample(clip.audio, clip.sample_rate)
                 clips[-1].speech_rms = active_rms(clips[-1].audio)
         if not clips:
@@ -250,8 +259,16 @@ class FrameDataset(TorchDataset):
     def driving(self, clip: ClipArrays, frame: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """The fuser's inputs and target of one frame: audio window (degraded with probability audio_augment),
         pose, eye openness, geometry landmarks."""
-        if self.audio_augment > 0 and rng.random() < self.audio_augment:
-            audio = self.window_from_audio(clip, frame, lambda x: degrade(x, rng, clip.speech_rms, self._babble))
+        # no draw for an augmentation that is off, so runs without voice_augment see the samples they always did
+        voice = self.voice_augment > 0 and rng.random() < self.voice_augment
+        degraded = self.audio_augment > 0 and rng.random() < self.audio_augment
+        if voice or degraded:
+
+            def transform(x: np.ndarray) -> np.ndarray:
+                x = change_voice(x, rng) if voice else x
+                return degrade(x, rng, clip.speech_rms, self._babble) if degraded else x.astype(np.float32)
+
+            audio = self.window_from_audio(clip, frame, transform)
         else:
             audio = frame_windows(
                 clip.features, np.array([frame]), self.fps, self.config.audio_window, self.config.audio_lookahead
@@ -282,17 +299,18 @@ class FrameDataset(TorchDataset):
         """Frame `frame`'s feature window recomputed from `transform` (audio -> audio) of the audio around it.
 
         The stretch starts AUGMENT_PREROLL feature rows before the window (a reverberation tail from before the
-        window is in it) and ends AUGMENT_MARGIN rows after; features there are those of the whole clip, so
+        window is in it), or at the clip's start when c0 is relative (the level tracker then has the same history
+        as on the whole clip), and ends AUGMENT_MARGIN rows after; features there are those of the whole clip, so
         the identity transform gives exactly `frame_windows` of the precomputed features (tested)."""
         window, lookahead = self.config.audio_window, self.config.audio_lookahead
         total = len(clip.features)
         centre = int(frame_centre(frame, self.fps))
         rows = np.clip(centre + np.arange(-(window - lookahead), lookahead), 0, total - 1)
-        first = max(0, int(rows[0]) - AUGMENT_PREROLL)
+        first = 0 if self.config.audio_loudness == "relative" else max(0, int(rows[0]) - AUGMENT_PREROLL)
         last = min(total - 1, int(rows[-1]) + AUGMENT_MARGIN)
         # whole-clip features are centred on row * HOP; a stretch starting at first * HOP keeps that grid
         stretch = clip.audio[first * HOP : min(len(clip.audio), last * HOP + 1)]
-        features = audio_features(transform(stretch), SAMPLE_RATE)
+        features = audio_features(transform(stretch), SAMPLE_RATE, loudness=self.config.audio_loudness)
         return features[np.clip(rows - first, 0, len(features) - 1)]
 
     def neutral_references(self) -> dict[str, np.ndarray]:

@@ -35,7 +35,7 @@ from apb2face.io import atomic_dir, atomic_path, write_json
 from apb2face.models.apb2face import APB2Face
 from apb2face.models.discriminator import PatchDiscriminator
 from apb2face.models.inception import open_inception, resolve_inception_weights
-from apb2face.models.modeling import load_pretrained, save_pretrained, warm_start
+from apb2face.models.modeling import load_config, load_pretrained, save_pretrained, warm_start
 from apb2face.training.checkpoint import (
     CHECKPOINTS_DIR,
     RUN_FILE,
@@ -131,6 +131,7 @@ class Trainer:
             seed=train.seed,
             reference_mouth_quantile=train.reference_mouth_quantile,
             audio_augment=train.audio_augment,
+            voice_augment=train.voice_augment,
             repeats=self.data_repeats,
             speech=train.speech_data or None,
             blink_repeat=train.blink_repeat,
@@ -240,9 +241,19 @@ class Trainer:
             # the checkpoint's audio statistics come with its fuser: the fuser was trained on them
             warm_start(self.model, init_from, only=self.run.train.init_only)
             log.info("initialised from %s (%s)", init_from, self.run.train.init_only)
+            if load_config(init_from)[0].audio_loudness != self.run.model.audio_loudness:
+                self._renormalise_c0()
         else:
             mean, std = self.data.audio_stats()
             self.model.fuser.set_audio_stats(mean, std)
+
+    def _renormalise_c0(self) -> None:
+        """A warm start into the other `audio_loudness`: c0 (feature 0) now means something else, so its input
+        statistics come from this run's data; the other 59 features are unchanged and keep the checkpoint's."""
+        mean, std = self.data.audio_stats()
+        fuser = self.model.fuser
+        fuser.audio_mean[0], fuser.audio_std[0] = float(mean[0]), max(float(std[0]), 1e-4)
+        log.info("c0 is now %s: its input statistics are this run's data's", self.run.model.audio_loudness)
 
     def _wrap_distributed(self) -> None:
         self.model_ddp: nn.Module = self.model

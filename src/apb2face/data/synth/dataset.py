@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 
 from apb2face.data.audio import SAMPLE_RATE, num_video_frames
-from apb2face.data.synth import face_render
+from apb2face.data.synth import face_render, flite
 from apb2face.data.synth.appearance import build_identity
 from apb2face.data.synth.face_render import Expression, FaceModel
 from apb2face.data.synth.identities import IdentitySpec, identity_specs, spec_json
 from apb2face.data.synth.schedules import blink_track, pose_track
 from apb2face.data.synth.sentences import choose_sentences
-from apb2face.data.synth.speech import synthesize
+from apb2face.data.synth.speech import Speech, synthesize
 from apb2face.data.synth.visemes import viseme_tracks
 
 FPS = 25.0
@@ -50,6 +50,7 @@ class RenderedClip:
     eyes: np.ndarray
     jaw: np.ndarray
     phonemes: list
+    voice: str  # the voice that spoke: an espeak-ng voice name, or "flite:<voice>"
 
 
 def speech_seed(job: ClipJob) -> int:
@@ -57,9 +58,31 @@ def speech_seed(job: ClipJob) -> int:
     return int(np.random.default_rng([job.seed, 4, job.identity_index, job.clip_index]).integers(2**31 - 1))
 
 
-def render_clip(model: FaceModel, spec: IdentitySpec, job: ClipJob, fps: float = FPS) -> RenderedClip:
-    """Speak one sentence with one identity's face and voice."""
+def flite_voice(spec: IdentitySpec) -> tuple[str, float, float]:
+    """The identity's voice in Flite: (voice, mean pitch in Hz, duration stretch). Men get rms, awb or kal16 and
+    women slt, each in the order of their espeak-ng variant; pitch (espeak's 0-100) and rate (words/min) carry over,
+    so the people keep their relative pitch and pace."""
+    male = "+m" in spec.voice
+    voices = flite.MALE_VOICES if male else flite.FEMALE_VOICES
+    variant = int(spec.voice.rsplit("+", 1)[-1][1:] or 0)
+    f0 = (80.0 if male else 150.0) + 1.2 * spec.pitch
+    return voices[variant % len(voices)], f0, 170.0 / spec.rate
+
+
+def speak(spec: IdentitySpec, job: ClipJob, tts: str) -> tuple[Speech, str]:
+    """One identity's sentence through the chosen engine: the speech and a name of the voice used."""
+    if tts == "flite":
+        voice, f0, stretch = flite_voice(spec)
+        return flite.synthesize(job.sentence, voice, f0, stretch), f"flite:{voice}"
     speech = synthesize(job.sentence, voice=spec.voice, pitch=spec.pitch, rate=spec.rate, seed=speech_seed(job))
+    return speech, spec.voice
+
+
+def render_clip(
+    model: FaceModel, spec: IdentitySpec, job: ClipJob, fps: float = FPS, tts: str = "espeak"
+) -> RenderedClip:
+    """Speak one sentence with one identity's face and voice (`tts`: "espeak" or "flite")."""
+    speech, voice = speak(spec, job, tts)
     audio = np.concatenate(
         [np.zeros(int(LEAD_IN * SAMPLE_RATE), np.float32), speech.audio, np.zeros(int(TAIL * SAMPLE_RATE), np.float32)]
     )
@@ -84,7 +107,7 @@ def render_clip(model: FaceModel, spec: IdentitySpec, job: ClipJob, fps: float =
         frames[i], xy = face_render.render(model, e)
         landmarks[i] = xy / size
     return RenderedClip(
-        frames=frames, audio=audio, landmarks=landmarks, pose=pose, eyes=eyes, jaw=jaw, phonemes=phonemes
+        frames=frames, audio=audio, landmarks=landmarks, pose=pose, eyes=eyes, jaw=jaw, phonemes=phonemes, voice=voice
     )
 
 
@@ -93,10 +116,10 @@ _WORKER: dict = {}
 
 
 def _init_worker(
-    models: list[FaceModel], specs: list[IdentitySpec], root: str, size: int, fps: float, videos: bool
+    models: list[FaceModel], specs: list[IdentitySpec], root: str, size: int, fps: float, videos: bool, tts: str
 ) -> None:
     cv2.setNumThreads(1)
-    _WORKER.update(models=models, specs=specs, root=root, size=size, fps=fps, videos=videos)
+    _WORKER.update(models=models, specs=specs, root=root, size=size, fps=fps, videos=videos, tts=tts)
 
 
 def _run_job(job: ClipJob) -> tuple[str, str, int, str]:
@@ -105,7 +128,7 @@ def _run_job(job: ClipJob) -> tuple[str, str, int, str]:
 
     w = _WORKER
     spec = w["specs"][job.identity_index]
-    clip = render_clip(w["models"][job.identity_index], spec, job, w["fps"])
+    clip = render_clip(w["models"][job.identity_index], spec, job, w["fps"], w["tts"])
     name = f"clip{job.clip_index:03d}"
     writer = DatasetWriter(w["root"], image_size=w["size"], sample_rate=SAMPLE_RATE, fps=w["fps"])
     writer.add_clip(
@@ -119,7 +142,7 @@ def _run_job(job: ClipJob) -> tuple[str, str, int, str]:
         text=job.sentence,
         extra={
             "source": "apb2face synth",
-            "voice": spec.voice,
+            "voice": clip.voice,
             "pitch": spec.pitch,
             "rate": spec.rate,
             "phonemes": [[t, p] for t, p in clip.phonemes],
@@ -147,6 +170,9 @@ class SynthConfig:
     workers: int = 2
     test_fraction: float = 0.2
     videos: bool = True
+    # the speech engine: "espeak" (espeak-ng, in a wheel) or "flite" (CMU Flite, voices built from real speakers'
+    # recordings; the Debian package `flite`): the same people, sentences and motion in other voices
+    tts: str = "espeak"
 
     def __post_init__(self) -> None:
         for name, lowest in (("identities", 1), ("clips_per_identity", 1), ("size", 64), ("workers", 1)):
@@ -156,6 +182,8 @@ class SynthConfig:
             raise ValueError(f"size must be even (H.264 needs even sizes), got {self.size}")
         if not 0 < self.fps <= 120:
             raise ValueError(f"fps must be in (0, 120], got {self.fps}")
+        if self.tts not in ("espeak", "flite"):
+            raise ValueError(f"tts must be 'espeak' or 'flite', got {self.tts!r}")
         if not 0 <= self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
 
@@ -205,7 +233,7 @@ def generate(out: str | Path, cfg: SynthConfig) -> dict:
     writer = DatasetWriter(out, image_size=cfg.size, sample_rate=SAMPLE_RATE, fps=cfg.fps, source="apb2face synth")
     results = []
     workers = max(1, min(cfg.workers, len(jobs)))
-    init = (models, specs, str(out), cfg.size, cfg.fps, cfg.videos)
+    init = (models, specs, str(out), cfg.size, cfg.fps, cfg.videos, cfg.tts)
     with tqdm(total=len(jobs), desc="synth", unit="clip") as bar:
         if workers == 1:
             _init_worker(*init)
