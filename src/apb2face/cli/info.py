@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{source}: {config.image_size}x{config.image_size}, generator {config.generator} "
-        f"(width {config.generator_width}), audio window {config.audio_window} (+{config.audio_lookahead} ahead)"
+        f"(width {config.generator_width}), audio window {config.audio_window} (+{config.audio_lookahead} ahead, "
+        f"{config.audio_loudness} loudness)"
     )
     _print_table(report)
     return 0
