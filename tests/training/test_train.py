@@ -239,28 +239,18 @@ def test_audio_window_recomputed_from_the_audio_equals_the_clip_features(tiny_da
             np.testing.assert_allclose(got, want[0], atol=1e-4)
 
 
-def test_audio_augmentation_changes_windows_deterministically(tiny_dataset):
+@pytest.mark.parametrize("augment", ["audio_augment", "voice_augment"])
+def test_augmentation_changes_windows_deterministically(tiny_dataset, augment):
     config = tiny().model
     plain = FrameDataset(tiny_dataset, config, seed=0)
-    a = FrameDataset(tiny_dataset, config, seed=0, audio_augment=1.0)
-    b = FrameDataset(tiny_dataset, config, seed=0, audio_augment=1.0)
+    a = FrameDataset(tiny_dataset, config, seed=0, **{augment: 1.0})
+    b = FrameDataset(tiny_dataset, config, seed=0, **{augment: 1.0})
     for k in range(4):
         torch.testing.assert_close(a[k]["audio"], b[k]["audio"])
         torch.testing.assert_close(a[k]["target"], plain[k]["target"])
         assert not torch.allclose(a[k]["audio"], plain[k]["audio"])
-
-
-def test_voice_augmentation_changes_windows_deterministically(tiny_dataset):
-    config = tiny().model
-    plain = FrameDataset(tiny_dataset, config, seed=0)
-    a = FrameDataset(tiny_dataset, config, seed=0, voice_augment=1.0)
-    b = FrameDataset(tiny_dataset, config, seed=0, voice_augment=1.0)
-    for k in range(4):
-        torch.testing.assert_close(a[k]["audio"], b[k]["audio"])
-        torch.testing.assert_close(a[k]["target"], plain[k]["target"])
-        assert not torch.allclose(a[k]["audio"], plain[k]["audio"])
-    with pytest.raises(UserError, match="voice_augment"):
-        tiny("train.voice_augment=1.5")
+    with pytest.raises(UserError, match=augment):
+        tiny(f"train.{augment}=1.5")
 
 
 def test_eye_loss_sees_a_blink_the_image_loss_hardly_does():
