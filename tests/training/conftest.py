@@ -11,8 +11,8 @@ from apb2face.data.face import canonical_face
 from apb2face.data.format import DatasetWriter
 
 
-def write_tiny_dataset(root: Path, size: int = 64, frames: int = 12, fps: float = 25.0) -> Path:
-    rng = np.random.default_rng(0)
+def write_tiny_dataset(root: Path, size: int = 64, frames: int = 12, fps: float = 25.0, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
     face = canonical_face()[:, :2]
     face = (face - face.min(0)) / (face.max(0) - face.min(0)) * 0.6 + 0.2
     writer = DatasetWriter(root, image_size=size, sample_rate=16000, fps=fps, source="test")

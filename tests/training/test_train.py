@@ -239,6 +239,23 @@ def test_audio_window_recomputed_from_the_audio_equals_the_clip_features(tiny_da
             np.testing.assert_allclose(got, want[0], atol=1e-4)
 
 
+def test_references_come_from_the_first_dataset_that_has_the_identity(tiny_dataset, tmp_path):
+    """Adding a dataset of the same people (e.g. other voices) does not change the references a run bundles."""
+    from tests.training.conftest import write_tiny_dataset
+
+    other = write_tiny_dataset(tmp_path / "other", seed=1)
+    config = tiny().model
+
+    def references(*roots: Path) -> dict[str, np.ndarray]:
+        return FrameDataset(list(roots), config, seed=0).neutral_references()
+
+    alone, others = references(tiny_dataset), references(other)
+    assert all(not np.array_equal(alone[name], others[name]) for name in alone)
+    for first, second, want in ((tiny_dataset, other, alone), (other, tiny_dataset, others)):
+        got = references(first, second)
+        assert got.keys() == want.keys() and all(np.array_equal(got[n], want[n]) for n in want)
+
+
 @pytest.mark.parametrize("augment", ["audio_augment", "voice_augment"])
 def test_augmentation_changes_windows_deterministically(tiny_dataset, augment):
     config = tiny().model

@@ -314,10 +314,14 @@ class FrameDataset(TorchDataset):
         return features[np.clip(rows - first, 0, len(features) - 1)]
 
     def neutral_references(self) -> dict[str, np.ndarray]:
-        """One reference crop per identity: the frame with the mouth most closed, eyes most open, head most frontal."""
+        """One reference crop per identity: the frame with the mouth most closed, eyes most open, head most frontal,
+        from the first dataset that has the identity (a dataset added to a run, e.g. the same people in other voices,
+        does not change the references a checkpoint bundles)."""
         out = {}
         for name in self.identities:
-            pool = self.identity_frames[name]
+            frames = self.identity_frames[name]
+            sources = np.array([self.clips[int(self.clip_of[flat])].source for flat in frames])
+            pool = frames[sources == sources.min()]
             costs = []
             for flat in pool:
                 c = self.clips[int(self.clip_of[flat])]
