@@ -16,13 +16,12 @@ padded at both ends of the track by repeating the edge frame.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import av
 import numpy as np
 from python_speech_features import base as psf
 
-from apb2face.data.loudness import relative_loudness
+from apb2face.data.loudness import Loudness, relative_loudness
 from apb2face.errors import UserError
 
 SAMPLE_RATE = 16000
@@ -148,9 +147,7 @@ def temporal_deltas(feats: np.ndarray, n: int = DELTA_N) -> np.ndarray:
     return sum(k * (padded[n + k : n + k + t] - padded[n - k : n - k + t]) for k in range(1, n + 1)) / denom
 
 
-def audio_features(
-    audio: np.ndarray, sample_rate: int = SAMPLE_RATE, loudness: Literal["absolute", "relative"] = "absolute"
-) -> np.ndarray:
+def audio_features(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, loudness: Loudness = "absolute") -> np.ndarray:
     """(T, 60) float32: MFCC, delta and delta-delta over time, one row per 10 ms; with `loudness="relative"` c0 is
     made relative to the speech level (`apb2face.data.loudness`, as the model's config says)."""
     c = mfcc(audio, sample_rate)

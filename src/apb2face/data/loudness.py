@@ -22,8 +22,11 @@ fixed window of NOISE_ROWS values, so memory stays flat however long a stream ru
 from __future__ import annotations
 
 from collections import deque
+from typing import Literal
 
 import numpy as np
+
+Loudness = Literal["absolute", "relative"]  # how the fuser reads c0: as recorded, or through a LevelTracker
 
 # c0 = ln(energy of a 25 ms frame): +10 dB of gain adds ln(10) = 2.303 to it; white noise at -60 dBFS RMS reads
 # about -8.8 (measured with apb2face.data.audio.audio_features)

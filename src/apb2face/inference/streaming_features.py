@@ -12,13 +12,11 @@ Every state buffer is a fixed-size window over the stream, so memory stays flat 
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from python_speech_features import base as psf
 
 from apb2face.data import audio as A
-from apb2face.data.loudness import LevelTracker
+from apb2face.data.loudness import LevelTracker, Loudness
 
 PREEMPH = 0.97
 HALF_WIN = A.WIN // 2
@@ -72,7 +70,7 @@ class StreamingFeatures:
     whatever sizes the PCM arrives in.
     """
 
-    def __init__(self, loudness: Literal["absolute", "relative"] = "absolute") -> None:
+    def __init__(self, loudness: Loudness = "absolute") -> None:
         self._level = LevelTracker() if loudness == "relative" else None
         self.num_samples = 0
         self.finished = False

@@ -7,7 +7,9 @@ config.json. Training options live in `apb2face.training.config.RunConfig`, whic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
+
+from apb2face.data.loudness import Loudness
 
 # The fuser's landmark head predicts a 106-point subset of the mediapipe-478 mesh, the same count as the 106-point
 # layout upstream regressed. Order: face oval (36, clockwise from the chin's left), outer lips (20), inner lips (20),
@@ -94,7 +96,7 @@ class ModelConfig:
     num_audio_features: int = 60
     # c0 (log frame energy) as recorded ("absolute") or relative to the speaker's recent level ("relative",
     # data/loudness.py): a relative c0 reads the same at any recording gain, offline and streaming alike
-    audio_loudness: Literal["absolute", "relative"] = "absolute"
+    audio_loudness: Loudness = "absolute"
     num_landmarks: int = len(GEOMETRY_POINTS)
     generator: str = "paper"  # a key of apb2face.models.registry.GENERATORS
     generator_width: float = 1.0  # channel multiplier of the generator (paper = 1.0)
@@ -127,7 +129,7 @@ class ModelConfig:
             raise ValueError(f"trunk_stride must be 4 or 8, got {self.trunk_stride}")
         if (self.trunk_stride != 4 or self.subpixel_head) and self.generator != "mobile":
             raise ValueError(f"trunk_stride and subpixel_head need generator 'mobile', got {self.generator!r}")
-        if self.audio_loudness not in ("absolute", "relative"):
+        if self.audio_loudness not in get_args(Loudness):
             raise ValueError(f"audio_loudness must be 'absolute' or 'relative', got {self.audio_loudness!r}")
         if self.adaconv_init not in ("identity", "normal"):
             raise ValueError(f"adaconv_init must be 'identity' or 'normal', got {self.adaconv_init!r}")

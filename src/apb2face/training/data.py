@@ -87,7 +87,7 @@ class FrameDataset(TorchDataset):
         self.fps = self.dataset.meta.fps
         self.clips = [clip for i in range(len(self.datasets)) for clip in self._load_clips(i, split)]
         self._index_frames(reference_mouth_quantile)
-        self._babble = np.concatenate([c.audio for c in self.clips]) if self._augments else None
+        self._babble = np.concatenate([c.audio for c in self.clips]) if audio_augment > 0 else None
         # real talking faces that teach only the fuser (audio -> lip shape): their frames are never read
         self.speech = (
             FrameDataset(speech, config, seed + 1, split, 1.0, audio_augment, voice_augment)

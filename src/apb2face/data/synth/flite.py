@@ -18,10 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from apb2face.data.audio import SAMPLE_RATE, load_audio
-from apb2face.data.synth.speech import Speech
+from apb2face.data.synth.speech import Speech, peak_normalised
 from apb2face.errors import UserError
 
 VOICES = ("slt", "rms", "awb", "kal16")  # the voices Debian's flite 2.2 has built in, 16 kHz
@@ -111,7 +109,4 @@ def synthesize(text: str, voice: str = "slt", f0: float | None = None, stretch: 
         if done.returncode != 0 or not wav.is_file():
             raise UserError(f"flite failed on {text[:40]!r}: {(done.stderr or done.stdout).strip()[:200]}")
         audio = load_audio(wav, SAMPLE_RATE)
-    peak = float(np.abs(audio).max())
-    if peak > 0:
-        audio = audio * (0.9 / peak)
-    return Speech(audio=audio.astype(np.float32), sample_rate=SAMPLE_RATE, phonemes=parse_segments(done.stdout))
+    return Speech(audio=peak_normalised(audio), sample_rate=SAMPLE_RATE, phonemes=parse_segments(done.stdout))

@@ -179,7 +179,11 @@ def synthesize(
     if pcm.size == 0:
         raise UserError(f"espeak-ng produced no audio for {text[:40]!r}")
     audio = resample(pcm.astype(np.float32) / 32768.0, rate_hz, sample_rate)
-    peak = float(np.abs(audio).max())
-    if peak > 0:
-        audio = audio * (0.9 / peak)
-    return Speech(audio=audio.astype(np.float32), sample_rate=sample_rate, phonemes=events)
+    return Speech(audio=peak_normalised(audio), sample_rate=sample_rate, phonemes=events)
+
+
+def peak_normalised(audio: np.ndarray, peak: float = 0.9) -> np.ndarray:
+    """float32 `audio` scaled so its largest magnitude is `peak` (silence unchanged): every engine's speech at one
+    level."""
+    largest = float(np.abs(audio).max()) if audio.size else 0.0
+    return (audio * (peak / largest) if largest > 0 else audio).astype(np.float32)
