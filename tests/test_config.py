@@ -107,8 +107,8 @@ def test_key_value_words_are_overrides_and_paths_never_are() -> None:
         ("apb2face.data.prepare.jobs:PrepareConfig", {"size": 8}, "size"),
         (
             "apb2face.models.config:ModelConfig",
-            {"reference_warp": True, "generator": "mobile"},
-            "reference_warp needs generator .skip.",
+            {"reference_warp": True, "generator": "paper"},
+            "reference_warp needs generator .skip. or .mobile.",
         ),
     ],
 )

@@ -6,10 +6,18 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from apb2face.models.apb2face import APB2Face
 from apb2face.models.config import ModelConfig
-from apb2face.models.reference_warp import FLOW_LIMIT, MASK_GAIN, MASK_OFFSET, ReferenceWarp, identity_grid
+from apb2face.models.reference_warp import (
+    FLOW_LIMIT,
+    MASK_GAIN,
+    MASK_OFFSET,
+    ReferenceWarp,
+    identity_grid,
+    warp_packed,
+)
 
 from .warm_start_check import assert_warm_start_is_exact
 
@@ -121,12 +129,28 @@ def test_the_flow_is_bounded():
     assert flow.max() <= FLOW_LIMIT
 
 
-def test_only_the_skip_generator_has_it():
-    with pytest.raises(ValueError, match="reference_warp needs generator 'skip'"):
-        ModelConfig(image_size=64, generator="mobile", reference_warp=True)
+def test_only_the_skip_and_mobile_generators_have_it():
+    with pytest.raises(ValueError, match="reference_warp needs generator .skip. or .mobile."):
+        ModelConfig(image_size=64, generator="paper", reference_warp=True)
 
 
 def test_a_checkpoint_without_the_warp_warm_starts_one_with_it_exactly(tmp_path):
     plain = ModelConfig(image_size=64, generator="skip", geometry_sketch=True, adaconv_init="normal")
     torch.manual_seed(0)
     assert_warm_start_is_exact(tmp_path, APB2Face(plain), dataclasses.replace(plain, reference_warp=True))
+
+
+def test_the_packed_warp_is_grid_sample_with_one_flow_per_block():
+    # what `mobile` runs (four gathers, fast in ONNX Runtime) against grid_sample on the unpacked image with the
+    # flow upsampled by nearest: the same bilinear sampling, border padding included (flows up to 20 % of the side)
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    flow = (torch.rand(2, 2, 16, 16, generator=g) - 0.5) * 0.4
+    full = F.interpolate(flow, scale_factor=2.0, mode="nearest").permute(0, 2, 3, 1)
+    expected = F.grid_sample(
+        image, identity_grid(32, image.device) + full, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    moved = F.pixel_shuffle(warp_packed(F.pixel_unshuffle(image, 2), flow), 2)
+    torch.testing.assert_close(moved, expected, atol=1e-5, rtol=0)
+    # no flow: every pixel, the last row and column included, exactly as it was
+    assert torch.equal(warp_packed(F.pixel_unshuffle(image, 2), torch.zeros_like(flow)), F.pixel_unshuffle(image, 2))

@@ -104,8 +104,9 @@ class ModelConfig:
     adaconv_init: Literal["identity", "normal"] = "identity"
     # also give the renderer the predicted landmarks drawn as contours (models/sketch.py); `skip` and `mobile` only
     geometry_sketch: bool = False
-    # `skip` only: the decoder also predicts a flow and a mask that paste the warped reference over its output, so
-    # hair, skin and background keep the reference's texture, not the L1 loss's average (models/reference_warp.py)
+    # the decoder also predicts a flow that moves the reference's pixels into place, so hair, skin and background keep
+    # the reference's texture, not the L1 loss's average (models/reference_warp.py). `skip`: a mask pastes the warped
+    # reference over its output; `mobile`: the output is a change of the warped reference instead of the unmoved one
     reference_warp: bool = False
     # `mobile` only: the trunk's resolution as a fraction of the crop, 1/4 (the design study's) or 1/8 (a quarter of
     # the trunk's pixels, one more down- and upsampling step around it)
@@ -123,8 +124,8 @@ class ModelConfig:
             raise ValueError(f"num_landmarks must be {len(GEOMETRY_POINTS)} (len(GEOMETRY_POINTS))")
         if self.geometry_sketch and self.generator not in SKETCH_GENERATORS:
             raise ValueError(f"geometry_sketch needs generator 'skip' or 'mobile', got {self.generator!r}")
-        if self.reference_warp and self.generator != "skip":
-            raise ValueError(f"reference_warp needs generator 'skip', got {self.generator!r}")
+        if self.reference_warp and self.generator not in ("skip", "mobile"):
+            raise ValueError(f"reference_warp needs generator 'skip' or 'mobile', got {self.generator!r}")
         if self.trunk_stride not in (4, 8):
             raise ValueError(f"trunk_stride must be 4 or 8, got {self.trunk_stride}")
         if (self.trunk_stride != 4 or self.subpixel_head) and self.generator != "mobile":

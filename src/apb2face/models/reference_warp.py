@@ -26,6 +26,9 @@ a hard clamp at 0 would then stop every gradient for good (the mask, and the flo
 size). The shifted sigmoid never stops it: the mask only goes down to -sigmoid(-6) = -0.0025 (the output may leave
 [-1, 1] by that share), and Adam, which scales each weight's step by its own gradient's size, still moves the flow
 at full speed while the mask is near zero; once the flow aligns the reference, the mask opens where it fits.
+
+`warp_packed` is the `mobile` generator's warp (`reference_warp` there): no mask, its output is the base the
+head's change is added to, sampled straight from the packed pixels the generator caches.
 """
 
 from __future__ import annotations
@@ -55,6 +58,38 @@ def identity_grid(size: int, device: torch.device) -> torch.Tensor:
     centres = (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1
     y, x = torch.meshgrid(centres, centres, indexing="ij")
     return torch.stack([x, y], dim=-1)[None]
+
+
+def warp_packed(packed: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Move an image by a flow, in the packed layout the `mobile` generator caches: `packed` (B, 4C, H, W) is
+    pixel_unshuffle(image (B, C, 2H, 2W), 2), `flow` (B, 2, H, W) is (x, y) in grid units, one vector per 2x2 block.
+    Returns the moved image, packed: what grid_sample(image, identity + flow, bilinear, border, align_corners=False)
+    gives for the flow upsampled by nearest.
+
+    Written as four gathers from the flattened image rather than grid_sample, because ONNX Runtime's GridSample
+    takes 2.5 ms for a 256 px RGB image on one core and these ops 1 ms, half of the `realtime` frame's budget
+    otherwise (torch's own grid_sample is fast; the exported graph is what streams run)."""
+    b, channels, h, w = packed.shape
+    c, size_y, size_x = channels // 4, 2 * h, 2 * w
+    # each packed channel's pixel within its 2x2 block, in pixel_unshuffle's order: (0, 0), (0, 1), (1, 0), (1, 1)
+    row = torch.tensor([0.0, 0.0, 1.0, 1.0], device=packed.device).view(1, 4, 1, 1)
+    col = torch.tensor([0.0, 1.0, 0.0, 1.0], device=packed.device).view(1, 4, 1, 1)
+    y_block = torch.arange(h, device=packed.device, dtype=torch.float32).view(1, 1, h, 1) * 2
+    x_block = torch.arange(w, device=packed.device, dtype=torch.float32).view(1, 1, 1, w) * 2
+    # source coordinates in pixels (grid units x size / 2), border padding: clamped to the image; the upper-left
+    # neighbour at most one pixel before the last, so the right and lower ones always exist (a weight of 1 on the
+    # last pixel keeps it exact there)
+    x = (x_block + col + flow[:, :1].float() * (size_x / 2)).clamp(0, size_x - 1)  # (B, 4, H, W)
+    y = (y_block + row + flow[:, 1:2].float() * (size_y / 2)).clamp(0, size_y - 1)
+    x0, y0 = x.floor().clamp(max=size_x - 2), y.floor().clamp(max=size_y - 2)
+    wx, wy = (x - x0).reshape(b, 1, -1), (y - y0).reshape(b, 1, -1)
+    index = (y0 * size_x + x0).long().reshape(b, 1, -1).expand(b, c, 4 * h * w)
+    image = F.pixel_shuffle(packed.float(), 2).reshape(b, c, size_y * size_x)
+    v00, v01 = torch.gather(image, 2, index), torch.gather(image, 2, index + 1)
+    v10, v11 = torch.gather(image, 2, index + size_x), torch.gather(image, 2, index + size_x + 1)
+    top, bottom = v00 + wx * (v01 - v00), v10 + wx * (v11 - v10)
+    # gathered in packed order (channel, then position in the block, then block): a reshape packs it
+    return (top + wy * (bottom - top)).reshape(b, channels, h, w)
 
 
 class ReferenceWarp(nn.Module):
