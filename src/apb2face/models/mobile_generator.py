@@ -45,8 +45,9 @@ head's change is added to those. Without it, a head turn has to be repainted thr
 smeared; with it, 15 minutes of training reach SSIM 0.68 instead of 0.60 (docs/realtime.md). It costs about 2 ms a
 frame at 256 px on one core, almost all of it the sampling.
 
-At 256 px with the `realtime` width (before the warp), ONNX Runtime on one core: the frame graph takes 31 ms with neither, 27 ms with
-the sub-pixel head, 22 ms with the 1/8 trunk, 18.5 ms with both (drawing the sketch and the fuser included).
+At 256 px with the `realtime` width (before the warp), ONNX Runtime on one core: the frame graph takes 31 ms with
+neither, 27 ms with the sub-pixel head, 22 ms with the 1/8 trunk, 18.5 ms with both (drawing the sketch and the fuser
+included).
 
 At 256x256: 7.5x fewer generator MACs than `paper` (1.32 vs 9.87 GMAC), 6.9x with the fuser, 9.5x per frame with
 the reference cached (see `apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`,
