@@ -10,7 +10,7 @@ Targets (the enrolment issue): SSIM >= 0.80, M-LMD <= 3 %, detection rate 100 %,
 blink F1 >= 0.5, CPBD >= 0.8 x real, CSIM >= 0.9 x real-vs-real, and the base's people lose <= 0.01 SSIM.
 
     taskset -c 1 .venv/bin/python benchmarks/enroll.py --minutes 20 --out runs/enroll-bench \\
-        [--people dfrf_cnn_anchor,edtalk_hdtf_tedlieu] [--base-data DIR] [--scratch]
+        [--people dfrf_cnn_anchor,edtalk_hdtf_tedlieu] [--base-data DIR] [--scratch] [--set train.lr=5e-5]
 
 Needs ../shared/data/real (the clips are read, never copied into the repository). Pin it to a core: the budget is
 wall-clock time.
@@ -55,13 +55,13 @@ def clip_of(person: str) -> Path:
     raise SystemExit(f"no clip named {person} in {REAL}")
 
 
-def enroll(person: str, out: Path, minutes: float, base_data: list[Path]) -> dict:
+def enroll(person: str, out: Path, minutes: float, base_data: list[Path], settings: list[str]) -> dict:
     ckpt = out / person
     if not (ckpt / "enrollment.json").is_file():
         extra = [a for d in base_data for a in ("--base-data", str(d))]
         resume = ["--resume"] if (out / f"{person}.enroll-work").is_dir() else []
         cmd = [*APB2FACE, "enroll", str(clip_of(person)), "--name", person, "--out", str(ckpt), "--minutes"]
-        subprocess.run([*cmd, str(minutes), *extra, *resume], check=True)
+        subprocess.run([*cmd, str(minutes), *extra, *resume, *settings], check=True)
     return json.loads((ckpt / "enrollment.json").read_text())
 
 
@@ -130,13 +130,20 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/enroll-bench"))
     parser.add_argument("--base-data", type=Path, action="append", default=[])
     parser.add_argument("--scratch", action="store_true", help="also train from scratch with the same budget")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an enrolment or training setting passed to every `apb2face enroll` (e.g. train.d_warmup_steps=40)",
+    )
     args = parser.parse_args()
     if not REAL.is_dir():
         print(f"skipped: the real clips are not at {REAL}")
         return 0
     results, scratch_reports = {}, {}
     for person in args.people.split(","):
-        results[person] = enroll(person, args.out, args.minutes, args.base_data)
+        results[person] = enroll(person, args.out, args.minutes, args.base_data, args.set)
         if args.scratch:
             scratch_reports[person] = scratch(person, args.out, args.minutes)
         print(table(results, scratch_reports), flush=True)

@@ -70,6 +70,11 @@ def test_enrols_a_person_and_keeps_everyone_the_base_had(tmp_path, anna_video, r
     assert set(measured["drift"]) == {"id00", "id01"}
     card = (out / "README.md").read_text()
     assert "anna" in card and "real footage" in card and "SSIM" in card
+    # where lip sync is lost: the fuser's predicted mouth against the audio, beside the real footage's landmarks
+    assert "lip-sync r of the fuser's mouth" in card and set(measured["new"]["lipsync_corr_geometry"]) == {
+        "mean",
+        "per_identity",
+    }
     assert (out / "strips" / "anna.png").stat().st_size > 1000
     with av.open(str(out / "sample.mp4")) as container:
         assert container.streams.video and container.streams.audio

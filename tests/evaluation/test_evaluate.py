@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from apb2face.cli.main import main
+from apb2face.data import audio as A
 from apb2face.data.format import Dataset
 from apb2face.evaluation import evaluate as E
 from apb2face.evaluation import metrics as M
@@ -56,6 +57,10 @@ def test_evaluate_report_structure_and_ranges(
     assert report["ground_truth"]["detection_rate"]["mean"] >= 0.9
     assert report["ground_truth"]["face_mesh_rate"]["mean"] >= 0.9
     assert report["ground_truth"]["pose_error_deg"]["mean"] < 10
+    # the fuser's mouth and the dataset's own landmarks, each against the audio: the synthetic truth follows its
+    # speech closely; an untrained fuser's mouth is whatever it is, but it is measured
+    assert report["ground_truth"]["lipsync_corr_geometry"]["mean"] > 0.3
+    assert -1 <= report["lipsync_corr_geometry"]["mean"] <= 1
     # real-vs-real identity similarity: a real frame against the identity's reference (another real frame)
     assert 0.85 < report["ground_truth"]["csim"]["mean"] <= 1
     assert report["csim"]["mean"] is None or -1 <= report["csim"]["mean"] <= 1  # random weights: often no face
@@ -138,7 +143,9 @@ def test_perfect_generation_scores_perfectly(tiny_dataset: Path) -> None:
                 gt=measured,
                 driving_pose=clip.pose[:16].astype(np.float64),
                 driving_eyes=clip.eyes[:16],
-                rms=np.zeros(16),
+                rms=A.rms_per_frame(clip.audio, 16, clip.fps, clip.sample_rate),
+                geometry_mouth=E._truth_mouth(np.asarray(clip.landmarks[:16])),
+                truth_geometry_mouth=E._truth_mouth(np.asarray(clip.landmarks[:16])),
             )
         )
     gen = E.identity_metrics(results, "gen")
@@ -146,7 +153,8 @@ def test_perfect_generation_scores_perfectly(tiny_dataset: Path) -> None:
     assert gen["ssim"] == 1.0 and gen["psnr"] == M.PSNR_CAP_DB
     assert gen["lmd_mouth"] == 0.0 and gen["lmd_face"] == 0.0 and gen["lmd_frames"] > 0
     det.close()
-    for key in ("detection_rate", "detection_rate_haar", "pose_error_deg", "cpbd", "blink_f1"):
+    keys = ("detection_rate", "detection_rate_haar", "pose_error_deg", "cpbd", "blink_f1", "lipsync_corr_geometry")
+    for key in keys:
         assert gen[key] == gt[key]
     assert gen["csim"] == pytest.approx(1.0)  # every generated frame's embedding equals the real frame's
 

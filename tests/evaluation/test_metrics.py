@@ -135,6 +135,18 @@ def test_closed_masks() -> None:
     assert not M.ear_closed(np.array([[0.24, 0.24]]), open_level=0.3)[0]
 
 
+def test_geometry_mouth_opening_is_the_face_meshs_measure_on_the_model_geometry() -> None:
+    from apb2face.models.config import GEOMETRY_POINTS
+
+    rng = np.random.default_rng(0)
+    meshes = rng.uniform(0, 1, (5, 478, 2))
+    expected = [face_geo.mouth_opening(m) for m in meshes]
+    assert M.geometry_mouth_opening(meshes[:, list(GEOMETRY_POINTS)]) == pytest.approx(expected, rel=1e-9)
+    closed = meshes[:1].copy()
+    closed[0, face_geo.MOUTH_INNER_BOTTOM] = closed[0, face_geo.MOUTH_INNER_TOP]
+    assert M.geometry_mouth_opening(closed[:, list(GEOMETRY_POINTS)])[0] == 0.0
+
+
 def test_lipsync_correlation_finds_lag() -> None:
     rng = np.random.default_rng(0)
     rms = np.convolve(rng.random(200), np.ones(4) / 4, mode="same")

@@ -36,6 +36,7 @@ CARD_METRICS = (
     ("pose_error_deg", "pose error deg", ".2f"),
     ("blink_f1", "blink F1", ".2f"),
     ("lipsync_corr", "lip-sync r", ".2f"),
+    ("lipsync_corr_geometry", "lip-sync r of the fuser's mouth", ".2f"),
     ("cpbd", "sharpness (CPBD)", ".3f"),
     ("csim", "identity (CSIM)", ".3f"),
 )

@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 
 from apb2face.data import audio as A
-from apb2face.data.format import ClipRecord, Dataset
+from apb2face.data.format import NUM_LANDMARKS, ClipRecord, Dataset
 from apb2face.data.identity import FaceEmbedder
 from apb2face.errors import UserError
 from apb2face.evaluation import metrics as M
 from apb2face.evaluation.face_measure import MIN_DETECT_SIDE, measure_face_mesh
 from apb2face.evaluation.figures import output_file, resize_frames, tile, write_png
-from apb2face.evaluation.reenact import generate_clip
+from apb2face.evaluation.reenact import generate_clip, reenact_clip
 from apb2face.io import atomic_path, write_json
+from apb2face.models.config import GEOMETRY_POINTS
 from apb2face.models.inception import open_inception, resolve_inception_weights
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ METRIC_KEYS = (
     "fid",
 )
 # detection_rate_haar: the second detector; face_mesh_rate: share of frames where the landmark model finds a face,
-# the frames LMD, pose, blink and lip sync are measured on
-EXTRA_KEYS = ("detection_rate_haar", "face_mesh_rate")
+# the frames LMD, pose, blink and lip sync are measured on; lipsync_corr_geometry: lip-sync r of the mouth the fuser
+# predicts (generated) or of the dataset's landmarks (ground truth), so a low lip-sync r of the frames says whether
+# the fuser or the renderer lost it
+EXTRA_KEYS = ("detection_rate_haar", "face_mesh_rate", "lipsync_corr_geometry")
 GROUND_TRUTH_KEYS = ("detection_rate", "pose_error_deg", "blink_f1", "lipsync_corr", "cpbd", "csim") + EXTRA_KEYS
 LIPSYNC_MAX_LAG = 3
 BLINK_TOLERANCE = 2  # frames
@@ -106,6 +109,10 @@ class ClipResult:
     driving_eyes: np.ndarray
     rms: np.ndarray
     reference_embedding: np.ndarray | None = None  # (128,) of the identity's reference crop, NaN without a face
+    # mouth opening per frame of the fuser's predicted geometry, and of the dataset's landmarks (None when they are
+    # not the face mesh's)
+    geometry_mouth: np.ndarray | None = None
+    truth_geometry_mouth: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -215,6 +222,7 @@ def identity_metrics(results: list[ClipResult], which: str) -> dict[str, float |
         if np.isfinite(np.concatenate([x.mouth for x in m])).any()
         else None,
         "lipsync_corr": _nanmean(lipsync),
+        "lipsync_corr_geometry": _geometry_lipsync(results, which),
         "cpbd": float(np.concatenate([x.cpbd for x in m]).mean()),
         "face_mesh_rate": float(np.isfinite(np.concatenate([x.mouth for x in m])).mean()),
         "csim": identity_similarity(results, which),
@@ -234,6 +242,13 @@ def identity_metrics(results: list[ClipResult], which: str) -> dict[str, float |
         )
         out["lmd_frames"] = int(both.sum())
     return out
+
+
+def _geometry_lipsync(results: list[ClipResult], which: str) -> float | None:
+    """Mean lip-sync r over the clips of the fuser's mouth (`gen`) or of the dataset's landmarks (`gt`)."""
+    series = [r.geometry_mouth if which == "gen" else r.truth_geometry_mouth for r in results]
+    rs = [M.lipsync_correlation(s, r.rms, LIPSYNC_MAX_LAG)[0] for s, r in zip(series, results) if s is not None]
+    return _nanmean(rs) if rs else None
 
 
 def identity_similarity(results: list[ClipResult], which: str) -> float | None:
@@ -381,8 +396,10 @@ def run_clip(
     and add them to `runs`."""
     clip = inputs.dataset.load_clip(record)
     reference = inputs.references[record.identity][0]
-    gen = resize_frames(generate_clip(inputs.pipe, reference, clip, n, batch_size), inputs.size)
+    reenacted = reenact_clip(inputs.pipe, reference, clip, n, batch_size)
+    gen = resize_frames(reenacted.frames, inputs.size)
     gt = resize_frames(np.asarray(clip.frames[:n]), inputs.size)
+    truth = np.asarray(clip.landmarks[:n])
     runs.results.append(
         ClipResult(
             identity=record.identity,
@@ -395,6 +412,8 @@ def run_clip(
             driving_eyes=np.asarray(clip.eyes[:n]),
             rms=A.rms_per_frame(clip.audio, n, clip.fps, clip.sample_rate),
             reference_embedding=reference_embedding(reference.crop, inputs.size, detectors.faces),
+            geometry_mouth=M.geometry_mouth_opening(reenacted.geometry),
+            truth_geometry_mouth=_truth_mouth(truth),
         )
     )
     copy = np.repeat(resize_frames(reference.crop[None], inputs.size), n, axis=0)
@@ -402,6 +421,13 @@ def run_clip(
     runs.generated[record.identity].append(gen)
     runs.truth[record.identity].append(gt)
     runs.strip_sources.setdefault(record.identity, (gen, gt))
+
+
+def _truth_mouth(landmarks: np.ndarray) -> np.ndarray | None:
+    """Mouth opening per frame of a clip's stored landmarks (the face mesh's 478 points), None in another scheme."""
+    if landmarks.ndim != 3 or landmarks.shape[1] != NUM_LANDMARKS:
+        return None
+    return M.geometry_mouth_opening(landmarks[:, list(GEOMETRY_POINTS)])
 
 
 def reference_embedding(crop: np.ndarray, size: int, faces: FaceEmbedder) -> np.ndarray:
@@ -546,6 +572,7 @@ ROWS = (
     ("fid", "FID ↓", "{:.1f}"),
     ("detection_rate_haar", "DR Haar (%) ↑", "pct"),
     ("face_mesh_rate", "face mesh found (%)", "pct"),
+    ("lipsync_corr_geometry", "lip sync r, fuser geometry ↑", "{:.2f}"),
 )
 
 

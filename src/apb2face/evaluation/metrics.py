@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from apb2face.data import face as face_geo
 from apb2face.data.identity import EMBEDDING_SIZE, FaceEmbedder
+from apb2face.models.config import GEOMETRY_POINTS
 from apb2face.models.image_similarity import as_unit_batch
 from apb2face.models.image_similarity import ssim as ssim  # re-exported: the metrics are read as M.ssim, M.psnr, ...
 from apb2face.models.inception import load_inception
@@ -290,6 +291,19 @@ def match_events(pred: list[tuple[int, int]], true: list[tuple[int, int]], toler
 
 
 # --------------------------------------------------------------------------------------------------- lip sync
+def geometry_mouth_opening(points: np.ndarray) -> np.ndarray:
+    """Per-frame mouth opening of (N, K, 2) points in the model's geometry order (models.config.GEOMETRY_POINTS:
+    what the fuser predicts and `prepare` stores): the inner-lip gap over the mouth width, the face mesh's
+    `face.mouth_opening` read on the same four points."""
+    p = np.asarray(points, dtype=np.float64)
+    corners = (face_geo.MOUTH_INNER_TOP, face_geo.MOUTH_INNER_BOTTOM)
+    corners += (face_geo.MOUTH_LEFT_CORNER, face_geo.MOUTH_RIGHT_CORNER)
+    top, bottom, left, right = (GEOMETRY_POINTS.index(i) for i in corners)
+    gap = np.linalg.norm(p[:, top] - p[:, bottom], axis=-1)
+    width = np.linalg.norm(p[:, left] - p[:, right], axis=-1)
+    return gap / (width + 1e-9)
+
+
 def lipsync_correlation(mouth: np.ndarray, rms: np.ndarray, max_lag: int = 3) -> tuple[float | None, int]:
     """Best Pearson r between per-frame mouth opening and audio RMS over lags in [-max_lag, max_lag].
 
