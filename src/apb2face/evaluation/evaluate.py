@@ -33,7 +33,7 @@ from apb2face.errors import UserError
 from apb2face.evaluation import metrics as M
 from apb2face.evaluation.face_measure import MIN_DETECT_SIDE, measure_face_mesh
 from apb2face.evaluation.figures import output_file, resize_frames, tile, write_png
-from apb2face.evaluation.reenact import generate_clip, reenact_clip
+from apb2face.evaluation.reenact import reenact_clip
 from apb2face.io import atomic_path, write_json
 from apb2face.models.config import GEOMETRY_POINTS
 from apb2face.models.inception import open_inception, resolve_inception_weights
@@ -309,7 +309,7 @@ def held_out_ssim(
     for record in records:
         clip = dataset.load_clip(record)
         n = min(record.num_frames, max_frames_per_clip or record.num_frames)
-        generated = generate_clip(pipe, references[record.identity][0], clip, n, batch_size=16)
+        generated = reenact_clip(pipe, references[record.identity][0], clip, n, batch_size=16).frames
         truth = resize_frames(np.asarray(clip.frames[:n]), pipe.image_size)
         scores.setdefault(record.identity, []).append(M.ssim(generated, truth))
     return {name: float(np.concatenate(values).mean()) for name, values in scores.items()}

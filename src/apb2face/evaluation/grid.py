@@ -21,7 +21,7 @@ from apb2face.data import audio as A
 from apb2face.data.format import Clip, ClipRecord, Dataset
 from apb2face.errors import UserError
 from apb2face.evaluation.figures import even_sides, output_file, resize_frames, tile, write_png
-from apb2face.evaluation.reenact import generate_clip
+from apb2face.evaluation.reenact import reenact_clip
 from apb2face.io import write_json
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def render_matrix(pipe: Any, clips: dict[str, Clip], cfg: GridConfig) -> CrossMa
         for r in references:
             state = pipe.prepare_reference(r)
             for d, clip in clips.items():
-                cells[(r, d)] = generate_clip(pipe, state, clip, lengths[d], cfg.batch_size, bar.update)
+                cells[(r, d)] = reenact_clip(pipe, state, clip, lengths[d], cfg.batch_size, bar.update).frames
     return CrossMatrix(
         references=references,
         drivers=list(clips),

@@ -37,15 +37,3 @@ def reenact_clip(
         if progress is not None:
             progress(len(idx))
     return Reenactment(np.concatenate(frames), np.concatenate(geometry))
-
-
-def generate_clip(
-    pipe: Any,
-    reference: Any,
-    clip: Clip,
-    num_frames: int,
-    batch_size: int,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Frames (n, S, S, 3) of `clip` re-enacted from `reference` (`reenact_clip` without the geometry)."""
-    return reenact_clip(pipe, reference, clip, num_frames, batch_size, progress).frames
