@@ -293,12 +293,12 @@ def match_events(pred: list[tuple[int, int]], true: list[tuple[int, int]], toler
 # --------------------------------------------------------------------------------------------------- lip sync
 def geometry_mouth_opening(points: np.ndarray) -> np.ndarray:
     """Per-frame mouth opening of (N, K, 2) points in the model's geometry order (models.config.GEOMETRY_POINTS:
-    what the fuser predicts and `prepare` stores): the inner-lip gap over the mouth width, the face mesh's
-    `face.mouth_opening` read on the same four points."""
+    what the fuser predicts; a clip's stored face-mesh points indexed by GEOMETRY_POINTS): the inner-lip gap over
+    the mouth width, the face mesh's `face.mouth_opening` read on the same four points."""
     p = np.asarray(points, dtype=np.float64)
-    corners = (face_geo.MOUTH_INNER_TOP, face_geo.MOUTH_INNER_BOTTOM)
-    corners += (face_geo.MOUTH_LEFT_CORNER, face_geo.MOUTH_RIGHT_CORNER)
-    top, bottom, left, right = (GEOMETRY_POINTS.index(i) for i in corners)
+    lips = (face_geo.MOUTH_INNER_TOP, face_geo.MOUTH_INNER_BOTTOM)
+    lips += (face_geo.MOUTH_LEFT_CORNER, face_geo.MOUTH_RIGHT_CORNER)
+    top, bottom, left, right = (GEOMETRY_POINTS.index(i) for i in lips)
     gap = np.linalg.norm(p[:, top] - p[:, bottom], axis=-1)
     width = np.linalg.norm(p[:, left] - p[:, right], axis=-1)
     return gap / (width + 1e-9)
