@@ -55,3 +55,20 @@ def test_native_lines_and_torn_prefixes_after_a_progress_bar_redraw_are_dropped(
     err = capfd.readouterr().err
     assert "TensorFlow" not in err and "INFO" not in err
     assert err.endswith("2/5\rapb2face generate: error: out.mp4: cannot write the output\n")
+
+
+def test_a_native_prefix_cut_off_when_the_block_ends_does_not_prefix_our_error_after_it(capfd):
+    """TFLite's thread wrote "INFO: " and the command ended before the rest: the error printed after the block must
+    start its own line; a progress bar before the fragment stays, and an unfinished line of ours passes."""
+    with native_log_filter():
+        os.write(2, b"generate:  40%|####      | 2/5\r")
+        os.write(2, b"INFO: ")
+    print("apb2face generate: error: wall.png: no face found in the image", file=sys.stderr, flush=True)
+    assert capfd.readouterr().err == (
+        "generate:  40%|####      | 2/5\rapb2face generate: error: wall.png: no face found in the image\n"
+    )
+    with native_log_filter():
+        os.write(2, b"I0000 00:00:1.0 1 a.cc:1] cut off")
+    with native_log_filter():
+        os.write(2, b"saving")
+    assert capfd.readouterr().err == "saving"

@@ -77,9 +77,19 @@ def _pump(read_fd: int, out_fd: int) -> None:
             out, pending = out + pending, b""
         if out:
             _write_all(out_fd, out)
-    if pending and not NATIVE_LINE.match(pending):
-        _write_all(out_fd, pending)
+    if pending:
+        _write_all(out_fd, _unfinished(pending))
     os.close(read_fd)
+
+
+def _unfinished(partial: bytes) -> bytes:
+    """What passes of the text left without a newline when the block ends. A native line cut off there (TFLite's
+    thread had written only "INFO: " when the command ended) is dropped, or it would prefix the error line that is
+    printed after the block; a progress bar before it stays."""
+    head, cr, tail = partial.rpartition(b"\r")
+    if NATIVE_LINE.match(tail) or _may_become_native(tail):
+        return head + cr
+    return partial
 
 
 def _write_all(fd: int, data: bytes) -> None:
