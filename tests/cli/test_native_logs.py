@@ -72,3 +72,21 @@ def test_a_native_prefix_cut_off_when_the_block_ends_does_not_prefix_our_error_a
     with native_log_filter():
         os.write(2, b"saving")
     assert capfd.readouterr().err == "saving"
+
+
+def test_a_torn_prefix_in_front_of_our_line_read_before_its_newline_is_still_removed(capfd):
+    """print() writes the text and its newline in two writes; the filter may read between them, with TFLite's torn
+    "INFO: " in front: the line is held until its newline, then passes without the prefix."""
+    import time
+
+    with native_log_filter():
+        os.write(2, b"INFO: ")
+        os.write(2, b"apb2face generate: error: out.mp4: cannot write the output (File too large)")
+        time.sleep(0.2)  # the filter reads the unfinished line now
+        os.write(2, b"\n")
+        os.write(2, b"INFO: ")
+        os.write(2, b"apb2face generate: error: unfinished")
+    assert capfd.readouterr().err == (
+        "apb2face generate: error: out.mp4: cannot write the output (File too large)\n"
+        "apb2face generate: error: unfinished"
+    )

@@ -36,6 +36,8 @@ def _may_become_native(partial: bytes) -> bool:
     """Could this unfinished line still turn out to be a native log line? (Then hold it until its newline.)"""
     if re.match(rb"^[IWEF]\d{0,4}$|^[IWEF]\d{4} ", partial):
         return True
+    if partial.startswith(_TORN_PREFIXES):  # a torn prefix in front of a line of ours not finished yet: print()
+        return True  # writes the text and its newline separately, so the pump can read between them
     return any(p.startswith(partial) or partial.startswith(p) for p in _PREFIXES)
 
 
@@ -87,9 +89,10 @@ def _unfinished(partial: bytes) -> bytes:
     thread had written only "INFO: " when the command ended) is dropped, or it would prefix the error line that is
     printed after the block; a progress bar before it stays."""
     head, cr, tail = partial.rpartition(b"\r")
+    tail = _untorn(tail)
     if NATIVE_LINE.match(tail) or _may_become_native(tail):
         return head + cr
-    return partial
+    return head + cr + tail
 
 
 def _write_all(fd: int, data: bytes) -> None:
