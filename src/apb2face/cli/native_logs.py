@@ -53,14 +53,17 @@ def _untorn(line: bytes) -> bytes:
     return line
 
 
-def _kept(line: bytes) -> bytes:
-    """What passes of one complete line (its newline included). A progress bar redraws its line after carriage
-    returns, so a native line, or the torn prefix in front of ours, may follow the last of them: the bar is kept."""
+def _kept(line: bytes, finished: bool = True) -> bytes:
+    """What passes of one line: a complete one (its newline included), or, when the block ends, the text left
+    without a newline. A progress bar redraws its line after carriage returns, so a native line, or the torn prefix
+    in front of ours, may follow the last of them: the bar is kept. An unfinished native line is dropped too (TFLite's
+    thread may have written only "INFO: " when the command ended), or it would prefix the error line printed after
+    the block."""
     head, cr, tail = line.rpartition(b"\r")
     tail = _untorn(tail)
-    if _is_native(tail):
+    if _is_native(tail) or (not finished and _may_become_native(tail)):
         return head + cr
-    return head + cr + tail + b"\n"
+    return head + cr + tail + (b"\n" if finished else b"")
 
 
 def _pump(read_fd: int, out_fd: int) -> None:
@@ -80,19 +83,8 @@ def _pump(read_fd: int, out_fd: int) -> None:
         if out:
             _write_all(out_fd, out)
     if pending:
-        _write_all(out_fd, _unfinished(pending))
+        _write_all(out_fd, _kept(pending, finished=False))
     os.close(read_fd)
-
-
-def _unfinished(partial: bytes) -> bytes:
-    """What passes of the text left without a newline when the block ends. A native line cut off there (TFLite's
-    thread had written only "INFO: " when the command ended) is dropped, or it would prefix the error line that is
-    printed after the block; a progress bar before it stays."""
-    head, cr, tail = partial.rpartition(b"\r")
-    tail = _untorn(tail)
-    if NATIVE_LINE.match(tail) or _may_become_native(tail):
-        return head + cr
-    return head + cr + tail
 
 
 def _write_all(fd: int, data: bytes) -> None:

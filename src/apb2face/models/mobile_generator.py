@@ -42,8 +42,9 @@ A third option, `reference_warp: true`, makes the output a change of the referen
 half-resolution decoder features predict a flow (one vector per 2x2 block, zero-initialised, bounded like the `skip`
 warp's), the cached packed pixels are sampled along it (models/reference_warp.py `warp_packed`, bilinear), and the
 head's change is added to those. Without it, a head turn has to be repainted through the 1/8 trunk and comes out
-smeared; with it, 15 minutes of training reach SSIM 0.67 instead of 0.60 (docs/realtime.md). It costs about 2 ms a
-frame at 256 px on one core, almost all of it the sampling.
+smeared; with it, 15 minutes of training reach SSIM 0.67 instead of 0.60 (docs/realtime.md). It costs about 1.6 ms a
+frame at 256 px on one core: the flow's 3x3 convolution 0.8 ms, the four gathers 0.4, the atanh of the moved pixels
+0.3 and unpacking the reference 0.2 (docs/realtime.md).
 
 At 256 px with the `realtime` width (before the warp), ONNX Runtime on one core: the frame graph takes 31 ms with
 neither, 27 ms with the sub-pixel head, 22 ms with the 1/8 trunk, 18.5 ms with both (drawing the sketch and the fuser
