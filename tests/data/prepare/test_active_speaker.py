@@ -117,3 +117,35 @@ def test_speaker_turns_with_an_expected_mouth_and_a_lag_per_face() -> None:
     assert [t.speaker for t in loudness.turns] != [0, 1, 0, 1]
     with pytest.raises(ValueError, match="expected mouth"):
         asd.speaker_turns(mouths, rms, silent, expected=expected[:-1], **kw)
+
+
+def test_voice_speaker_turns_give_each_voice_to_the_face_that_follows_it() -> None:
+    rng = np.random.default_rng(4)
+    n, turn = 600, 100
+    talk = [_talk(n, rng), _talk(n, rng), _talk(n, rng)]  # face 0, face 1, and someone off screen
+    truth = np.repeat([1, 0, 2, 1, 0, 2], turn)  # who speaks: face 1, face 0, the off-screen voice, ...
+    voices = np.repeat([0, 1, 2, 0, 1, 2], turn)  # the voices as diarization numbers them (in order of appearance)
+    expected = np.stack(talk)[truth, np.arange(n)]
+    # both faces always move; face 0 is 2 frames early; during the off-screen voice neither face follows the audio
+    mouths = np.stack([np.nan_to_num(asd.shifted(talk[0], 2)), talk[1].copy()]) + 0.05 * rng.random((2, n))
+    silent = np.zeros(n, bool)
+    silent[250:260] = True  # a pause inside the off-screen voice's first turn
+    voices[silent] = -1
+    evidence = [asd.Evidence(expected, window=50, max_lag=4, detrend=13)]
+    got = asd.voice_speaker_turns(mouths, voices, silent, evidence, min_r=0.1, min_turn=25, bridge=8)
+    assert got.voice_faces == (1, 0, asd.NOBODY)  # the off-screen voice is nobody's: no face is left for it
+    assert got.lags == (2, 0)
+    want = np.where(truth == 2, asd.NOBODY, truth)
+    assert (got.labels == want).all()
+    assert [t.speaker for t in got.turns] == [1, 0, 1, 0]
+    for t in got.turns:  # the evidence: the speaker's mouth follows its turn, the other's does not
+        assert t.scores[t.speaker] > 0.8 and t.scores[t.speaker] > t.scores[1 - t.speaker] + 0.3
+    ev = np.array(got.voice_evidence)
+    assert ev.shape == (3, 2) and ev[0, 1] > 0.8 and ev[1, 0] > 0.8 and ev[2].max() < 0.3
+
+    # two faces, two voices, one of them followed by no face at all: it stays nobody's by min_r
+    two = np.where(voices == 2, 0, voices)
+    alone = asd.voice_speaker_turns(mouths[:1], two, silent, evidence, min_r=0.1, min_turn=25, bridge=8)
+    assert alone.voice_faces == (asd.NOBODY, 0)
+    with pytest.raises(ValueError, match="do not match"):
+        asd.voice_speaker_turns(mouths, voices[:-1], silent, evidence, min_r=0.1, min_turn=25, bridge=8)

@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from apb2face.data.prepare.sync import runs
+from apb2face.data.prepare.voices import NO_VOICE
 
 NOBODY = -1  # silence: no face speaks
 UNDECIDED = -2  # speech, but no face's mouth follows it clearly enough (filled from the neighbours)
@@ -49,7 +51,11 @@ class SpeakerDecision:
     scores: np.ndarray  # (faces, n) windowed r at `lag` (NaN where a face is missing)
     turns: list[Turn]
     lag: int  # frames; > 0: a mouth movement at t sounds at t + lag (with an expected mouth: the first face's)
-    lags: tuple[int, ...] = ()  # per face, with an expected mouth (each face's own lag); empty otherwise
+    lags: tuple[int, ...] = ()  # per face, with an expected mouth or voices (each face's own lag); empty otherwise
+    # voices first (voice_speaker_turns): per voice, the face it was given to (NOBODY: no face follows it) and the
+    # evidence, each face's mean r over that voice's frames; empty otherwise
+    voice_faces: tuple[int, ...] = ()
+    voice_evidence: tuple[tuple[float, ...], ...] = ()
 
 
 def speech_envelope(rms: np.ndarray, smooth: int = 3) -> np.ndarray:
@@ -264,6 +270,100 @@ def speaker_turns(
         per_face = tuple(_mean_finite(scores[f, a:b][use]) for f in range(len(scores)))
         turns.append(Turn(a, b, label, per_face))
     return SpeakerDecision(labels, scores, turns, lag, lags)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a face's mouth is compared with: `reference` (n,) per frame, over `window` frames, at lags in
+    +-`max_lag`; `detrend` > 0 removes drift slower than that many frames from both first."""
+
+    reference: np.ndarray
+    window: int
+    max_lag: int
+    detrend: int = 0
+
+
+def voice_face_evidence(
+    mouths: np.ndarray, voices: np.ndarray, evidence: Evidence
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How well each face's mouth follows `evidence.reference` while each voice speaks: (voices, faces) the mean
+    windowed r over that voice's frames at the lag that suits that face and voice best, those lags, and (faces, lags,
+    n) the windowed r per lag (lags in order -max_lag..max_lag). -inf where a face is never seen with a voice."""
+    reference = evidence.reference
+    if evidence.detrend > 0:
+        mouths = np.stack([high_pass(m, evidence.detrend) for m in mouths])
+        reference = high_pass(reference, evidence.detrend)
+    count = int(voices.max()) + 1 if (voices >= 0).any() else 0
+    lag_range = range(-evidence.max_lag, evidence.max_lag + 1)
+    per_lag = np.stack(
+        [
+            np.stack([windowed_correlation(m, shifted(reference, lag), evidence.window) for lag in lag_range])
+            for m in mouths
+        ]
+    )
+    mean = np.full((count, len(mouths)), -np.inf)
+    lags = np.zeros((count, len(mouths)), np.int64)
+    for v in range(count):
+        for f in range(len(mouths)):
+            for j in sorted(range(len(lag_range)), key=lambda j: abs(lag_range[j])):  # ties go to the smaller lag
+                r = per_lag[f, j][voices == v]
+                r = r[np.isfinite(r)]
+                if r.size and r.mean() > mean[v, f] + 1e-9:
+                    mean[v, f], lags[v, f] = r.mean(), lag_range[j]
+    return mean, lags, per_lag
+
+
+def voice_speaker_turns(
+    mouths: np.ndarray,
+    voices: np.ndarray,
+    silent: np.ndarray,
+    evidence: list[Evidence],
+    *,
+    min_r: float,
+    min_turn: int,
+    bridge: int,
+) -> SpeakerDecision:
+    """Who speaks when, from the voices (`voices` (n,): per frame which voice speaks, NO_VOICE in silence, from
+    `voices.voice_labels`) and the faces' mouths (faces, n): each voice goes to a different face, the assignment
+    under which the faces' mouths follow the audio best over all of their voices' frames (the mean windowed r,
+    summed over the `evidence` sources, Hungarian algorithm). A voice no face's mouth follows (mean r under `min_r`
+    on average over the sources: someone off screen) is nobody's. Then short silences and turns as in
+    `label_frames`. Per frame `scores` is each face's windowed r (mean over the sources) at its voice's lag."""
+    mouths = np.asarray(mouths, np.float64)
+    voices = np.asarray(voices, np.int64)
+    if mouths.ndim != 2 or mouths.shape[1] != len(voices) or len(silent) != len(voices) or not evidence:
+        raise ValueError(f"mouths {mouths.shape}, voices {len(voices)} and silent {len(silent)} frames do not match")
+    voices = np.where(np.asarray(silent, bool), NO_VOICE, voices)
+    faces = len(mouths)
+    measured = [voice_face_evidence(mouths, voices, e) for e in evidence]
+    total = sum(m for m, _, _ in measured) / len(measured)
+    labels = np.full(len(voices), NOBODY, np.int64)
+    face_lag = [0] * faces
+    chosen = {}
+    if total.size:
+        rows, cols = linear_sum_assignment(np.where(np.isfinite(total), -total, 1e6))
+        chosen = {int(v): int(f) for v, f in zip(rows, cols) if np.isfinite(total[v, f]) and total[v, f] >= min_r}
+    for v, f in chosen.items():
+        labels[voices == v] = f
+        face_lag[f] = int(measured[0][1][v, f])
+    labels = label_frames(np.where(np.asarray(silent, bool), NOBODY, labels), min_turn, bridge)
+    scores = np.full((faces, len(voices)), 0.0)
+    for _, lags, per_lag in measured:
+        max_lag = (per_lag.shape[1] - 1) // 2
+        for f in range(faces):
+            v = next((v for v, g in chosen.items() if g == f), None)
+            lag = int(lags[v, f]) if v is not None else 0
+            scores[f] += per_lag[f, lag + max_lag]
+    scores /= len(measured)
+    turns = []
+    for a, b, label in label_runs(labels):
+        if label >= 0:
+            turns.append(Turn(a, b, label, tuple(_mean_finite(scores[f, a:b]) for f in range(faces))))
+    voice_faces = tuple(chosen.get(v, NOBODY) for v in range(len(total)))
+    evidence_rows = tuple(tuple(float(r) for r in row) for row in total)
+    return SpeakerDecision(
+        labels, scores, turns, face_lag[0] if faces else 0, tuple(face_lag), voice_faces, evidence_rows
+    )
 
 
 def _mean_finite(values: np.ndarray) -> float:

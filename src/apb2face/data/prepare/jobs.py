@@ -67,6 +67,12 @@ class PrepareConfig:
     speaker_listen_max_lag_frames: int = 8  # lags searched, for each face on its own
     speaker_listen_margin: float = 0.15
     speaker_listen_detrend_seconds: float = 0.5  # slower drift of both mouths is removed before correlating
+    # voices first (data/prepare/voices.py): the speech is split into voices, then each voice is given to the face
+    # whose mouth follows it best over all of its frames; off: every moment is decided by the mouths alone
+    speaker_voices: bool = True
+    speaker_same_voice: float = 0.8  # voice clusters whose centres are more alike (cosine) are one voice
+    speaker_voice_switch_cost: float = 2.0  # Viterbi cost of a change of voice (per-frame scores are cosines)
+    speaker_voice_min_r: float = 0.0  # a voice no face's mouth follows better than this (mean r) is nobody's
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size > 2048:
@@ -93,6 +99,10 @@ class PrepareConfig:
             raise ValueError("speaker_listen_window_seconds must span 5 frames and speaker_listen_max_lag_frames >= 0")
         if self.speaker_listen_margin < 0 or self.speaker_listen_detrend_seconds <= 0:
             raise ValueError("speaker_listen_margin must be >= 0 and speaker_listen_detrend_seconds > 0")
+        if not -1.0 <= self.speaker_same_voice <= 1.0 or not -1.0 <= self.speaker_voice_min_r <= 1.0:
+            raise ValueError("speaker_same_voice and speaker_voice_min_r must be in [-1, 1]")
+        if self.speaker_voice_switch_cost < 0:
+            raise ValueError(f"speaker_voice_switch_cost must be >= 0, got {self.speaker_voice_switch_cost}")
 
     @property
     def min_clip_frames(self) -> int:

@@ -17,13 +17,21 @@ from pathlib import Path
 import numpy as np
 
 from apb2face.data.audio import num_video_frames, rms_per_frame
-from apb2face.data.prepare.active_speaker import SpeakerDecision, speaker_turns
+from apb2face.data.prepare.active_speaker import (
+    Evidence,
+    SpeakerDecision,
+    speaker_turns,
+    speech_envelope,
+    voice_speaker_turns,
+)
 from apb2face.data.prepare.jobs import WORK_DIR, PrepareConfig, VideoJob, VideoResult
 from apb2face.data.prepare.report import speakers_report
 from apb2face.data.prepare.sync import cut_clips, estimate_offset, shift_audio, silence_mask
 from apb2face.data.prepare.track import CropStore, Track, analyse_people
 from apb2face.data.prepare.video import VideoPass, load_job_audio, write_face
+from apb2face.data.prepare.voices import voice_labels
 from apb2face.data.video import ConstantRateFrames, probe
+from apb2face.data.voice import VoiceEncoder, voice_per_frame
 from apb2face.errors import UserError
 
 # listener(samples, num_frames, fps) -> (num_frames,) the mouth opening the 16 kHz mono audio calls for in each frame
@@ -63,7 +71,9 @@ def prepare_people_video(
         if silent.all():
             raise UserError("no speech in the audio: nobody speaks, so no face can be given footage", job.path)
         expected = None if listener is None else np.asarray(listener(audio.samples, n, cfg.fps), np.float64)[:n]
-        decision = detect_speakers(np.stack([tracks[k].mouth[:n] for k in order]), rms, silent, cfg, expected)
+        voices = voice_per_frame(audio.samples, n, cfg.fps, VoiceEncoder.pretrained()) if cfg.speaker_voices else None
+        mouths = np.stack([tracks[k].mouth[:n] for k in order])
+        decision = detect_speakers(mouths, rms, silent, cfg, expected, voices)
         if not decision.turns:
             raise UserError(
                 f"no face's mouth follows the speech clearly enough to say who speaks ({len(order)} faces)", job.path
@@ -118,12 +128,36 @@ def people_left_to_right(job: VideoJob, tracks: list[Track], n: int, cfg: Prepar
 
 
 def detect_speakers(
-    mouths: np.ndarray, rms: np.ndarray, silent: np.ndarray, cfg: PrepareConfig, expected: np.ndarray | None = None
+    mouths: np.ndarray,
+    rms: np.ndarray,
+    silent: np.ndarray,
+    cfg: PrepareConfig,
+    expected: np.ndarray | None = None,
+    voices: np.ndarray | None = None,
 ) -> SpeakerDecision:
     """Who speaks when: `mouths` (faces, n) the mouth opening of each face, left to right; `expected` (n,) the mouth
-    opening the audio calls for (a Listener's), None to follow the RMS envelope (active_speaker.speaker_turns with
-    the config's settings)."""
+    opening the audio calls for (a Listener's), None to follow the RMS envelope alone; `voices` (n, dim) the voice
+    embedding around each frame (data.voice.voice_per_frame), None to decide every moment by the mouths alone
+    (active_speaker.voice_speaker_turns or speaker_turns, with the config's settings)."""
     listen = expected is not None
+    if voices is not None:
+        speaking = voice_labels(
+            voices, ~np.asarray(silent, bool), len(mouths), cfg.speaker_same_voice, cfg.speaker_voice_switch_cost
+        )
+        evidence = [Evidence(speech_envelope(rms), cfg.frames(cfg.speaker_window_seconds), cfg.speaker_max_lag_frames)]
+        if listen:
+            window = cfg.frames(cfg.speaker_listen_window_seconds)
+            detrend = cfg.frames(cfg.speaker_listen_detrend_seconds)
+            evidence.append(Evidence(expected, window, cfg.speaker_listen_max_lag_frames, detrend))
+        return voice_speaker_turns(
+            mouths,
+            speaking,
+            silent,
+            evidence,
+            min_r=cfg.speaker_voice_min_r,
+            min_turn=cfg.frames(cfg.speaker_min_turn_seconds),
+            bridge=cfg.frames(cfg.speaker_bridge_seconds),
+        )
     return speaker_turns(
         mouths,
         rms,

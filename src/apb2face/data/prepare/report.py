@@ -119,8 +119,9 @@ def video_report(job: VideoJob, cfg: PrepareConfig, f: VideoFacts) -> dict:
 
 
 def speakers_report(decision: SpeakerDecision, names: list[str], cfg: PrepareConfig) -> dict:
-    """The `speakers` section of a video with several people: the faces left to right, the turns (start, end,
-    speaker) and the evidence: each face's mean mouth/audio correlation over each turn."""
+    """The `speakers` section of a video with several people: the faces left to right, the voices heard (the face
+    each was given to, and each face's mean mouth/audio correlation over that voice's speech), the turns (start,
+    end, speaker) and the evidence: each face's mean mouth/audio correlation over each turn."""
     fps = cfg.fps
     return {
         "faces": names,
@@ -132,6 +133,13 @@ def speakers_report(decision: SpeakerDecision, names: list[str], cfg: PrepareCon
             **{name: round(float((decision.labels == i).sum()) / fps, 2) for i, name in enumerate(names)},
             "nobody": round(float((decision.labels == NOBODY).sum()) / fps, 2),
         },
+        "voices": [
+            {
+                "face": names[face] if face >= 0 else None,
+                "r": {name: None if not math.isfinite(r) else round(r, 3) for name, r in zip(names, evidence)},
+            }
+            for face, evidence in zip(decision.voice_faces, decision.voice_evidence)
+        ],
         "turns": [
             {
                 "start": round(t.start / fps, 2),
@@ -162,6 +170,11 @@ def turns_table(results: list[VideoResult]) -> str:
             f"(r = mouth/audio correlation over the turn)"
         )
         width = max(map(len, faces))
+        for k, v in enumerate(speakers.get("voices", [])):
+            evidence = "  ".join(f"{name} {_r(v['r'][name])}" for name in faces)
+            lines.append(
+                f"  voice {k + 1} -> {v['face'] or 'nobody (no face follows it)'}  r over its speech: {evidence}"
+            )
         for t in speakers["turns"]:
             evidence = "  ".join(f"{name} {_r(t['r'][name])}" for name in faces)
             lines.append(f"  {t['start']:7.2f}-{t['end']:7.2f} s  {t['speaker']:<{width}}  r: {evidence}")
