@@ -10,19 +10,24 @@ decision is the one `prepare` makes (people.detect_speakers). The tracking is sl
 interview's per-face mouth series and audio RMS are saved to `interview_<pair>.npz` in --out and reused: rerunning
 with the same --out re-decides in seconds (delete the .npz files, or pass --fresh, to track again).
 
-The pairs are split: TUNED pairs were looked at while the detector's settings were chosen; HELD_OUT pairs are other
-people, never looked at while tuning, and are the figure that counts.
+The pairs are split: TUNED pairs were looked at while the detectors were designed; HELD_OUT pairs are other people,
+not used to set any detector's settings (but the voice detector's design was compared on them); FRESH pairs are four
+people in no other pair, added after the voice detector was settled and run once: the cleanest figure. A clip
+shorter than its interview plays again from its start (frames and audio together).
 
-Two detectors are compared on the same tracks: `rms` (the faces' mouths against the audio's loudness, what `prepare
---people --listen-with loudness` does) and `fuser` (against the mouth opening the demo checkpoint's fuser draws for the
-audio, `prepare --people`'s default). The expected mouth is cached in the .npz too (`expected`).
+Four detectors are compared on the same tracks (DETECTORS): `rms` and `fuser` decide every moment by the mouths
+alone (against the audio's loudness, or the mouth the demo checkpoint's fuser draws for the audio: `prepare --people
+speaker_voices=false` with `--listen-with loudness` or not); `voice-rms` and `voice` first split the speech into
+voices (data/prepare/voices.py) and give each voice to the face that follows it best, with the loudness evidence or
+with the fuser's and the loudness's (`prepare --people --listen-with loudness`, and `prepare --people`'s default).
+The expected mouth and the voice embeddings are cached in the .npz too (`expected`, `voices`).
 
 Per true turn the decision is the speaker the detector gave most of that turn's time to (nobody when it gave none).
 Printed: per turn the truth, the decision and each face's mean score, the share of turns right per interview, per
 group and over all (target >= 90 %), and the share of the frames given to a speaker that went to the right one.
 
-    .venv/bin/python benchmarks/active_speaker.py --out outputs/active_speaker [--pairs held-out] [--fresh]
-        [--detector rms|fuser|both]
+    .venv/bin/python benchmarks/active_speaker.py --out outputs/active_speaker [--pairs tuned|held-out|fresh]
+        [--fresh] [--detector rms,fuser,voice-rms,voice]
 """
 
 from __future__ import annotations
