@@ -20,10 +20,11 @@ Per input video (one identity per video unless told otherwise), each step in the
       is clear
     clips: tracks cut at pauses in the (corrected) audio, min/max length; with         sync
       split=time, each video's last `test_fraction` of frames is cut off as test clips
-    several people in one video (--people): every face tracked, left to right; who     people, track
-      speaks when from which face's mouth follows the audio (windowed correlation,    active_speaker
-      margin, minimum turn; silence = nobody); each face its own identity with only
-      the frames where it speaks
+    several people in one video (--people): every face tracked, left to right; the     people, track
+      speech split into voices (speaker embeddings, k-means, Viterbi); each voice     voices (data.voice)
+      given to the face whose mouth follows it best over all its frames (windowed     active_speaker
+      correlation, Hungarian; silence = nobody); each face its own identity with
+      only the frames where it speaks
     report.json + contact sheet PNG per video (per person), the turns listed           report
     all videos, in worker processes if asked; eyes normalised per identity once every  batch
       video is done; splits and dataset.json
