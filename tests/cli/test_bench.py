@@ -16,11 +16,13 @@ def test_bench_json_shape_and_table(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads(out.read_text())
     assert list(report["configs"]) == ["mobile"]
-    fps_keys = {"torch_b1", "torch_b8", "onnx_b1", "onnx_b8", "onnx_int8_b1", "onnx_int8_b8", "e2e_b1"}
+    # one thread: no frame-parallel figure; the stream's rate is the one-at-a-time one
+    fps_keys = {"torch_b1", "torch_b8", "onnx_b1", "onnx_b8", "onnx_int8_b1", "onnx_int8_b8", "e2e_b1", "e2e"}
     for name, c in report["configs"].items():
         assert set(c) == {"params", "gmac", "fps", "stream_latency_ms", "frame_budget_used"}
         assert set(c["fps"]) == fps_keys
         assert all(v > 0 for v in c["fps"].values())
+        assert c["fps"]["e2e"] == c["fps"]["e2e_b1"]
         latency = c["stream_latency_ms"]
         assert set(latency) == {"p50", "p95", "max"}
         # a live frame can never be ready before its look-ahead of audio has been spoken
@@ -63,3 +65,21 @@ def test_bench_compares_every_config_at_one_resolution_by_default():
 def test_bench_rejects_unknown_config(capsys):
     assert main(["bench", "--configs", "nope"]) == 2
     assert "unknown config" in capsys.readouterr().err
+
+
+def test_bench_with_two_threads_measures_frame_parallel_streams_and_prints_ratios(capsys):
+    argv = ["bench", "--configs", "paper,mobile", "--size", "64", "--repeats", "1", "--seconds", "1", "--threads", "2"]
+    assert main([*argv, "--json", "--no-int8"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for c in report["configs"].values():
+        fps = c["fps"]
+        assert fps["e2e_par"] > 0 and fps["e2e"] == max(fps["e2e_b1"], fps["e2e_par"])
+    table = format_table(report).splitlines()
+    paper, mobile = report["configs"]["paper"], report["configs"]["mobile"]
+    ratio = mobile["fps"]["e2e"] / paper["fps"]["e2e"]
+    macs = paper["gmac"] / mobile["gmac"]
+    assert (
+        f"against paper (end to end: each config's better of e2e_b1 and e2e_par): mobile {ratio:.1f}x end to end "
+        in (table[-3])
+    )
+    assert f"{macs:.1f}x fewer GMAC" in table[-3]

@@ -535,3 +535,54 @@ def test_audio_that_is_always_late_still_moves_the_face(pipe):
         assert rendered[second * 25 : (second + 1) * 25].sum() >= 5
     # look-ahead, a 20 ms chunk, lateness within 1.25 x max_lag_s (2 frame periods), one render
     assert max(latencies) <= session.lookahead_s + 0.020 + 1.25 * 0.080 + 0.050 + 1e-9
+
+
+# ------------------------------------------------------------------------------------------------ frame-parallel
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_frame_parallel_stream_gives_the_same_frames_in_order(pipe, workers):
+    pcm = noise_speech(2.3)
+    offline = pipe("anna", pcm, sample_rate=16000, seed=5, batch_size=1)
+    session = StreamingSession(pipe, "anna", seed=5, workers=workers)
+    frames, lo, sizes, k = [], 0, [320, 640, 480, 17, 1000], 0
+    while lo < len(pcm):
+        frames += session.push(pcm[lo : lo + sizes[k % len(sizes)]])
+        assert session.next_frame - len(frames) <= workers  # never more frames in flight than workers
+        lo += sizes[k % len(sizes)]
+        k += 1
+    frames += session.finish()
+    assert [f.index for f in frames] == list(range(len(offline.frames)))
+    assert [f.timestamp for f in frames] == [i / 25.0 for i in range(len(frames))]
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
+    np.testing.assert_array_equal(np.stack([f.landmarks for f in frames]), offline.landmarks)
+    np.testing.assert_array_equal(np.stack([f.pose for f in frames]), offline.pose)
+    assert [f.ready_sample for f in frames] == [
+        f.ready_sample for f in push_in_chunks(StreamingSession(pipe, "anna", seed=5), pcm, sizes)
+    ]  # each frame is reported ready when its audio was, not when a worker finished it
+
+
+def test_frame_parallel_onnx_stream_equals_onnx_offline(checkpoint):
+    pipe = APB2FacePipeline.from_pretrained(checkpoint, backend="onnx")
+    pcm = noise_speech(1.2, seed=9)
+    offline = pipe("anna", pcm, sample_rate=16000, seed=2, batch_size=1)
+    frames = push_in_chunks(StreamingSession(pipe, "anna", seed=2, workers=2), pcm, [320])
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline.frames)
+
+
+def test_frame_parallel_settings_and_worker_errors(pipe, monkeypatch):
+    assert StreamingSession(pipe, "anna", workers=4, realtime=True).workers == 1  # live: one frame at a time
+    with pytest.raises(UserError, match="workers must be at least 1"):
+        StreamingSession(pipe, "anna", workers=0)
+    calls = []
+
+    def failing_step(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the backend failed")
+        return APB2FacePipeline.step(pipe, *args)
+
+    monkeypatch.setattr(pipe, "step", failing_step)
+    session = StreamingSession(pipe, "anna", workers=2)
+    with pytest.raises(RuntimeError, match="the backend failed"):  # raised in the caller's thread, not lost
+        push_in_chunks(session, noise_speech(1.0), [320])

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_table(report: dict) -> str:
-    keys = ["torch_b1", "torch_b8", "onnx_b1", "onnx_b8", "onnx_int8_b1", "onnx_int8_b8", "e2e_b1"]
+    keys = ["torch_b1", "torch_b8", "onnx_b1", "onnx_b8", "onnx_int8_b1", "onnx_int8_b8", "e2e_b1", "e2e_par"]
     head = (
         f"{'config':<10}{'px':>5}{'params':>9}{'GMAC':>7}{'/frame':>7}"
         + "".join(f"{k:>13}" for k in keys)
@@ -105,10 +105,21 @@ def format_table(report: dict) -> str:
             f"{extra['gmac_per_frame']:>7.2f}{fps}{latency['p50']:>9.0f}{latency['p95']:>7.0f}{latency['max']:>7.0f}"
             f"{c['frame_budget_used']:>8.0%}"
         )
+    configs = report["configs"]
+    if len(configs) > 1:  # side by side in one run: the ratios are the reliable part
+        first, *others = configs
+        base = configs[first]
+        ratios = ", ".join(
+            f"{name} {configs[name]['fps']['e2e'] / base['fps']['e2e']:.1f}x end to end and "
+            f"{base['gmac'] / configs[name]['gmac']:.1f}x fewer GMAC"
+            for name in others
+        )
+        lines.append(f"against {first} (end to end: each config's better of e2e_b1 and e2e_par): {ratios}")
     s = report["setup"]
     lookaheads = ", ".join(f"{name} {extra['lookahead_ms']:g} ms" for name, extra in s["per_config"].items())
     lines.append(
-        f"frames/s; latency in ms (audio spoken -> frame ready, {s['chunk_ms']:.0f} ms chunks; of it the model's "
+        f"frames/s (e2e_b1: one stream, a frame at a time; e2e_par: {s['threads']} frames at once, a thread each); "
+        f"latency in ms (audio spoken -> frame ready, {s['chunk_ms']:.0f} ms chunks; of it the model's "
         f"look-ahead: {lookaheads}); budget: share of each 40 ms frame period the live stream's work takes "
         f"(over 100 % falls behind)"
     )

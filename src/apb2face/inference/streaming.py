@@ -23,14 +23,25 @@ than `max_lag_s` after the audio that made it ready is not rendered; the last re
 place (`StreamFrame.repeated`), so every frame still comes out, with its exact index and timestamp, in sync with the
 audio. The motion advances as if it had been rendered, so once the load goes away the frames are again the ones an
 unloaded stream renders. One warning is logged per overload episode; `repeated_frames` and `overloads` count them.
+
+Frame-parallel rendering (`workers=N`, not in real-time mode): the frames of one stream do not depend on each other
+once their audio windows and motion are known, so up to N of them render at once on N threads while the caller's
+thread goes on with the audio. A stream fed faster than real time (a file, a backlog) then keeps N cores busy where a
+small model cannot use a second core inside one frame (its operations are too short to split). Give the backend one
+intra-op thread per worker (ONNX Runtime and PyTorch release the GIL while they compute). Frames still come out in
+order and are the same frames; push() returns those finished so far (up to N may still be in flight, returned by
+a later push() or finish()). A live source needs every frame as soon as it is ready, so `realtime=True` renders
+one frame at a time in the caller's thread.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +144,19 @@ class StreamingSession:
         clock: Callable[[], float] = time.perf_counter,
         allow_unknown: bool = False,
         motion: MotionSource | None = None,
+        workers: int = 1,
     ) -> None:
         """realtime: drop (repeat) frames that would come out more than `max_lag_s` (default 2 frame periods) after
         the audio that made them ready, instead of falling further behind; `clock` is the wall clock that `arrived`
         times given to push() are read on. allow_unknown: render a photo of a person the checkpoint does not know
         (see APB2FacePipeline.prepare_reference). motion: where each frame's pose and eyes come from
-        instead of seed / pose / eyes (e.g. a scene face's own motion, `inference.scene.streaming`)."""
-        check_fps(fps)  # the same bounds as generate: a huge rate would ask for gigabytes of frames
+        instead of seed / pose / eyes (e.g. a scene face's own motion, `inference.scene.streaming`). workers: frames
+        rendered at once on that many threads when not in real-time mode (module docstring)."""
+        check_fps(fps)
+        if workers < 1:
+            raise UserError(
+                f"workers must be at least 1, got {workers}"
+            )  # the same bounds as generate: a huge rate would ask for gigabytes of frames
         self.pipeline = pipeline
         self.fps = float(fps)
         self.reference = pipeline.prepare_reference(reference, allow_unknown=allow_unknown)
@@ -182,6 +199,9 @@ class StreamingSession:
         self._in_time = 0  # frames rendered in a row since the last repeated one
         self._overloaded = False
         self._last: StreamFrame | None = None
+        self.workers = 1 if self.realtime else int(workers)
+        self._pool = ThreadPoolExecutor(self.workers, "apb2face-render") if self.workers > 1 else None
+        self._in_flight: deque[tuple[StreamFrame, Future]] = deque()  # frames rendering on the pool, in order
 
     # -- facts ------------------------------------------------------------------------------------------------------
 
@@ -216,7 +236,7 @@ class StreamingSession:
         for lo in range(0, len(pcm), BLOCK_SAMPLES):
             self._raw.extend(self._features.push(pcm[lo : lo + BLOCK_SAMPLES]))
             out += self._render_ready(final_rows=None, last_frame=None)
-        return out
+        return out + self._collect(wait=False)
 
     def finish(self, num_frames: int | None = None) -> list[StreamFrame]:
         """End of stream: the remaining frames (their windows are completed by the offline edge rules).
@@ -231,7 +251,11 @@ class StreamingSession:
         self._raw.extend(self._features.finish())
         self.finished = True
         total = A.num_video_frames(self._features.num_samples, self.fps) if num_frames is None else num_frames
-        return self._render_ready(final_rows=self._features.total_rows, last_frame=total)
+        out = self._render_ready(final_rows=self._features.total_rows, last_frame=total)
+        out += self._collect(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+        return out
 
     def stream(self, chunks: Iterable[np.ndarray], num_frames: int | None = None) -> Iterator[StreamFrame]:
         """All frames for an iterable of PCM chunks (finish() included)."""
@@ -254,11 +278,14 @@ class StreamingSession:
             elif n >= last_frame:
                 break
             self._encode_rows()
-            out.append(
-                self._render_in_time(n, centre, final_rows)
-                if self.realtime and final_rows is None  # finish() renders the few frames left, all of them
-                else self._render(n, centre, final_rows)
-            )
+            if self._pool is not None:
+                out += self._submit(n, centre, final_rows)
+            else:
+                out.append(
+                    self._render_in_time(n, centre, final_rows)
+                    if self.realtime and final_rows is None  # finish() renders the few frames left, all of them
+                    else self._render(n, centre, final_rows)
+                )
             self.next_frame += 1
         return out
 
@@ -331,23 +358,45 @@ class StreamingSession:
             log.info("caught up: frames are rendered in time again (%d repeated so far)", self.repeated_frames)
         return frame
 
-    def _render(self, n: int, centre: int, final_rows: int | None) -> StreamFrame:
+    def _inputs(self, n: int, centre: int, final_rows: int | None) -> tuple[np.ndarray, Motion, StreamFrame]:
+        """Frame n's audio window and motion, and its frame with everything but the pictures."""
         rows = centre + np.arange(-(self.window - self.lookahead), self.lookahead)
         # clipping as apb2face.data.audio.frame_windows: row 0 repeats before the start; the last row after the end
         # (known only once the stream is final; before that every row of the window exists)
         rows = np.clip(rows, 0, (final_rows if final_rows is not None else self._rows.count) - 1)
         window = self._rows.take(rows)
         motion = self._motion.take(1)
+        empty = np.zeros(0)
+        meta = StreamFrame(n, n / self.fps, empty, empty, motion.pose[0], motion.eyes[0], self._features.num_samples)
+        return window, motion, meta
+
+    def _render(self, n: int, centre: int, final_rows: int | None) -> StreamFrame:
+        window, motion, meta = self._inputs(n, centre, final_rows)
         frames, landmarks = self.pipeline.step(self.reference, window[None], motion.pose, motion.eyes)
-        return StreamFrame(
-            index=n,
-            timestamp=n / self.fps,
-            image=frames[0],
-            landmarks=landmarks[0],
-            pose=motion.pose[0],
-            eyes=motion.eyes[0],
-            ready_sample=self._features.num_samples,
-        )
+        return replace(meta, image=frames[0], landmarks=landmarks[0])
+
+    def _submit(self, n: int, centre: int, final_rows: int | None) -> list[StreamFrame]:
+        """Start frame n on the pool; first make room (wait for the oldest frame) when every worker is busy."""
+        done = self._collect(wait=False)
+        if len(self._in_flight) >= self.workers:
+            done += self._collect(wait=True, count=1)
+        window, motion, meta = self._inputs(n, centre, final_rows)
+        future = self._pool.submit(self.pipeline.step, self.reference, window[None], motion.pose, motion.eyes)
+        self._in_flight.append((meta, future))
+        return done
+
+    def _collect(self, wait: bool, count: int | None = None) -> list[StreamFrame]:
+        """The frames finished on the pool, oldest first, stopping at the first one still rendering (wait: waiting
+        for it, for `count` frames or all of them)."""
+        out = []
+        while self._in_flight and (count is None or len(out) < count):
+            meta, future = self._in_flight[0]
+            if not wait and not future.done():
+                break
+            frames, landmarks = future.result()  # an error in a worker is raised here, in the caller's thread
+            self._in_flight.popleft()
+            out.append(replace(meta, image=frames[0], landmarks=landmarks[0]))
+        return out
 
 
 def as_float_pcm(pcm: np.ndarray) -> np.ndarray:
