@@ -335,6 +335,19 @@ def test_budget_stops_refitting_after_the_fit_step():
     assert fitted[3:] == [None, None, None]  # later steps keep the length fixed
 
 
+def test_budget_leaves_the_discriminator_warm_up_out_of_the_step_time():
+    """Warm-up steps skip the generator's update: timed, they would make the fitted schedule far too long."""
+    from apb2face.training.stopping import Budget
+
+    budget = Budget(3600.0, fit_schedule=True, fit_until_step=3, timed_from=5)
+    budget.start()
+    fitted = [budget.after_step(step) for step in range(1, 12)]
+    assert fitted[:6] == [None] * 6  # the 5 warm-up steps, then the first timed one (one-off costs)
+    assert all(isinstance(f, int) and f > 8 for f in fitted[6:8])  # steps 7 and 8 fit the schedule
+    assert fitted[8:] == [None, None, None]  # fixed after step 5 + 3
+    assert budget.steps_done == 6
+
+
 def test_speech_data_teaches_only_the_fuser_its_lip_shapes(tiny_dataset, tmp_path):
     """A second dataset of real talking faces adds its audio, pose, eyes and landmarks to every sample (its frames
     are never read), the lip-shape loss trains the run, and the run still resumes exactly."""

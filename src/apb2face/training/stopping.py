@@ -24,13 +24,16 @@ class Budget:
     fit_schedule: after every step the steps left are estimated from the mean step time so far (the first step,
     which carries one-off warm-up costs, left out), and the schedule's length is set to the steps done plus those
     left, so the learning rate reaches its end when the time is up even on a machine whose load changes.
-    fit_until_step: stop re-fitting once the run reaches this global step: from then on the schedule is fixed, so a
-    run stopped later and resumed with that length ends exactly as an uninterrupted one.
+    fit_until_step: stop re-fitting once the run reaches this global step (counted after `timed_from`): from then on
+    the schedule is fixed, so a run stopped later and resumed with that length ends exactly as an uninterrupted one.
+    timed_from: steps up to this global step cost what later ones do not (the discriminator's warm-up skips the
+    generator's update), so they are left out of the step time, and the fit starts after them.
     """
 
     seconds: float
     fit_schedule: bool = False
     fit_until_step: int | None = None
+    timed_from: int = 0
     started: float = field(default=0.0, init=False)
     after_first: float | None = field(default=None, init=False)
     steps_done: int = field(default=0, init=False)
@@ -52,6 +55,8 @@ class Budget:
     def after_step(self, step: int) -> int | None:
         """Count one finished step (the run is now at global `step`); with fit_schedule, the schedule length that
         ends when the time does (None before there is a step time to go by, or without fit_schedule)."""
+        if step <= self.timed_from:
+            return None
         self.steps_done += 1
         now = time.perf_counter()
         if self.steps_done == 1:
@@ -59,7 +64,7 @@ class Budget:
             return None
         if not self.fit_schedule or self.after_first is None:
             return None
-        if self.fit_until_step is not None and step > self.fit_until_step:
+        if self.fit_until_step is not None and step > self.fit_until_step + self.timed_from:
             return None
         per_step = (now - self.after_first) / (self.steps_done - 1)
         left = max(1, int((self.seconds - (now - self.started)) / per_step))

@@ -106,7 +106,9 @@ class Trainer:
         self.resume = resume
         self.max_steps = max_steps
         self.stop = min(run.train.steps, max_steps) if max_steps is not None else run.train.steps
-        self.budget = Budget(max_minutes * 60.0, fit_schedule, fit_until_step) if max_minutes is not None else None
+        self.budget = None
+        if max_minutes is not None:  # the D warm-up's cheaper steps would make the fitted schedule too long
+            self.budget = Budget(max_minutes * 60.0, fit_schedule, fit_until_step, run.train.d_warmup_steps)
         self.dist = Distributed.from_env()
         self.step = 0
         self.saved_step = -1  # the step of the last checkpoint written or loaded
