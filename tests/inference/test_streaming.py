@@ -15,7 +15,7 @@ from apb2face.data import audio as A
 from apb2face.errors import UserError
 from apb2face.inference.export import load_onnx
 from apb2face.inference.pipeline import APB2FacePipeline, default_checkpoint
-from apb2face.inference.streaming import StreamingSession, simulate_live
+from apb2face.inference.streaming import IN_FLIGHT_PER_WORKER, StreamingSession, simulate_live
 from apb2face.inference.streaming_features import StreamingFeatures, samples_for_row
 from tests.inference.helpers import noise_speech
 from tests.inference.test_export import make_checkpoint
@@ -548,7 +548,7 @@ def test_frame_parallel_stream_gives_the_same_frames_in_order(pipe, workers):
     frames, lo, sizes, k = [], 0, [320, 640, 480, 17, 1000], 0
     while lo < len(pcm):
         frames += session.push(pcm[lo : lo + sizes[k % len(sizes)]])
-        assert session.next_frame - len(frames) <= workers  # never more frames in flight than workers
+        assert session.next_frame - len(frames) <= workers * IN_FLIGHT_PER_WORKER  # a bounded queue
         lo += sizes[k % len(sizes)]
         k += 1
     frames += session.finish()
