@@ -10,8 +10,9 @@ phone (two people's turns interleaved, telephone band). The far-field and teleph
 
 Measure: generate each clip with natural motion (seed 0), run the face mesh on every frame, Pearson r of mouth
 opening vs audio RMS per frame, best lag within +-3 frames. Targets: every clip r >= 0.3, mean >= 0.5 (the real
-speakers of these clips read -0.02 to 0.35 on their own footage, means 0.30 and 0.20: docs/results.md). `--footage` adds the real speaker's own recorded mouth against the same audio, where
-the clip comes with its video: what a perfect mouth reads with this measure.
+speakers of these clips read -0.02 to 0.35 on their own footage, means 0.30 and 0.20: docs/results.md).
+`--footage` adds the real speaker's own recorded mouth against the same audio, where the clip comes with its video:
+what a perfect mouth reads with this measure.
 
     .venv/bin/python benchmarks/hearing.py --checkpoint src/apb2face/checkpoints/demo --checkpoint runs/x/final \
         [--clips held-out] [--footage]
