@@ -90,14 +90,24 @@ def test_each_face_gets_its_own_turns(
     assert report["speakers"]["faces"] == ["anna", "ben"]
     assert all(set(t["r"]) == {"anna", "ben"} and t["end"] > t["start"] for t in turns)
     # per true turn, the speaker the detector gave most of its frames to
-    right = 0
+    wrong = []  # the true turns given mostly to the other face
     for start, end, face in truth:
         overlap = {name: 0.0 for name in ("anna", "ben")}
         for t in turns:
             overlap[t["speaker"]] += max(0.0, min(end, t["end"]) - max(start, t["start"]))
-        right += max(overlap, key=overlap.get) == ("anna", "ben")[face]
+        if max(overlap, key=overlap.get) != ("anna", "ben")[face]:
+            wrong.append((start, end))
     # by the mouths alone one turn of the four may go wrong (a near tie); two voices told apart leave no near tie
-    assert right >= len(truth) - (0 if voices else 1), turns
+    assert len(wrong) <= (0 if voices else 1), turns
+    # and most of the time goes to the face that speaks: a switch a second late or early is a near tie too
+    decided = sum(t["end"] - t["start"] for t in turns)
+    given_right = sum(
+        max(0.0, min(end, t["end"]) - max(start, t["start"]))
+        for start, end, face in truth
+        for t in turns
+        if t["speaker"] == ("anna", "ben")[face]
+    )
+    assert given_right / decided >= (0.95 if voices else 0.85), (given_right / decided, turns)
     if voices:  # two voices, each given to its own face
         assert [v["face"] for v in report["speakers"]["voices"]] in (["anna", "ben"], ["ben", "anna"])
         assert "voice 1 -> " in printed and "voice 2 -> " in printed
@@ -110,12 +120,14 @@ def test_each_face_gets_its_own_turns(
     assert len(inverted) <= 1, turns
     margin = sum((t["end"] - t["start"]) * (t["r"][t["speaker"]] - min(t["r"].values())) for t in turns)
     assert margin > 0, turns
-    # each person's clips come from their own turns only
+    # each person's clips come from the turns the detector gave them, which with voices are their own turns only
     for name, face in (("anna", 0), ("ben", 1)):
         for key in ds.clips("train", identity=name) + ds.clips("test", identity=name):
             start = json.loads((out / "clips" / key.key / "clip.json").read_text())["source_start_seconds"]
+            in_turn = [t["start"] <= start + 0.5 < t["end"] for t in turns if t["speaker"] == name]
             own = [s <= start + 0.5 < e for s, e, f in truth if f == face]
-            assert any(own), (name, start, truth)
+            assert any(in_turn), (name, start, turns)
+            assert any(own) or not voices, (name, start, truth)
     assert "turns, faces left to right: anna, ben" in printed
 
 
