@@ -24,6 +24,7 @@ telephone and at -40 dBFS), added when the main clips had been used to compare r
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,27 +129,38 @@ FOOTAGE: dict[str, tuple[str, float]] = {
 }
 
 
+def mouth_r(mouth: np.ndarray, speech: np.ndarray, fps: float, max_lag: int) -> float | None:
+    """Pearson r of mouth opening vs the audio's RMS per frame, best lag within +-max_lag frames."""
+    r, _ = lipsync_correlation(mouth, audio_lib.rms_per_frame(speech, len(mouth), fps), max_lag=max_lag)
+    return r
+
+
 def lipsync_r(pipe: APB2FacePipeline, identity: str, speech: np.ndarray) -> float | None:
     result = pipe(identity, speech, sample_rate=RATE, seed=0)
-    mouth = measure_face_mesh(result.frames, video=True).mouth
-    r, _ = lipsync_correlation(mouth, audio_lib.rms_per_frame(speech, len(result.frames), result.fps), max_lag=3)
-    return r
+    return mouth_r(measure_face_mesh(result.frames, video=True).mouth, speech, result.fps, max_lag=3)
+
+
+@functools.cache
+def footage_mouth(name: str, start: float, seconds: float) -> tuple[np.ndarray, float]:
+    """Mouth opening per recorded frame of `name` over [start, start + seconds), and the frame rate; cached, since
+    several clips are one recording heard through other channels."""
+    frames = []
+    for t, frame in video_lib.iter_frames(REAL / name):
+        if t >= start + seconds:
+            break
+        if t >= start:
+            frames.append(frame)
+    return measure_face_mesh(np.stack(frames), video=True).mouth, len(frames) / seconds
 
 
 def footage_r(clip: str, speech: np.ndarray, seconds: float) -> float | None:
     """The real speaker's own mouth (face mesh on the recorded frames) against the clip's audio, same window."""
     if clip not in FOOTAGE:
         return None
-    name, start = FOOTAGE[clip]
-    stamped = [(t, f) for t, f in video_lib.iter_frames(REAL / name) if start <= t < start + seconds]
-    fps = len(stamped) / seconds
-    frames = np.stack([f for _, f in stamped])
-    mouth = measure_face_mesh(frames, video=True).mouth
+    mouth, fps = footage_mouth(*FOOTAGE[clip], seconds)
     # a recording may carry its own audio-video offset (up to 5 frames in these files' manifest), which no generated
     # video has: the footage gets lags up to FOOTAGE_MAX_LAG_S, so the ceiling errs high, not low
-    lags = round(FOOTAGE_MAX_LAG_S * fps)
-    r, _ = lipsync_correlation(mouth, audio_lib.rms_per_frame(speech, len(frames), fps), max_lag=lags)
-    return r
+    return mouth_r(mouth, speech, fps, max_lag=round(FOOTAGE_MAX_LAG_S * fps))
 
 
 def main() -> int:

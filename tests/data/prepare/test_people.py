@@ -89,23 +89,23 @@ def test_each_face_gets_its_own_turns(
     turns = report["speakers"]["turns"]
     assert report["speakers"]["faces"] == ["anna", "ben"]
     assert all(set(t["r"]) == {"anna", "ben"} and t["end"] > t["start"] for t in turns)
+
+    def shared(start: float, end: float, turn: dict) -> float:  # seconds of a true turn the detected one covers
+        return max(0.0, min(end, turn["end"]) - max(start, turn["start"]))
+
     # per true turn, the speaker the detector gave most of its frames to
-    wrong = []  # the true turns given mostly to the other face
+    wrong = 0  # true turns given mostly to the other face
     for start, end, face in truth:
         overlap = {name: 0.0 for name in ("anna", "ben")}
         for t in turns:
-            overlap[t["speaker"]] += max(0.0, min(end, t["end"]) - max(start, t["start"]))
-        if max(overlap, key=overlap.get) != ("anna", "ben")[face]:
-            wrong.append((start, end))
+            overlap[t["speaker"]] += shared(start, end, t)
+        wrong += max(overlap, key=overlap.get) != ("anna", "ben")[face]
     # by the mouths alone one turn of the four may go wrong (a near tie); two voices told apart leave no near tie
-    assert len(wrong) <= (0 if voices else 1), turns
+    assert wrong <= (0 if voices else 1), turns
     # and most of the time goes to the face that speaks: a switch a second late or early is a near tie too
     decided = sum(t["end"] - t["start"] for t in turns)
     given_right = sum(
-        max(0.0, min(end, t["end"]) - max(start, t["start"]))
-        for start, end, face in truth
-        for t in turns
-        if t["speaker"] == ("anna", "ben")[face]
+        shared(start, end, t) for start, end, face in truth for t in turns if t["speaker"] == ("anna", "ben")[face]
     )
     assert given_right / decided >= (0.95 if voices else 0.85), (given_right / decided, turns)
     if voices:  # two voices, each given to its own face
