@@ -20,14 +20,14 @@ def _inputs(size: int, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
 # the design study's layout, then the options that make the `realtime` preset faster at 256 px: a 1/8 trunk, the
 # sub-pixel head at half resolution, and both; value: (options, channels of the half-resolution cache at 64 px)
 VARIANTS = {
-    "quarter trunk": ({}, 24 + 32 + 12),
-    "eighth trunk": ({"trunk_stride": 8}, 6 + 32 + 12),
-    "subpixel head": ({"subpixel_head": True}, 24 + 32 + 12),
-    "eighth trunk, subpixel head": ({"trunk_stride": 8, "subpixel_head": True}, 6 + 32 + 12),
-    "reference warp": ({"reference_warp": True}, 24 + 32 + 12),
+    "quarter trunk": ({}, 24 + 48 + 12),
+    "eighth trunk": ({"trunk_stride": 8}, 6 + 48 + 12),
+    "subpixel head": ({"subpixel_head": True}, 24 + 48 + 12),
+    "eighth trunk, subpixel head": ({"trunk_stride": 8, "subpixel_head": True}, 6 + 48 + 12),
+    "reference warp": ({"reference_warp": True}, 24 + 48 + 12),
     "eighth trunk, subpixel head, reference warp": (
         {"trunk_stride": 8, "subpixel_head": True, "reference_warp": True},
-        6 + 32 + 12,
+        6 + 48 + 12,
     ),
 }
 
@@ -61,8 +61,8 @@ def test_shapes_range_and_cached_encoder_equivalence(options, cached_channels):
         alone = gen(ref[:1].expand(2, -1, -1, -1), latent)
     assert out.shape == ref.shape
     assert out.abs().max() <= 1.0
-    # one half-resolution tensor: packed trunk features (96 @ 16x16 -> 24, or 96 @ 8x8 -> 6), skip features (32),
-    # packed pixels (12)
+    # one half-resolution tensor: packed trunk features (96 @ 16x16 -> 24, or 96 @ 8x8 -> 6), the skip features'
+    # share of the half-resolution merge (48), the pixels (12)
     assert features.shape == (1, cached_channels, 32, 32)
     torch.testing.assert_close(per_frame, alone, atol=3e-5, rtol=0)
     # the latent matters: two different latents give two different images
@@ -126,6 +126,25 @@ def test_the_speed_options_are_checked():
         ModelConfig(generator="mobile", subpixel_head="yes")
     with pytest.raises(ValueError, match="must divide by 16"):
         MobileGenerator(ModelConfig(generator="mobile", trunk_stride=8, generator_width=0.25))
+    with pytest.raises(ValueError, match="need generator 'mobile'"):
+        ModelConfig(generator="skip", decoder_width=0.5)
+    with pytest.raises(ValueError, match=r"decoder_width must be in \[0.1, 4\]"):
+        ModelConfig(generator="mobile", decoder_width=0.05)
+    with pytest.raises(ValueError, match="decoder_width must be a number or null"):
+        ModelConfig(generator="mobile", decoder_width="half")
+
+
+def test_the_decoder_width_narrows_only_the_decoder():
+    wide = MobileGenerator(ModelConfig(image_size=64, generator="mobile", subpixel_head=True, trunk_stride=8))
+    narrow = MobileGenerator(
+        ModelConfig(image_size=64, generator="mobile", subpixel_head=True, trunk_stride=8, decoder_width=0.33)
+    )
+    assert (wide.half_channels, narrow.half_channels) == (48, 16)
+    assert narrow.trunk_channels == wide.trunk_channels and narrow.skip_channels == wide.skip_channels
+    assert narrow.head.in_channels == 16
+    ref, latent = _inputs(64)
+    with torch.no_grad():
+        assert narrow(ref, latent).shape == ref.shape
 
 
 def test_fewer_parameters_than_paper():
@@ -172,7 +191,31 @@ def test_cached_features_pack_the_trunk_exactly():
         half = gen.stem_half(ref)
         trunk = gen.norms[0](gen.blocks[0](gen.stem_quarter(half)))
     torch.testing.assert_close(F.pixel_unshuffle(features[:, :24], 2), trunk, rtol=0, atol=0)
-    torch.testing.assert_close(F.pixel_shuffle(features[:, 24 + 32 :], 2), ref, rtol=0, atol=0)
+    torch.testing.assert_close(F.pixel_shuffle(features[:, 24 + 48 :], 2), ref, rtol=0, atol=0)
+
+
+def test_the_per_frame_rewrites_compute_the_trained_layers():
+    # the cached skip share plus the per-frame convs equal merge_half on the concatenation it was defined on, and
+    # the flow's taps summed equal its 3x3 convolution
+
+    config = ModelConfig(
+        image_size=64, generator="mobile", geometry_sketch=True, reference_warp=True, subpixel_head=True
+    )
+    gen = _trained_looking(MobileGenerator(config)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in (gen.merge_half[0], gen.flow):
+            layer.bias.normal_(0, 0.1, generator=g)
+    x, skip, sketch = (torch.randn(2, c, 32, 32, generator=g) for c in (48, 32, 4))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            gen._merged_half(x, gen._skip_share(skip[:1]), sketch),
+            gen.merge_half(torch.cat([x, skip[:1].expand(2, -1, -1, -1), sketch], dim=1)),
+            atol=1e-5,
+            rtol=0,
+        )
+        torch.testing.assert_close(gen._flow(x), gen.flow(x), atol=1e-5, rtol=0)
+        assert gen.flow(x).abs().mean() > 0.1  # not two zeros
 
 
 def test_the_realtime_preset_needs_fifteen_times_fewer_macs_than_paper_at_256():

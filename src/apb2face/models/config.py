@@ -114,6 +114,9 @@ class ModelConfig:
     # `mobile` only: the last stage runs at half resolution and predicts each output pixel's 2x2 block as 12
     # channels (sub-pixel convolution), over the reference's own packed pixels, instead of a full-resolution tail
     subpixel_head: bool = False
+    # `mobile` only: channel multiplier of the decoder after the trunk (its half-resolution stage is most of the
+    # per-frame work at 256 px); None: generator_width
+    decoder_width: float | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -128,8 +131,12 @@ class ModelConfig:
             raise ValueError(f"reference_warp needs generator 'skip' or 'mobile', got {self.generator!r}")
         if self.trunk_stride not in (4, 8):
             raise ValueError(f"trunk_stride must be 4 or 8, got {self.trunk_stride}")
-        if (self.trunk_stride != 4 or self.subpixel_head) and self.generator != "mobile":
-            raise ValueError(f"trunk_stride and subpixel_head need generator 'mobile', got {self.generator!r}")
+        if (
+            self.trunk_stride != 4 or self.subpixel_head or self.decoder_width is not None
+        ) and self.generator != "mobile":
+            raise ValueError(
+                f"trunk_stride, subpixel_head and decoder_width need generator 'mobile', got {self.generator!r}"
+            )
         if self.audio_loudness not in get_args(Loudness):
             raise ValueError(f"audio_loudness must be 'absolute' or 'relative', got {self.audio_loudness!r}")
         if self.adaconv_init not in ("identity", "normal"):
@@ -151,6 +158,10 @@ class ModelConfig:
                 raise ValueError(f"{name} must be an integer, got {value!r}")
         if not isinstance(self.generator_width, (int, float)) or isinstance(self.generator_width, bool):
             raise ValueError(f"generator_width must be a number, got {self.generator_width!r}")
+        if self.decoder_width is not None and (
+            not isinstance(self.decoder_width, (int, float)) or isinstance(self.decoder_width, bool)
+        ):
+            raise ValueError(f"decoder_width must be a number or null, got {self.decoder_width!r}")
         if not isinstance(self.generator, str):
             raise ValueError(f"generator must be a name, got {self.generator!r}")
         for name in ("geometry_sketch", "reference_warp", "subpixel_head"):
@@ -170,6 +181,8 @@ class ModelConfig:
             raise ValueError(f"audio_lookahead must be in [0, audio_window], got {self.audio_lookahead}")
         if not 0.1 <= self.generator_width <= 4.0:
             raise ValueError(f"generator_width must be in [0.1, 4], got {self.generator_width}")
+        if self.decoder_width is not None and not 0.1 <= self.decoder_width <= 4.0:
+            raise ValueError(f"decoder_width must be in [0.1, 4], got {self.decoder_width}")
         if not 8 <= self.discriminator_width <= MAX_DISCRIMINATOR_WIDTH:
             raise ValueError(
                 f"discriminator_width must be in [8, {MAX_DISCRIMINATOR_WIDTH}], got {self.discriminator_width}"

@@ -40,11 +40,12 @@ loads as it was):
 
 A third option, `reference_warp: true`, makes the output a change of the reference *moved into place*: the
 half-resolution decoder features predict a flow (one vector per 2x2 block, zero-initialised, bounded like the `skip`
-warp's), the cached packed pixels are sampled along it (models/reference_warp.py `warp_packed`, bilinear), and the
-head's change is added to those. Without it, a head turn has to be repainted through the 1/8 trunk and comes out
-smeared; with it, 15 minutes of training reach SSIM 0.67 instead of 0.60 (docs/realtime.md). It costs about 1.6 ms a
-frame at 256 px on one core: the flow's 3x3 convolution 0.8 ms, the four gathers 0.4, the atanh of the moved pixels
-0.3 and unpacking the reference 0.2 (docs/realtime.md).
+warp's), the cached pixels are sampled along it (models/reference_warp.py `warp_packed`, bilinear, returning them
+packed), and the head's change is added to those. Without it, a head turn has to be repainted through the 1/8 trunk
+and comes out smeared; with it, 15 minutes of training reach SSIM 0.67 instead of 0.60 (docs/realtime.md). It costs
+about 1.6 ms a frame at 256 px on one core: the flow's 3x3 convolution 0.8 ms, the four gathers 0.4, the atanh of
+the moved pixels 0.3 and unpacking the reference 0.2 (docs/realtime.md; the last is gone since the image is cached
+unpacked, and the flow's convolution is now computed as its taps, see `_flow`).
 
 At 256 px with the `realtime` width (before the warp), ONNX Runtime on one core: the frame graph takes 31 ms with
 neither, 27 ms with the sub-pixel head, 22 ms with the 1/8 trunk, 18.5 ms with both (drawing the sketch and the fuser
@@ -113,9 +114,9 @@ class MobileGenerator(nn.Module):
         w = config.generator_width
         e0, e1, e2 = (make_divisible(c * w) for c in ENCODER)
         trunk = make_divisible(TRUNK * w)
-        d0, d1 = (make_divisible(c * w) for c in DECODER)
+        d0, d1 = (make_divisible(c * (config.decoder_width or w)) for c in DECODER)
         skip = make_divisible(SKIP * w)
-        self.trunk_channels, self.skip_channels = trunk, skip
+        self.trunk_channels, self.skip_channels, self.half_channels = trunk, skip, d0
         # the trunk's features travel packed into the half-resolution cache: `pack` x `pack` pixels per position
         self.pack = config.trunk_stride // 2
         if trunk % (self.pack * self.pack):
@@ -201,18 +202,23 @@ class MobileGenerator(nn.Module):
         if self.stem_eighth is not None:
             trunk = self.stem_eighth(trunk)
         trunk = self.norms[0](self.blocks[0](trunk))
-        pixels = F.pixel_unshuffle(reference, 2)
-        if self.config.subpixel_head and self.flow is None:
-            pixels = _atanh(pixels)
-        return torch.cat([F.pixel_shuffle(trunk, self.pack), self.skip(half), pixels], dim=1)
+        if self.flow is not None:
+            # the image as it is, its memory viewed as 12 half-resolution channels (a reshape, not a packing): the
+            # warp gathers from the flat image, so no frame has to unpack it
+            pixels = reference.reshape(reference.shape[0], 12, reference.shape[2] // 2, reference.shape[3] // 2)
+        else:
+            pixels = F.pixel_unshuffle(reference, 2)
+            if self.config.subpixel_head:
+                pixels = _atanh(pixels)
+        return torch.cat([F.pixel_shuffle(trunk, self.pack), self._skip_share(self.skip(half)), pixels], dim=1)
 
     def render(
         self, features: torch.Tensor, latent: torch.Tensor, geometry: torch.Tensor | None = None
     ) -> torch.Tensor:
         packed = self.trunk_channels // (self.pack * self.pack)
         trunk = F.pixel_unshuffle(features[:, :packed], self.pack)
-        skip = features[:, packed : packed + self.skip_channels]
-        pixels = features[:, packed + self.skip_channels :]  # (B, 12, S/2, S/2): packed pixels, or their atanh
+        skip = features[:, packed : packed + self.half_channels]  # the skip features' share of the half merge
+        pixels = features[:, packed + self.half_channels :]  # (B, 12, S/2, S/2): packed pixels, or their atanh
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         if self.sketch_in is not None:
             sketch = sketch_for(geometry, skip)
@@ -225,9 +231,10 @@ class MobileGenerator(nn.Module):
         if self.up_quarter is not None:
             x = self.up_quarter(x)
         x = self.up_half(x)
-        x = self.adaconv_half(self.merge_half(torch.cat([x, skip.expand(batch, -1, -1, -1), *half], dim=1)), latent)
+        x = self.adaconv_half(self._merged_half(x, skip, *half), latent)
         if self.flow is not None:  # moved into place first (with `subpixel_head`: their atanh from here on)
-            pixels = self._warped(x, pixels.expand(batch, -1, -1, -1))
+            image = pixels.reshape(pixels.shape[0], 3, 2 * pixels.shape[2], 2 * pixels.shape[3])
+            pixels = self._warped(x, image.expand(batch, -1, -1, -1))
         if self.up_full is None:
             # every output pixel is predicted at half resolution, as a change of its reference pixel in tanh's
             # input space (zero at the start: the untrained model returns the reference)
@@ -240,13 +247,46 @@ class MobileGenerator(nn.Module):
         # returns the reference), so training goes into what differs from the reference from the first step
         return torch.tanh(self.head(x) + _atanh(pixels))
 
+    def _skip_share(self, skip: torch.Tensor) -> torch.Tensor:
+        """The skip features' part of the half-resolution merge (its 1x1 conv over [decoder, skip, sketch] channels
+        is the sum of one conv per part): it depends on the reference only, so it is computed once, with it."""
+        conv = self.merge_half[0]
+        d0 = self.half_channels
+        return F.conv2d(skip, conv.weight[:, d0 : d0 + self.skip_channels], conv.bias)
+
+    def _merged_half(
+        self, x: torch.Tensor, skip_share: torch.Tensor, sketch: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """merge_half on [x, skip, sketch] with the skip's share already computed: no per-frame concatenation."""
+        conv, norm, act = self.merge_half
+        d0 = self.half_channels
+        merged = F.conv2d(x, conv.weight[:, :d0]) + skip_share
+        if sketch is not None:
+            merged = merged + F.conv2d(sketch, conv.weight[:, d0 + self.skip_channels :])
+        return act(norm(merged))
+
+    def _flow(self, features: torch.Tensor) -> torch.Tensor:
+        """self.flow (a 3x3 conv to 2 channels) written as a 1x1 conv to its 9 taps x 2 channels and a sum of the 9
+        shifted taps: the same numbers, 5x faster in ONNX Runtime, whose blocked convolutions pad 2 output channels
+        to 16."""
+        assert self.flow is not None
+        out_channels, k = self.flow.out_channels, self.flow.kernel_size[0]
+        taps = F.conv2d(features, self.flow.weight.permute(2, 3, 0, 1).reshape(k * k * out_channels, -1, 1, 1))
+        taps = F.pad(taps, (k // 2,) * 4)
+        h, w = features.shape[-2:]
+        flow = self.flow.bias.view(1, -1, 1, 1)
+        for i in range(k * k):
+            dy, dx = divmod(i, k)
+            flow = flow + taps[:, i * out_channels : (i + 1) * out_channels, dy : dy + h, dx : dx + w]
+        return flow
+
     def _warped(self, features: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-        """The reference's cached packed pixels (B, 12, S/2, S/2) moved by the flow the half-resolution `features`
+        """The reference's cached pixels (B, 3, S, S) moved by the flow the half-resolution `features`
         predict (one vector per 2x2 block): the base the head's change is added to (with `subpixel_head`, its
         atanh). A change of the unmoved reference has to repaint every pixel a head turn shifts, through a trunk
         at 1/8 of the crop, and comes out smeared; a flow moves them exactly, for a few operations per pixel."""
         assert self.flow is not None
-        warped = warp_packed(pixels, FLOW_LIMIT * torch.tanh(self.flow(features).float()))
+        warped = warp_packed(pixels, FLOW_LIMIT * torch.tanh(self._flow(features).float()))
         return _atanh(warped) if self.config.subpixel_head else warped
 
     def forward(

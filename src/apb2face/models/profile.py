@@ -1,10 +1,12 @@
 """Parameters and multiply-accumulates (MACs) per module: the one counter used by `apb2face info`, the benchmarks
 and `apb2face bench`.
 
-MACs are counted with forward hooks on Conv2d, ConvTranspose2d and Linear (the layers that dominate; element-wise
-work such as InstanceNorm, activations and AdaConv's per-pixel affine is not counted, as in upstream's figure):
-Conv2d = output elements x (in_channels / groups) x kernel area; ConvTranspose2d = input elements x
-(out_channels / groups) x kernel area; Linear = output elements x in_features. Figures are per sample.
+MACs are half of what torch's FlopCounterMode counts: convolutions (nn.Conv2d and functional ones alike, e.g. a
+layer's weight reused in another shape at inference), transposed convolutions and matrix products (Linear).
+Element-wise work such as InstanceNorm, activations, AdaConv's per-pixel affine and the reference warp's sampling is
+not counted, as in upstream's figure: Conv2d = output elements x (in_channels / groups) x kernel area;
+ConvTranspose2d = input elements x (out_channels / groups) x kernel area; Linear = output elements x in_features.
+Figures are per sample.
 """
 
 from __future__ import annotations
@@ -16,37 +18,28 @@ from typing import Any
 
 import torch
 from torch import nn
-
-COUNTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-
-
-def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
-    if isinstance(module, nn.ConvTranspose2d):
-        k = module.kernel_size[0] * module.kernel_size[1]
-        return inputs[0].numel() * (module.out_channels // module.groups) * k
-    if isinstance(module, nn.Conv2d):
-        k = module.kernel_size[0] * module.kernel_size[1]
-        return output.numel() * (module.in_channels // module.groups) * k
-    return output.numel() * module.in_features
+from torch.utils.flop_counter import FlopCounterMode
 
 
 @torch.no_grad()
 def count_macs(module: nn.Module, *args: Any, batch: int | None = None) -> dict[str, int]:
-    """Run `module(*args)` once and return MACs per sample for each counted layer, keyed by qualified name."""
-    counts: dict[str, int] = {}
-    names = {m: n for n, m in module.named_modules()}
+    """Run `module(*args)` once and return each module's own MACs per sample (not its submodules'), keyed by
+    qualified name ("" for `module` itself: work done in its own forward)."""
     batch = batch or next(a.shape[0] for a in args if isinstance(a, torch.Tensor))
-
-    def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        counts[names[m]] = counts.get(names[m], 0) + _layer_macs(m, inputs, output) // batch
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, COUNTED)]
-    try:
+    with FlopCounterMode(display=False) as counter:
         module(*args)
-    finally:
-        for h in handles:
-            h.remove()
-    return counts
+    # keys are "Root", "Root.child", ...: each module's count includes its submodules'; a module whose methods are
+    # called rather than its forward has no key of its own, so each count is taken off its nearest counted ancestor
+    totals = {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items() if name != "Global"}
+    own = dict(totals)
+    for name, total in totals.items():
+        parent = name.rpartition(".")[0]
+        while parent and parent not in totals:
+            parent = parent.rpartition(".")[0]
+        if parent:
+            own[parent] -= total
+    root = type(module).__name__
+    return {(name[len(root) + 1 :] if name != root else ""): n // batch for name, n in own.items() if n > 0}
 
 
 def num_params(module: nn.Module) -> int:
@@ -100,6 +93,9 @@ def model_report(config, discriminator: bool = True) -> dict:
     macs = count_macs(model, *inputs)
     fuser = breakdown(model.fuser, macs, "fuser", depth=1)
     generator = breakdown(model.generator, macs, "generator", depth=2)
+    # APB2Face runs its generator's encode and render as methods, not through its forward, so the convolutions those
+    # methods call themselves (not through a layer) are counted at the top: APB2Face has none of its own
+    generator.macs += macs.get("", 0)
     report: dict[str, Any] = {
         "image_size": s,
         "generator": config.generator,

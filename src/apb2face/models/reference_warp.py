@@ -60,22 +60,23 @@ def identity_grid(size: int, device: torch.device) -> torch.Tensor:
     return torch.stack([x, y], dim=-1)[None]
 
 
-def warp_packed(packed: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Move an image by a flow, in the packed layout the `mobile` generator caches: `packed` (B, 4C, H, W) is
-    pixel_unshuffle(image (B, C, 2H, 2W), 2), `flow` (B, 2, H, W) is (x, y) in grid units, one vector per 2x2 block.
-    Returns the moved image, packed: what grid_sample(image, identity + flow, bilinear, border, align_corners=False)
-    gives for the flow upsampled by nearest.
+def warp_packed(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Move an image by a flow and return it in the packed layout the `mobile` generator's sub-pixel head adds its
+    change to: `image` (B, C, 2H, 2W), `flow` (B, 2, H, W) is (x, y) in grid units, one vector per 2x2 block. Returns
+    pixel_unshuffle(moved, 2) (B, 4C, H, W), where `moved` is what grid_sample(image, identity + flow, bilinear,
+    border, align_corners=False) gives for the flow upsampled by nearest.
 
     Written as four gathers from the flattened image rather than grid_sample, because ONNX Runtime's GridSample
     takes 2.5 ms for a 256 px RGB image on one core and these ops 1 ms, half of the `realtime` frame's budget
-    otherwise (torch's own grid_sample is fast; the exported graph is what streams run)."""
-    b, channels, h, w = packed.shape
-    c, size_y, size_x = channels // 4, 2 * h, 2 * w
+    otherwise (torch's own grid_sample is fast; the exported graph is what streams run). The image comes unpacked
+    (the generator caches it so with the reference), so no frame unpacks it."""
+    b, c, size_y, size_x = image.shape
+    h, w = size_y // 2, size_x // 2
     # each packed channel's pixel within its 2x2 block, in pixel_unshuffle's order: (0, 0), (0, 1), (1, 0), (1, 1)
-    row = torch.tensor([0.0, 0.0, 1.0, 1.0], device=packed.device).view(1, 4, 1, 1)
-    col = torch.tensor([0.0, 1.0, 0.0, 1.0], device=packed.device).view(1, 4, 1, 1)
-    y_block = torch.arange(h, device=packed.device, dtype=torch.float32).view(1, 1, h, 1) * 2
-    x_block = torch.arange(w, device=packed.device, dtype=torch.float32).view(1, 1, 1, w) * 2
+    row = torch.tensor([0.0, 0.0, 1.0, 1.0], device=image.device).view(1, 4, 1, 1)
+    col = torch.tensor([0.0, 1.0, 0.0, 1.0], device=image.device).view(1, 4, 1, 1)
+    y_block = torch.arange(h, device=image.device, dtype=torch.float32).view(1, 1, h, 1) * 2
+    x_block = torch.arange(w, device=image.device, dtype=torch.float32).view(1, 1, 1, w) * 2
     # source coordinates in pixels (grid units x size / 2), border padding: clamped to the image; the upper-left
     # neighbour at most one pixel before the last, so the right and lower ones always exist (a weight of 1 on the
     # last pixel keeps it exact there)
@@ -84,12 +85,12 @@ def warp_packed(packed: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     x0, y0 = x.floor().clamp(max=size_x - 2), y.floor().clamp(max=size_y - 2)
     wx, wy = (x - x0).reshape(b, 1, -1), (y - y0).reshape(b, 1, -1)
     index = (y0 * size_x + x0).long().reshape(b, 1, -1).expand(b, c, 4 * h * w)
-    image = F.pixel_shuffle(packed.float(), 2).reshape(b, c, size_y * size_x)
-    v00, v01 = torch.gather(image, 2, index), torch.gather(image, 2, index + 1)
-    v10, v11 = torch.gather(image, 2, index + size_x), torch.gather(image, 2, index + size_x + 1)
+    flat = image.float().reshape(b, c, size_y * size_x)
+    v00, v01 = torch.gather(flat, 2, index), torch.gather(flat, 2, index + 1)
+    v10, v11 = torch.gather(flat, 2, index + size_x), torch.gather(flat, 2, index + size_x + 1)
     top, bottom = v00 + wx * (v01 - v00), v10 + wx * (v11 - v10)
     # gathered in packed order (channel, then position in the block, then block): a reshape packs it
-    return (top + wy * (bottom - top)).reshape(b, channels, h, w)
+    return (top + wy * (bottom - top)).reshape(b, 4 * c, h, w)
 
 
 class ReferenceWarp(nn.Module):
