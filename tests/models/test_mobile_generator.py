@@ -268,3 +268,25 @@ def test_a_mobile_checkpoint_without_the_warp_warm_starts_one_with_it_exactly(tm
     model = APB2Face(plain)
     _trained_looking(model.generator)
     assert_warm_start_is_exact(tmp_path, model, dataclasses.replace(plain, reference_warp=True))
+
+
+def test_the_mac_count_includes_convolutions_run_as_functions():
+    # the flow's taps, the per-frame merge and the cached skip share run the layers' weights through F.conv2d: they
+    # are counted (in a row of their own) and the rows add up to the generator's total
+    from apb2face.models.profile import model_report
+
+    config = ModelConfig(
+        image_size=256,
+        generator="mobile",
+        generator_width=0.67,
+        decoder_width=0.33,
+        trunk_stride=8,
+        subpixel_head=True,
+        reference_warp=True,
+        geometry_sketch=True,
+    )
+    generator = model_report(config, discriminator=False)["modules"][1]
+    rows = {row["name"]: row["gmac"] for row in generator["children"]}
+    # at 256 px: the flow's taps 128^2 x 16 x 18, the merge 128^2 x (16 + 4) x 16, the skip share 128^2 x 24 x 16
+    assert rows["functional convolutions"] == pytest.approx(128 * 128 * (16 * 18 + 20 * 16 + 24 * 16) / 1e9, abs=2e-4)
+    assert sum(rows.values()) == pytest.approx(generator["gmac"], abs=1e-3)

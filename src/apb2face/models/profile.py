@@ -94,8 +94,11 @@ def model_report(config, discriminator: bool = True) -> dict:
     fuser = breakdown(model.fuser, macs, "fuser", depth=1)
     generator = breakdown(model.generator, macs, "generator", depth=2)
     # APB2Face runs its generator's encode and render as methods, not through its forward, so the convolutions those
-    # methods call themselves (not through a layer) are counted at the top: APB2Face has none of its own
-    generator.macs += macs.get("", 0)
+    # methods call themselves (a layer's weights run as a function, e.g. the flow as taps) are counted at the top:
+    # APB2Face has none of its own
+    if macs.get("", 0):
+        generator.macs += macs[""]
+        generator.children.append(Row("functional convolutions", 0, macs[""]))
     report: dict[str, Any] = {
         "image_size": s,
         "generator": config.generator,
