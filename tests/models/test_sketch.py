@@ -69,13 +69,14 @@ def test_low_precision_landmarks_are_drawn_in_float32():
 
 
 def test_large_feature_maps_get_the_sketch_drawn_at_the_cap_and_upsampled():
-    from apb2face.models.sketch import SKETCH_MAX_SIZE, sketch_for
+    from apb2face.models.sketch import sketch_for
 
     faces = _face(0.08)
-    small, large = torch.zeros(1, 8, SKETCH_MAX_SIZE, SKETCH_MAX_SIZE), torch.zeros(1, 8, 128, 128)
-    # up to the cap the sketch is drawn at the features' own resolution (every 128 px model: unchanged)
-    torch.testing.assert_close(sketch_for(faces, small), geometry_sketch(faces, SKETCH_MAX_SIZE), rtol=0, atol=0)
-    upsampled = sketch_for(faces, large)
+    small, large = torch.zeros(1, 8, 64, 64), torch.zeros(1, 8, 128, 128)
+    # up to the cap (and without one) the sketch is drawn at the features' own resolution
+    torch.testing.assert_close(sketch_for(faces, small, 64), geometry_sketch(faces, 64), rtol=0, atol=0)
+    torch.testing.assert_close(sketch_for(faces, large), geometry_sketch(faces, 128), rtol=0, atol=0)
+    upsampled = sketch_for(faces, large, 64)
     assert upsampled.shape == (1, SKETCH_CHANNELS, 128, 128)
 
     # the same contours where the full-resolution drawing puts them: softer, not moved (ink centroids within 0.6 px,
@@ -88,6 +89,19 @@ def test_large_feature_maps_get_the_sketch_drawn_at_the_cap_and_upsampled():
     sharp = geometry_sketch(faces, 128)
     assert float((centroids(upsampled) - centroids(sharp)).abs().max()) < 0.6
     assert float((upsampled * sharp).sum() / (sharp * sharp).sum()) > 0.5
+
+
+def test_the_cap_is_part_of_the_model_config():
+    # a checkpoint without the field keeps drawing at full size; the `realtime` preset caps it at 64 px
+    from apb2face.config import load
+    from apb2face.training.config import RunConfig
+
+    assert ModelConfig().sketch_max_size is None
+    assert load(RunConfig, "realtime", []).model.sketch_max_size == 64
+    with pytest.raises(ValueError, match=r"sketch_max_size must be in \[16, 256\]"):
+        ModelConfig(sketch_max_size=8)
+    with pytest.raises(ValueError, match="sketch_max_size must be an integer or null"):
+        ModelConfig(sketch_max_size=64.0)
 
 
 def test_a_segment_is_drawn_where_it_is():

@@ -117,6 +117,9 @@ class ModelConfig:
     # `mobile` only: channel multiplier of the decoder after the trunk (its half-resolution stage is most of the
     # per-frame work at 256 px); None: generator_width
     decoder_width: float | None = None
+    # px: draw the geometry sketch at most this size and upsample it (bilinear) to larger feature maps; None: at
+    # their own size. At 256 px drawing it at 128 was about an eighth of the `realtime` frame graph's time
+    sketch_max_size: int | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -162,6 +165,10 @@ class ModelConfig:
             not isinstance(self.decoder_width, (int, float)) or isinstance(self.decoder_width, bool)
         ):
             raise ValueError(f"decoder_width must be a number or null, got {self.decoder_width!r}")
+        if self.sketch_max_size is not None and (
+            not isinstance(self.sketch_max_size, int) or isinstance(self.sketch_max_size, bool)
+        ):
+            raise ValueError(f"sketch_max_size must be an integer or null, got {self.sketch_max_size!r}")
         if not isinstance(self.generator, str):
             raise ValueError(f"generator must be a name, got {self.generator!r}")
         for name in ("geometry_sketch", "reference_warp", "subpixel_head"):
@@ -183,6 +190,8 @@ class ModelConfig:
             raise ValueError(f"generator_width must be in [0.1, 4], got {self.generator_width}")
         if self.decoder_width is not None and not 0.1 <= self.decoder_width <= 4.0:
             raise ValueError(f"decoder_width must be in [0.1, 4], got {self.decoder_width}")
+        if self.sketch_max_size is not None and not 16 <= self.sketch_max_size <= 256:
+            raise ValueError(f"sketch_max_size must be in [16, 256], got {self.sketch_max_size}")
         if not 8 <= self.discriminator_width <= MAX_DISCRIMINATOR_WIDTH:
             raise ValueError(
                 f"discriminator_width must be in [8, {MAX_DISCRIMINATOR_WIDTH}], got {self.discriminator_width}"

@@ -51,8 +51,8 @@ At 256 px with the `realtime` width (before the warp), ONNX Runtime on one core:
 neither, 27 ms with the sub-pixel head, 22 ms with the 1/8 trunk, 18.5 ms with both (drawing the sketch and the fuser
 included). `decoder_width` narrows the decoder alone (the preset's 0.33: 16 channels at half resolution, where most
 of a 256 px frame's work is); with it, the cached skip share (`_skip_share`), the flow as taps (`_flow`) and the
-sketch drawn at most at 64 px, the preset's frame graph went from 13.0 to 8.9 ms in one A/B (docs/realtime.md, "A
-cheaper frame graph").
+sketch drawn at most at 64 px (`sketch_max_size`), the preset's frame graph went from 13.0 to 8.9 ms in one A/B
+(docs/realtime.md, "A cheaper frame graph").
 
 At 256x256: 7.5x fewer generator MACs than `paper` (1.32 vs 9.87 GMAC), 6.9x with the fuser, 9.5x per frame with
 the reference cached (see `apb2face bench`). Interface as every generator (models/registry.py): `encode`, `render`,
@@ -224,7 +224,7 @@ class MobileGenerator(nn.Module):
         pixels = features[:, packed + self.half_channels :]  # (B, 12, S/2, S/2): packed pixels, or their atanh
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         if self.sketch_in is not None:
-            sketch = sketch_for(geometry, skip)
+            sketch = sketch_for(geometry, skip, self.config.sketch_max_size)
             half = [sketch]
             trunk = trunk + self.sketch_in(F.avg_pool2d(sketch, self.pack))
         batch = latent.shape[0]

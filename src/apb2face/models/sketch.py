@@ -50,9 +50,6 @@ def _segments() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 _SEG_A, _SEG_B, _SEG_CHANNEL = _segments()
 SKETCH_REACH = 4  # px around a segment that get ink (sigma 0.75: exp(-16 / 1.125) < 1e-6 beyond)
 SKETCH_MAX_SEGMENT = 1 / 6  # longest segment drawn in full, in fractions of the crop
-# px: larger feature maps get the sketch drawn at this size and upsampled (bilinear). At 256 px drawing it at 128
-# was about an eighth of the `realtime` frame graph's time; models of 128 px and less draw at their own resolution.
-SKETCH_MAX_SIZE = 64
 
 
 def geometry_sketch(landmarks: torch.Tensor, size: int, sigma: float = 0.75) -> torch.Tensor:
@@ -92,14 +89,14 @@ def geometry_sketch(landmarks: torch.Tensor, size: int, sigma: float = 0.75) -> 
     return canvas[:, :outside].reshape(-1, SKETCH_CHANNELS, size, size)  # -1: exporters keep the rest static
 
 
-def sketch_for(geometry: torch.Tensor | None, features: torch.Tensor) -> torch.Tensor:
+def sketch_for(geometry: torch.Tensor | None, features: torch.Tensor, max_size: int | None = None) -> torch.Tensor:
     """The sketch a generator's render draws: at the resolution and dtype of its half-resolution `features`
-    (B, C, S/2, S/2), drawn at most SKETCH_MAX_SIZE px. `geometry` is required (a one-line error names what is
-    missing)."""
+    (B, C, S/2, S/2); with `max_size` (the config's `sketch_max_size`), larger feature maps get it drawn at that size
+    and upsampled (bilinear). `geometry` is required (a one-line error names what is missing)."""
     if geometry is None:
         raise ValueError("this generator draws the geometry sketch: pass the predicted landmarks")
     size = features.shape[-1]
-    sketch = geometry_sketch(geometry, min(size, SKETCH_MAX_SIZE))
+    sketch = geometry_sketch(geometry, min(size, max_size or size))
     if sketch.shape[-1] != size:
         sketch = F.interpolate(sketch, size=(size, size), mode="bilinear", align_corners=False)
     return sketch.to(features.dtype)

@@ -78,7 +78,7 @@ class SkipGenerator(nn.Module):
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         full: list[torch.Tensor] = []
         if self.config.geometry_sketch:
-            sketch = sketch_for(geometry, skip)
+            sketch = sketch_for(geometry, skip, self.config.sketch_max_size)
             half, full = [sketch], [F.interpolate(sketch, scale_factor=2.0, mode="bilinear", align_corners=False)]
         x = self.down(torch.cat([skip, *half], dim=1))  # (B, trunk, S/4, S/4)
         for block, ada in zip(self.blocks, self.adaconvs):
