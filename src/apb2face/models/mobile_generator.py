@@ -20,7 +20,9 @@ reference skip path whose cost is paid once per reference:
 Without the skip path every pixel is rebuilt through the 1/4-resolution bottleneck, which stays blurry for the
 first thousands of CPU steps (as the paper topology does); with it, appearance is copied and training goes into what
 the latent changes. The cached features are one tensor at half resolution: [trunk features space-to-depth packed
-(96 @ S/4 -> 24 @ S/2, unpacked exactly per frame), skip features (32), reference pixels packed (3 @ S -> 12)].
+(96 @ S/4 -> 24 @ S/2, unpacked exactly per frame), the skip features' share of the half-resolution merge (its 1x1
+conv over the concatenation is a sum of one conv per part; 48), reference pixels packed (3 @ S -> 12; with the warp
+the image itself, its memory read as 12 channels)].
 
 With `geometry_sketch` (models/sketch.py) the fuser's landmarks, drawn as contours at half resolution, enter the
 trunk (average-pooled to 1/4, a zero-initialised 1x1 added to the cached features, so a model without the sketch
@@ -197,9 +199,9 @@ class MobileGenerator(nn.Module):
 
     def encode(self, reference: torch.Tensor) -> torch.Tensor:
         """Everything that depends on the reference only, computed once per reference by inference: trunk features
-        after block 0 (packed to half resolution), half-resolution skip features and the packed pixels (with
-        `subpixel_head`: their atanh, the base the head's change is added to, so no frame computes it again; with
-        `reference_warp` the pixels themselves, which each frame moves before taking the atanh)."""
+        after block 0 (packed to half resolution), the half-resolution skip features' share of `merge_half` and the
+        packed pixels (with `subpixel_head`: their atanh, the base the head's change is added to, so no frame computes
+        it again; with `reference_warp` the unpacked image itself, which each frame moves before taking the atanh)."""
         half = self.stem_half(reference)
         trunk = self.stem_quarter(half)
         if self.stem_eighth is not None:
@@ -220,11 +222,12 @@ class MobileGenerator(nn.Module):
     ) -> torch.Tensor:
         packed = self.trunk_channels // (self.pack * self.pack)
         trunk = F.pixel_unshuffle(features[:, :packed], self.pack)
-        skip = features[:, packed : packed + self.half_channels]  # the skip features' share of the half merge
-        pixels = features[:, packed + self.half_channels :]  # (B, 12, S/2, S/2): packed pixels, or their atanh
+        skip_share = features[:, packed : packed + self.half_channels]  # the skip features' part of merge_half
+        # (B, 12, S/2, S/2): packed pixels, or their atanh; with the warp the image, its memory read as 12 channels
+        pixels = features[:, packed + self.half_channels :]
         half: list[torch.Tensor] = []  # extra half-resolution inputs (the sketch)
         if self.sketch_in is not None:
-            sketch = sketch_for(geometry, skip, self.config.sketch_max_size)
+            sketch = sketch_for(geometry, skip_share, self.config.sketch_max_size)
             half = [sketch]
             trunk = trunk + self.sketch_in(F.avg_pool2d(sketch, self.pack))
         batch = latent.shape[0]
@@ -234,7 +237,7 @@ class MobileGenerator(nn.Module):
         if self.up_quarter is not None:
             x = self.up_quarter(x)
         x = self.up_half(x)
-        x = self.adaconv_half(self._merged_half(x, skip, *half), latent)
+        x = self.adaconv_half(self._merged_half(x, skip_share, *half), latent)
         if self.flow is not None:  # moved into place first (with `subpixel_head`: their atanh from here on)
             image = pixels.reshape(pixels.shape[0], 3, 2 * pixels.shape[2], 2 * pixels.shape[3])
             pixels = self._warped(x, image.expand(batch, -1, -1, -1))
