@@ -38,6 +38,16 @@ def test_lr_constant_then_linear_to_zero():
     assert learning_rate(train, 100) == 0.0
 
 
+def test_lr_warmup_ramps_up_then_follows_the_schedule():
+    train = TrainConfig(steps=100, lr=1e-3, lr_decay_start=0.4, lr_warmup=0.1)
+    ramp = [learning_rate(train, step) for step in range(10)]
+    assert ramp == sorted(ramp) and ramp[0] == pytest.approx(1e-4) and ramp[-1] == pytest.approx(1e-3)
+    assert learning_rate(train, 10) == learning_rate(train, 39) == 1e-3
+    assert learning_rate(train, 70) == pytest.approx(0.5e-3)
+    with pytest.raises(ValueError, match="lr_warmup"):
+        TrainConfig(lr_decay_start=0.3, lr_warmup=0.5)
+
+
 def test_step_batches_shard_the_global_batch():
     whole = list(StepBatches(2, 4, 6))
     parts = [list(StepBatches(2, 4, 6, rank=r, world=3)) for r in range(3)]

@@ -18,6 +18,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     # constant LR for this fraction of `steps`, then linear decay to 0 (paper: 30 of 70 epochs constant)
     lr_decay_start: float = 0.43
+    # linear LR ramp from 0 over this fraction of `steps` first (0 = none). A warm start needs it: Adam's first
+    # updates move every weight by about the LR whatever its gradient, which knocks a converged model off its minimum
+    lr_warmup: float = 0.0
     lambda_l1: float = 100.0
     lambda_gan: float = 1.0
     # landmark L1 in normalised crop coordinates: errors are ~0.01-0.05, so 100 puts it on the scale of the
@@ -146,6 +149,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.lr_decay_start <= 1.0:
             raise ValueError(f"lr_decay_start must be in [0, 1], got {self.lr_decay_start}")
+        if not 0.0 <= self.lr_warmup <= self.lr_decay_start:
+            raise ValueError(f"lr_warmup must be in [0, lr_decay_start={self.lr_decay_start}], got {self.lr_warmup}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
@@ -166,6 +171,9 @@ class RunConfig:
 
 def learning_rate(train: TrainConfig, step: int) -> float:
     """LR for the update that takes the model from `step` to `step + 1` (a pure function of the step)."""
+    warmup = int(round(train.lr_warmup * train.steps))
+    if step < warmup:
+        return train.lr * (step + 1) / warmup
     decay_start = int(round(train.lr_decay_start * train.steps))
     if step < decay_start:
         return train.lr
