@@ -18,8 +18,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     # constant LR for this fraction of `steps`, then linear decay to 0 (paper: 30 of 70 epochs constant)
     lr_decay_start: float = 0.43
-    # linear LR ramp from 0 over this fraction of `steps` first (0 = none). A warm start needs it: Adam's first
-    # updates move every weight by about the LR whatever its gradient, which knocks a converged model off its minimum
+    # linear LR ramp from 0 over this fraction of `steps` first (0 = none): Adam's first updates move every weight
+    # by about the LR whatever its gradient. Measured on an enrolment, it did not reduce the base's drift (enroll.md)
     lr_warmup: float = 0.0
     lambda_l1: float = 100.0
     lambda_gan: float = 1.0
