@@ -11,7 +11,15 @@ from apb2face.data.face import canonical_face
 from apb2face.data.format import DatasetWriter
 
 
-def write_tiny_dataset(root: Path, size: int = 64, frames: int = 12, fps: float = 25.0, seed: int = 0) -> Path:
+def write_tiny_dataset(
+    root: Path,
+    size: int = 64,
+    frames: int = 12,
+    fps: float = 25.0,
+    seed: int = 0,
+    shifts: dict[str, tuple[float, float]] | None = None,
+) -> Path:
+    """shifts: identity -> (dx, dy) added to all its landmarks (a person with another face shape)."""
     rng = np.random.default_rng(seed)
     face = canonical_face()[:, :2]
     face = (face - face.min(0)) / (face.max(0) - face.min(0)) * 0.6 + 0.2
@@ -24,6 +32,7 @@ def write_tiny_dataset(root: Path, size: int = 64, frames: int = 12, fps: float 
             t = np.arange(n_samples) / 16000
             audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (rng.random(n_samples) > 0.5)).astype(np.float32)
             lms = (face[None] + rng.normal(0, 0.005, (frames, 478, 2))).astype(np.float32)
+            lms += np.asarray((shifts or {}).get(identity, (0.0, 0.0)), np.float32)
             writer.add_clip(
                 identity,
                 clip,

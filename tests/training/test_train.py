@@ -20,6 +20,8 @@ from apb2face.training.config import RunConfig, TrainConfig, learning_rate
 from apb2face.training.data import FrameDataset, StepBatches
 from apb2face.training.trainer import Trainer
 
+from .conftest import write_tiny_dataset
+
 
 def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -77,8 +79,6 @@ def test_samples_are_a_pure_function_of_seed_and_number(tiny_dataset):
 
 
 def test_downscales_larger_dataset(tmp_path):
-    from tests.training.conftest import write_tiny_dataset
-
     root = write_tiny_dataset(tmp_path / "d128", size=128, frames=4)
     ds = FrameDataset(root, tiny().model, seed=0)
     assert ds[0]["target"].shape == (3, 64, 64)
@@ -87,8 +87,6 @@ def test_downscales_larger_dataset(tmp_path):
 
 
 def tiny_dataset_64(tmp_path: Path) -> Path:
-    from tests.training.conftest import write_tiny_dataset
-
     return write_tiny_dataset(tmp_path / "d64", size=64, frames=4)
 
 
@@ -251,8 +249,6 @@ def test_audio_window_recomputed_from_the_audio_equals_the_clip_features(tiny_da
 
 def test_references_come_from_the_first_dataset_that_has_the_identity(tiny_dataset, tmp_path):
     """Adding a dataset of the same people (e.g. other voices) does not change the references a run bundles."""
-    from tests.training.conftest import write_tiny_dataset
-
     other = write_tiny_dataset(tmp_path / "other", seed=1)
     config = tiny().model
 
@@ -519,3 +515,61 @@ def test_a_warm_start_into_relative_loudness_takes_c0_statistics_from_the_data(t
     assert torch.equal(fuser.audio_std[1:], source.audio_std[1:])
     clip = trainer.data.clips[0]
     assert clip.features[:, 0].max() <= 0.0 < source.audio_mean[0].item() - mean[0]
+
+
+def mean_geometry(data: FrameDataset, key: str) -> dict[str, np.ndarray]:
+    """Identity -> the mean of its samples' `key` landmarks over one epoch."""
+    points: dict[str, list[np.ndarray]] = {}
+    for k in range(len(data)):
+        points.setdefault(identity_of(data, k), []).append(data[k][key].numpy())
+    return {name: np.mean(p, axis=0) for name, p in points.items()}
+
+
+def identity_of(data: FrameDataset, k: int) -> str:
+    return data.clips[int(data.clip_of[data.frame_index(k)])].identity
+
+
+def test_a_shared_landmark_shape_moves_every_person_onto_one_face_shape(tmp_path):
+    """landmark_shape=shared: the fuser's targets ("geometry") of every person have the named people's mean shape
+    and keep their own motion; the real landmarks (the mouth and eye boxes) stay as they are."""
+    data = write_tiny_dataset(tmp_path / "data", shifts={"ben": (0.04, -0.02)})
+    model = tiny().model
+    own = FrameDataset(data, model, seed=0)
+    shared = FrameDataset(data, model, seed=0, landmark_shape="shared", shape_people=["anna", "someone else"])
+    for k in range(4):
+        assert torch.equal(own[k]["landmarks"], shared[k]["landmarks"])
+        assert torch.equal(own[k]["geometry"], own[k]["landmarks"])
+    real, moved = mean_geometry(shared, "landmarks"), mean_geometry(shared, "geometry")
+    assert np.abs(real["ben"] - real["anna"]).mean() == pytest.approx(0.03, abs=0.003)
+    assert np.abs(moved["ben"] - real["anna"]).max() < 1e-5
+    assert np.abs(moved["anna"] - real["anna"]).max() < 1e-5
+    k = next(k for k in range(len(shared)) if identity_of(shared, k) == "ben")
+    motion = shared[k]["geometry"] - shared[k]["landmarks"]  # one offset for all of ben's frames
+    assert torch.allclose(motion, torch.from_numpy(shared.shape_offsets["ben"]))
+    everyone = FrameDataset(data, model, seed=0, landmark_shape="shared")
+    halfway = mean_geometry(everyone, "geometry")
+    assert np.abs(halfway["ben"] - halfway["anna"]).max() < 1e-5
+    assert np.abs(halfway["anna"] - (real["anna"] + real["ben"]) / 2).max() < 1e-5
+    with pytest.raises(UserError, match="none of the people whose face shape is shared"):
+        FrameDataset(data, model, seed=0, landmark_shape="shared", shape_people=["carla"])
+    with pytest.raises(UserError, match="landmark_shape"):
+        tiny("train.landmark_shape=mine")
+    with pytest.raises(ValueError, match="landmark_shape"):
+        TrainConfig(landmark_shape="mine")
+
+
+def test_a_warm_start_shares_its_own_peoples_face_shape(tmp_path):
+    """The trainer shares init_from's people's shape: a new person (ben) is moved onto the base's (anna's), and the
+    fuser is trained towards it."""
+    base = ("train.steps=2", "train.ckpt_interval=10")
+    data = write_tiny_dataset(tmp_path / "anna", shifts={"ben": (0.04, -0.02)})
+    Trainer(tiny(*base), data, tmp_path / "base").setup().fit()
+    config = json.loads((tmp_path / "base" / "final" / "config.json").read_text())
+    config["identities"] = ["anna"]  # a base that knew anna only
+    (tmp_path / "base" / "final" / "config.json").write_text(json.dumps(config))
+    run = tiny(*base, "train.landmark_shape=shared", f"train.init_from={tmp_path / 'base' / 'final'}")
+    trainer = Trainer(run, data, tmp_path / "run").setup()
+    assert np.abs(trainer.data.shape_offsets["anna"]).max() < 1e-6
+    assert np.abs(trainer.data.shape_offsets["ben"] - np.array([-0.04, 0.02], np.float32)).mean() < 0.003
+    trainer.fit()
+    assert all(np.isfinite(m["loss_geometry"]) for m in metrics(tmp_path / "run"))

@@ -71,6 +71,13 @@ class TrainConfig:
     # references are drawn from the identity's frames whose mouth opening is at most this quantile: 1.0 = any frame
     # (the paper); 0.3 = closed-mouth references, as inference uses, so a skip path cannot copy an open mouth
     reference_mouth_quantile: float = 1.0
+    # the face shape the fuser learns each person's landmarks on (and the sketch draws them in). "own": each person's
+    # own landmarks. "shared": each person's landmarks moved by the difference between one shared shape and their
+    # own mean shape, so the fuser learns motion, not face shapes: a fuser without an identity input can only draw one
+    # face shape anyway, and a warm start that teaches it a new person's shape moves every other person's sketch.
+    # The shared shape is the mean over init_from's people (over every person of the data without init_from).
+    # The mouth and eye box terms keep reading the real landmarks
+    landmark_shape: Literal["own", "shared"] = "own"
     # sketch generators: share of samples whose sketch is drawn from the true landmarks instead of the predicted
     # ones (teacher forcing: the renderer learns what a sketch means before the fuser predicts it well)
     sketch_teacher_forcing: float = 0.5
@@ -92,6 +99,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self._check_counts()
         self._check_rates()
+        if self.landmark_shape not in ("own", "shared"):
+            raise ValueError(f"landmark_shape must be 'own' or 'shared', got {self.landmark_shape!r}")
         if self.train_only not in ("all", "fuser", "renderer"):
             raise ValueError(f"train_only must be 'all', 'fuser' or 'renderer', got {self.train_only!r}")
         if self.amp not in ("off", "bf16", "fp16"):

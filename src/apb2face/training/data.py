@@ -70,6 +70,8 @@ class FrameDataset(TorchDataset):
         repeats: Sequence[int] | None = None,
         speech: str | Path | None = None,
         blink_repeat: int = 1,
+        landmark_shape: str = "own",
+        shape_people: Sequence[str] = (),
     ) -> None:
         roots = [root] if isinstance(root, str | Path) else list(root)
         self.datasets = [Dataset(r) for r in roots]
@@ -87,6 +89,8 @@ class FrameDataset(TorchDataset):
         self.fps = self.dataset.meta.fps
         self.clips = [clip for i in range(len(self.datasets)) for clip in self._load_clips(i, split)]
         self._index_frames(reference_mouth_quantile)
+        # per identity, added to its landmarks where the fuser learns them (TrainConfig.landmark_shape)
+        self.shape_offsets = self._shape_offsets(shape_people) if landmark_shape == "shared" else {}
         self._babble = np.concatenate([c.audio for c in self.clips]) if audio_augment > 0 else None
         # real talking faces that teach only the fuser (audio -> lip shape): their frames are never read
         self.speech = (
@@ -191,6 +195,20 @@ class FrameDataset(TorchDataset):
             slots.append(np.tile(np.flatnonzero(closed), self.blink_repeat - 1))
         self.slots = np.concatenate(slots)
 
+    def _shape_offsets(self, people: Sequence[str]) -> dict[str, np.ndarray]:
+        """Identity -> the shared shape minus its own mean shape ((K, 2) float32). The shared shape is the mean of
+        `people`'s mean shapes (every identity's when `people` is empty), each person weighing the same."""
+        anchors = [name for name in people if name in self.identities] if people else self.identities
+        if not anchors:
+            raise UserError(
+                f"train.landmark_shape=shared: none of the people whose face shape is shared ({', '.join(people)}) "
+                f"is in the training data ({', '.join(self.identities)})",
+                self.dataset.root / "dataset.json",
+            )
+        means = {name: self._identity_points(name).mean(0) for name in self.identities}
+        shared = np.mean([means[name] for name in anchors], axis=0)
+        return {name: (shared - mean).astype(np.float32) for name, mean in means.items()}
+
     def __len__(self) -> int:
         return len(self.slots)
 
@@ -245,6 +263,8 @@ class FrameDataset(TorchDataset):
             "target": to_tensor(self.image(flat)),
             **self.driving(clip, frame, rng),
         }
+        offset = self.shape_offsets.get(clip.identity)
+        sample["geometry"] = sample["landmarks"] if offset is None else sample["landmarks"] + torch.from_numpy(offset)
         if self.speech is not None:
             # the speech set's sample k: its own seeded order, so it too is a pure function of k
             speech = self.speech
@@ -282,12 +302,15 @@ class FrameDataset(TorchDataset):
 
     def mean_lip_shapes(self) -> dict[str, np.ndarray]:
         """Identity -> its mean lip shape over all its frames ((40, 2) float32, `losses.lip_shape`)."""
-        out = {}
-        for name in self.identities:
-            frames = self.identity_frames[name]
-            points = np.stack([self.clips[int(self.clip_of[f])].landmarks[int(self.frame_of[f])] for f in frames])
-            out[name] = lip_shape(torch.from_numpy(points)).mean(0).numpy().astype(np.float32)
-        return out
+        return {
+            name: lip_shape(torch.from_numpy(self._identity_points(name))).mean(0).numpy().astype(np.float32)
+            for name in self.identities
+        }
+
+    def _identity_points(self, name: str) -> np.ndarray:
+        """(N, K, 2) geometry landmarks of all of identity `name`'s frames."""
+        frames = self.identity_frames[name]
+        return np.stack([self.clips[int(self.clip_of[f])].landmarks[int(self.frame_of[f])] for f in frames])
 
     def mean_lip_shape(self) -> np.ndarray:
         """The mean lip shape over all identities (each weighted by its frames)."""

@@ -137,6 +137,8 @@ class Trainer:
             repeats=self.data_repeats,
             speech=train.speech_data or None,
             blink_repeat=train.blink_repeat,
+            landmark_shape=train.landmark_shape,
+            shape_people=self._shape_people(),
         )
         checkpoint = self._prepare_out_dir()
         self._build_models()
@@ -147,6 +149,13 @@ class Trainer:
             write_json(self.out / RUN_FILE, {"config": dataclasses.asdict(self.run), **self._data_description()})
             trim_metrics(self.out, self.step)
         return self
+
+    def _shape_people(self) -> list[str]:
+        """train.landmark_shape=shared: the people whose mean face shape is shared, init_from's (none: everyone)."""
+        train = self.run.train
+        if train.landmark_shape != "shared" or not train.init_from:
+            return []
+        return list(load_config(train.init_from)[1].get("identities") or [])
 
     def _data_description(self) -> dict[str, Any]:
         """RUN_FILE's record of the data: one dataset path, or several with their repeat counts."""
@@ -399,8 +408,8 @@ class Trainer:
         """The fuser's terms: (landmark L1, speech lip-shape L1, eye decoupling L1, fuser-teacher L1, their weighted
         sum with the eye-contour term)."""
         train = self.run.train
-        loss_geometry = F.l1_loss(landmarks.float(), batch["landmarks"])
-        eye_geometry = eye_points_l1(landmarks.float(), batch["landmarks"]) if train.lambda_eye_geometry else 0
+        loss_geometry = F.l1_loss(landmarks.float(), batch["geometry"])
+        eye_geometry = eye_points_l1(landmarks.float(), batch["geometry"]) if train.lambda_eye_geometry else 0
         speech = self._speech_landmarks(batch) if train.lambda_speech or train.lambda_fuser_teacher else None
         loss_speech = self._speech_loss(batch, speech) if train.lambda_speech else loss_geometry * 0
         loss_decouple = self._eye_decouple_loss(batch, landmarks) if train.lambda_eye_decouple else loss_geometry * 0
@@ -484,7 +493,7 @@ class Trainer:
         # a pure function of (seed, step, rank), like the data order: resume draws the same masks
         draw = torch.Generator().manual_seed((train.seed * 1_000_003 + self.step) * 64 + self.dist.rank)
         teacher = torch.rand(len(batch["reference"]), generator=draw) < train.sketch_teacher_forcing
-        return {"geometry": batch["landmarks"], "teacher": teacher.to(self.device)}
+        return {"geometry": batch["geometry"], "teacher": teacher.to(self.device)}
 
     def _discriminator_step(self, batch: Batch, fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """-> (loss_d, loss_d_real, loss_d_fake). Real and fake go through D in one forward (one DDP reduction;
@@ -566,7 +575,7 @@ class Trainer:
         bar.update(1)
 
     def _write_images(self, batch: Batch, fake: torch.Tensor, landmarks: torch.Tensor, writer) -> None:  # noqa: ANN001
-        grid = image_grid(batch["reference"], fake, batch["target"], landmarks, batch["landmarks"])
+        grid = image_grid(batch["reference"], fake, batch["target"], landmarks, batch["geometry"])
         path = self.out / "images" / f"step_{self.step:07d}.png"
         try:
             with atomic_path(path) as tmp:
