@@ -562,7 +562,7 @@ def test_a_warm_start_shares_its_own_peoples_face_shape(tmp_path):
     """The trainer shares init_from's people's shape: a new person (ben) is moved onto the base's (anna's), and the
     fuser is trained towards it."""
     base = ("train.steps=2", "train.ckpt_interval=10")
-    data = write_tiny_dataset(tmp_path / "anna", shifts={"ben": (0.04, -0.02)})
+    data = write_tiny_dataset(tmp_path / "data", shifts={"ben": (0.04, -0.02)})
     Trainer(tiny(*base), data, tmp_path / "base").setup().fit()
     config = json.loads((tmp_path / "base" / "final" / "config.json").read_text())
     config["identities"] = ["anna"]  # a base that knew anna only
